@@ -1,0 +1,40 @@
+//! # Aqueduct light client core
+//!
+//! This crate is what the browser, the relay and the tests share. Its pure part — everything
+//! except the [`browser`] module — performs no I/O: no sockets, no files, no clock and no
+//! randomness of its own. Time arrives as a `now_ms` argument, bytes arrive as slices, keys
+//! arrive as seeds. That is what lets the very same checks run inside the browser's Wasm
+//! engine, inside the native relay and inside deterministic tests.
+//!
+//! A tour, bottom up:
+//!
+//! - [`hash`]: BLAKE3 digests, the one hash function of the protocol.
+//! - [`encoding`]: the one canonical binary encoding (Borsh) for everything hashed, signed or
+//!   sent, with size limits enforced before anything is allocated.
+//! - [`identity`]: ed25519 keys and the libp2p `PeerId` derived from the same public key, so an
+//!   account, a network identity and a signer are one thing.
+//! - [`signed`]: `Signed<T>`, a body with its signer and signature, where the signed bytes are
+//!   prefixed by a domain tag per message kind.
+//! - [`envelope`]: the request envelope (network id, nonce, issue time, expiry) and its
+//!   verification, including a bounded replay guard.
+//! - [`protocol`]: protocol names, message types and their size limits.
+//! - [`wire`]: length-prefixed frames over any async byte stream the caller hands in.
+//! - [`backoff`]: the reconnection schedule, as a pure function of the attempt number.
+//! - [`stats`]: round-trip statistics (median, p90, max) over a bounded window.
+//! - [`browser`] (wasm32 only): the browser peer that dials relays over WebRTC.
+
+pub mod backoff;
+pub mod encoding;
+pub mod envelope;
+pub mod hash;
+pub mod identity;
+pub mod protocol;
+pub mod signed;
+pub mod stats;
+pub mod wire;
+
+#[cfg(target_arch = "wasm32")]
+pub mod browser;
+
+/// The version of this crate, reported by relays and shown by the app.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,122 @@
+//! Length-prefixed frames over an async byte stream.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes. The reader checks the
+//! declared length against the caller's limit *before* reading or allocating the body, and
+//! tells a clean end of stream (between frames) from a truncated frame. The stream itself is
+//! handed in by the caller; this module opens nothing.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::io;
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { len: usize, limit: usize },
+    #[error("stream ended inside a frame: expected {expected} bytes, got {got}")]
+    Truncated { expected: usize, got: usize },
+    #[error("stream error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Writes one frame and flushes it.
+pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame longer than 4 GiB"))?;
+    writer.write_all(&len.to_be_bytes()).await?;
+    writer.write_all(payload).await?;
+    writer.flush().await
+}
+
+/// Reads one frame of at most `limit` bytes. `Ok(None)` means the stream ended cleanly
+/// between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut prefix = [0u8; 4];
+    let got = read_full(reader, &mut prefix).await?;
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < prefix.len() {
+        return Err(FrameError::Truncated { expected: 4, got });
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    let mut body = vec![0u8; len];
+    let got = read_full(reader, &mut body).await?;
+    if got < len {
+        return Err(FrameError::Truncated { expected: len, got });
+    }
+    Ok(Some(body))
+}
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+async fn read_full<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]).await {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+
+    #[test]
+    fn frames_round_trip_and_end_cleanly() {
+        let mut buf = Cursor::new(Vec::new());
+        block_on(write_frame(&mut buf, b"one")).expect("write");
+        block_on(write_frame(&mut buf, b"")).expect("write");
+        let mut reader = Cursor::new(buf.into_inner());
+        assert_eq!(
+            block_on(read_frame(&mut reader, 16)).expect("read"),
+            Some(b"one".to_vec())
+        );
+        assert_eq!(block_on(read_frame(&mut reader, 16)).expect("read"), Some(vec![]));
+        assert_eq!(block_on(read_frame(&mut reader, 16)).expect("read"), None);
+    }
+
+    #[test]
+    fn oversize_is_refused_before_reading_the_body() {
+        let mut reader = Cursor::new(vec![0x7f, 0xff, 0xff, 0xff]);
+        assert!(matches!(
+            block_on(read_frame(&mut reader, 1024)),
+            Err(FrameError::TooLarge {
+                len: 0x7fff_ffff,
+                limit: 1024
+            })
+        ));
+    }
+
+    #[test]
+    fn truncation_is_reported() {
+        let mut short_prefix = Cursor::new(vec![0, 0]);
+        assert!(matches!(
+            block_on(read_frame(&mut short_prefix, 16)),
+            Err(FrameError::Truncated {
+                expected: 4,
+                got: 2
+            })
+        ));
+        let mut short_body = Cursor::new(vec![0, 0, 0, 10, 1, 2, 3]);
+        assert!(matches!(
+            block_on(read_frame(&mut short_body, 16)),
+            Err(FrameError::Truncated {
+                expected: 10,
+                got: 3
+            })
+        ));
+    }
+}
