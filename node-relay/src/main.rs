@@ -1,0 +1,184 @@
+//! `node-relay`: the binary a provider runs.
+//!
+//! It serves the web app over HTTP, accepts browsers over libp2p webrtc-direct (and other
+//! relays over TCP), and answers our protocols. Its identity key and its WebRTC certificate
+//! live in the data directory, so its peer id and `/certhash/` multiaddr survive restarts.
+
+mod datadir;
+mod http;
+mod network;
+mod status;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "node-relay", version, about = "Aqueduct relay: run a provider node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the relay: HTTP (web app and API), WebRTC for browsers, TCP for relays.
+    Run(RunArgs),
+    /// Print the relay's peer id and the multiaddrs browsers dial (creating its keys if needed).
+    Id(IdArgs),
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// Where the relay keeps its identity key, certificate and state.
+    #[arg(long, default_value = "relay-data")]
+    data_dir: PathBuf,
+    /// UDP address of the webrtc-direct listener browsers connect to.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    webrtc: SocketAddr,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Address of the HTTP server (web app, /api/info, /healthz).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// TCP address for relay-to-relay connections (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    tcp: SocketAddr,
+    /// Directory holding the built web app (index.html and the wasm bundle).
+    #[arg(long, default_value = "target/www")]
+    www: PathBuf,
+    /// The network this relay belongs to; requests for another network are refused.
+    #[arg(long, default_value = client_core::protocol::DEV_NETWORK_ID)]
+    network_id: String,
+}
+
+#[derive(Args)]
+struct IdArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Id(args) => print_id(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("node-relay: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    // webrtc-rs is chatty: it logs a harmless warning per DTLS handshake. Keep our own info
+    // logs and only its errors, unless RUST_LOG says otherwise.
+    let default = "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_sctp=error,\
+                   webrtc_mdns=error,dtls=error,libp2p_webrtc=warn";
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn print_id(args: IdArgs) -> anyhow::Result<()> {
+    let keys = datadir::RelayKeys::load_or_create(&args.common.data_dir)?;
+    println!("peer id: {}", keys.keypair.peer_id());
+    println!(
+        "webrtc:  {}",
+        network::webrtc_multiaddr(args.common.webrtc, &keys)
+    );
+    Ok(())
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> anyhow::Result<()> {
+    let keys = datadir::RelayKeys::load_or_create(&args.common.data_dir)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let node = network::Node::start(
+        &keys,
+        network::Listen {
+            webrtc: args.common.webrtc,
+            tcp: args.tcp,
+        },
+        args.network_id.clone(),
+        shutdown_rx.clone(),
+    )
+    .await?;
+    let shared = Arc::clone(&node.shared);
+
+    let http_listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("binding the HTTP server to {}", args.http))?;
+    let http_addr = http_listener.local_addr()?;
+    if !args.www.join("index.html").is_file() {
+        tracing::warn!(
+            "no web app at {} (index.html missing): build it with `cargo xtask run`",
+            args.www.display()
+        );
+    }
+    let http = tokio::spawn(http::serve(
+        http_listener,
+        Arc::clone(&shared),
+        args.www.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    println!("Aqueduct relay {}", shared.peer_id);
+    println!("  network:  {}", shared.network_id);
+    println!("  data dir: {}", args.common.data_dir.display());
+    for addr in shared.webrtc_addrs() {
+        println!("  webrtc:   {addr}");
+    }
+    println!("  open the web app: http://{http_addr}/");
+    println!("Press Ctrl-C to stop.");
+
+    wait_for_signal().await;
+    println!("Shutting down…");
+    let _ = shutdown_tx.send(true);
+    let (net, web) = tokio::join!(node.task, http);
+    net.context("network task")?;
+    web.context("http task")??;
+    println!("Stopped.");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,158 @@
+//! Serves `/aqueduct/status/1`: the browser's status and round-trip probe.
+//!
+//! Each inbound stream gets its own task. Limits keep a hostile peer from tying the relay up:
+//! a cap on concurrent status streams in total and per peer, a frame size limit checked before
+//! reading, and an idle timeout. Bad input is answered with a [`ProtocolError`] and the stream
+//! is closed; nothing a peer sends can panic the relay or reach other peers' streams.
+
+use crate::network::SharedState;
+use client_core::encoding::{decode, encode};
+use client_core::protocol::{
+    ErrorCode, MAX_STATUS_FRAME, ProtocolError, RelayStatus, STATUS_PROTOCOL, StatusRequest,
+    StatusResponse,
+};
+use client_core::wire::{FrameError, read_frame, write_frame};
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Concurrent status streams across all peers.
+const MAX_STREAMS_TOTAL: usize = 4096;
+/// Concurrent status streams one peer may hold (a browser needs one).
+const MAX_STREAMS_PER_PEER: u32 = 4;
+/// A stream with no probe for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Counts open streams per peer; a [`Slot`] gives its place back when dropped.
+#[derive(Default)]
+struct Slots {
+    per_peer: Mutex<HashMap<PeerId, u32>>,
+}
+
+struct Slot {
+    slots: Arc<Slots>,
+    peer: PeerId,
+}
+
+impl Slots {
+    fn take(self: &Arc<Self>, peer: PeerId) -> Option<Slot> {
+        let mut map = self.per_peer.lock().ok()?;
+        let total: u32 = map.values().sum();
+        let count = map.entry(peer).or_insert(0);
+        if *count >= MAX_STREAMS_PER_PEER || total as usize >= MAX_STREAMS_TOTAL {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            slots: Arc::clone(self),
+            peer,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.slots.per_peer.lock()
+            && let Some(count) = map.get_mut(&self.peer)
+        {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Registers the protocol and spawns the accept loop.
+pub fn spawn_server(
+    mut control: libp2p_stream::Control,
+    shared: Arc<SharedState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut incoming = control
+        .accept(StreamProtocol::new(STATUS_PROTOCOL))
+        .map_err(|e| anyhow::anyhow!("registering {STATUS_PROTOCOL}: {e}"))?;
+    let slots = Arc::new(Slots::default());
+    tokio::spawn(async move {
+        loop {
+            let (peer, stream) = tokio::select! {
+                next = incoming.next() => match next {
+                    Some(next) => next,
+                    None => break,
+                },
+                _ = shutdown.changed() => break,
+            };
+            match slots.take(peer) {
+                Some(slot) => {
+                    tokio::spawn(serve(stream, Arc::clone(&shared), slot));
+                }
+                None => {
+                    tracing::debug!(%peer, "status stream refused: too many open");
+                    tokio::spawn(refuse(stream));
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn refuse(mut stream: Stream) {
+    let error = ProtocolError {
+        code: ErrorCode::Busy,
+        message: format!("at most {MAX_STREAMS_PER_PEER} status streams per peer"),
+    };
+    let _ = write_frame(&mut stream, &encode(&StatusResponse::Error(error))).await;
+    let _ = stream.close().await;
+}
+
+async fn serve(mut stream: Stream, shared: Arc<SharedState>, slot: Slot) {
+    let peer = slot.peer;
+    loop {
+        let frame = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream, MAX_STATUS_FRAME)).await {
+            Err(_) => break,
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Err(FrameError::TooLarge { len, limit })) => {
+                let message = format!("frame of {len} bytes exceeds the limit of {limit}");
+                fail(&mut stream, peer, ErrorCode::TooLarge, message).await;
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "status stream ended");
+                break;
+            }
+        };
+        let request = match decode::<StatusRequest>(&frame, MAX_STATUS_FRAME) {
+            Ok(request) => request,
+            Err(e) => {
+                fail(&mut stream, peer, ErrorCode::Malformed, e.to_string()).await;
+                return;
+            }
+        };
+        let response = match request {
+            StatusRequest::Probe { seq } => StatusResponse::Pong {
+                seq,
+                status: RelayStatus {
+                    network_id: shared.network_id.clone(),
+                    version: client_core::VERSION.to_owned(),
+                    uptime_ms: shared.uptime_ms(),
+                    connected_peers: shared.connected_peers(),
+                },
+            },
+        };
+        if write_frame(&mut stream, &encode(&response)).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.close().await;
+}
+
+async fn fail(stream: &mut Stream, peer: PeerId, code: ErrorCode, message: String) {
+    tracing::info!(%peer, ?code, %message, "refusing a bad status frame");
+    let error = ProtocolError { code, message };
+    let _ = write_frame(stream, &encode(&StatusResponse::Error(error))).await;
+    let _ = stream.close().await;
+}
