@@ -1,0 +1,143 @@
+//! End-to-end benchmark (`cargo xtask bench`): a release relay on loopback, headless Chromium.
+//!
+//! - page load: over `--loads` fresh browser profiles (nothing cached), the time from
+//!   navigation start to "connected", and from the start of the WebRTC dial to "connected";
+//! - round trip: `--probes` status probes on one page's long-lived stream.
+//!
+//! Times come from the page's own User Timing marks (`aqueduct:dial`, `aqueduct:connected`)
+//! and measures (`aqueduct:rtt`), so the harness's WebDriver overhead is not in the figures.
+//! Results are printed and written to `target/bench/e2e.json`.
+
+use anyhow::Context;
+use aqueduct_tests::{Browser, Relay, RelayPorts, artifacts_dir, relay_bin, temp_dir, www_dir};
+use client_core::stats::percentile;
+use std::time::{Duration, Instant};
+
+struct Args {
+    loads: u32,
+    probes: u32,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args { loads: 12, probes: 300 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--loads" => args.loads = value.parse()?,
+            "--probes" => args.probes = value.parse()?,
+            other => anyhow::bail!("unknown flag {other}; expected --loads N --probes N"),
+        }
+    }
+    Ok(args)
+}
+
+#[derive(serde::Serialize)]
+struct Summary {
+    n: usize,
+    median: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn summarize(mut v: Vec<f64>) -> Summary {
+    v.sort_by(f64::total_cmp);
+    Summary {
+        n: v.len(),
+        median: percentile(&v, 0.5),
+        p90: percentile(&v, 0.9),
+        p99: percentile(&v, 0.99),
+        max: v.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+const MARKS: &str = r#"
+    const t = n => { const e = performance.getEntriesByName(n)[0]; return e ? e.startTime : null; };
+    const nav = performance.getEntriesByType("navigation")[0];
+    return { boot: t("aqueduct:boot"), dial: t("aqueduct:dial"), connected: t("aqueduct:connected"),
+             dom_interactive: nav ? nav.domInteractive : null };
+"#;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("bench");
+    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
+    let url = relay.url();
+
+    let mut nav_to_connected = Vec::new();
+    let mut dial_to_connected = Vec::new();
+    let mut nav_to_boot = Vec::new();
+    for i in 0..args.loads {
+        let browser = Browser::start().await?;
+        browser.goto(&url).await?;
+        browser
+            .wait_for("connection-state", "connected", Duration::from_secs(30), |t| t == "connected")
+            .await?;
+        let marks = browser.eval(MARKS).await?;
+        let get = |k: &str| marks.get(k).and_then(serde_json::Value::as_f64);
+        let (Some(dial), Some(connected)) = (get("dial"), get("connected")) else {
+            anyhow::bail!("load {i}: the page recorded no dial/connected marks: {marks}");
+        };
+        nav_to_connected.push(connected);
+        dial_to_connected.push(connected - dial);
+        if let Some(boot) = get("boot") {
+            nav_to_boot.push(boot);
+        }
+        eprintln!("load {:>2}: navigation→connected {connected:6.1} ms, dial→connected {:6.1} ms", i + 1, connected - dial);
+        browser.close().await;
+    }
+
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{url}?probe_ms=10")).await?;
+    browser
+        .wait_for("connection-state", "connected", Duration::from_secs(30), |t| t == "connected")
+        .await?;
+    let started = Instant::now();
+    let rtts: Vec<f64> = loop {
+        let v = browser
+            .eval("return performance.getEntriesByName('aqueduct:rtt').map(e => e.duration);")
+            .await?;
+        let list: Vec<f64> = v
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default();
+        if list.len() >= args.probes as usize {
+            break list.into_iter().take(args.probes as usize).collect();
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            anyhow::bail!("only {} probes after 120 s", list.len());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+
+    let results = serde_json::json!({
+        "navigation_to_connected_ms": summarize(nav_to_connected),
+        "navigation_to_script_start_ms": summarize(nav_to_boot),
+        "dial_to_connected_ms": summarize(dial_to_connected),
+        "round_trip_ms": summarize(rtts),
+    });
+    println!("\n{:<32} {:>6} {:>9} {:>9} {:>9} {:>9}", "metric (ms)", "n", "median", "p90", "p99", "max");
+    for key in ["navigation_to_script_start_ms", "navigation_to_connected_ms", "dial_to_connected_ms", "round_trip_ms"] {
+        let s = &results[key];
+        let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<32} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            key.trim_end_matches("_ms"),
+            s["n"],
+            f("median"),
+            f("p90"),
+            f("p99"),
+            f("max")
+        );
+    }
+    let path = artifacts_dir("bench").join("e2e.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    println!("\nwritten to {}", path.display());
+    Ok(())
+}

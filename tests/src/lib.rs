@@ -1,0 +1,356 @@
+//! Harness for end-to-end tests and benchmarks: real relay processes on loopback and a real
+//! headless Chromium driven through chromedriver.
+//!
+//! `cargo xtask test` builds the relay and the web app first and passes their locations in
+//! `AQUEDUCT_RELAY_BIN` and `AQUEDUCT_WWW`; without them the harness looks in `target/` and
+//! says what to run if nothing is there.
+
+use anyhow::{Context, bail};
+use client_core::protocol::RelayInfo;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn artifact(var: &str, default: &str, what: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(default));
+    if !path.exists() {
+        bail!(
+            "{what} not found at {} — run the tests with `cargo xtask test`, which builds it \
+             (or set {var})",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The relay binary under test.
+pub fn relay_bin() -> anyhow::Result<PathBuf> {
+    artifact("AQUEDUCT_RELAY_BIN", "target/debug/node-relay", "the relay binary")
+}
+
+/// The built web app.
+pub fn www_dir() -> anyhow::Result<PathBuf> {
+    let dir = artifact("AQUEDUCT_WWW", "target/www", "the built web app")?;
+    artifact("AQUEDUCT_WWW", "target/www/aqueduct_bg.wasm", "the web app's wasm bundle")?;
+    Ok(dir)
+}
+
+/// A directory for test output a person may want to look at (screenshots).
+pub fn artifacts_dir(kind: &str) -> PathBuf {
+    let dir = workspace_root().join("target").join(kind);
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// A fresh, empty temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("aqueduct-{name}-{}-{nanos}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_tcp_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A loopback UDP port that was free a moment ago.
+pub fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Addresses a relay listens on.
+#[derive(Debug, Clone)]
+pub struct RelayPorts {
+    pub http: SocketAddr,
+    pub webrtc: SocketAddr,
+    pub tcp: SocketAddr,
+}
+
+impl RelayPorts {
+    pub fn pick() -> anyhow::Result<Self> {
+        Ok(RelayPorts {
+            http: SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?)),
+            webrtc: SocketAddr::from(([127, 0, 0, 1], free_udp_port()?)),
+            tcp: SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?)),
+        })
+    }
+}
+
+/// A running relay process. Killed when dropped.
+pub struct Relay {
+    child: Child,
+    pub ports: RelayPorts,
+    pub data_dir: PathBuf,
+    output: Arc<Mutex<String>>,
+}
+
+impl Relay {
+    /// Starts `node-relay run` and waits until its HTTP server answers `/healthz`.
+    pub fn start(bin: &Path, www: &Path, data_dir: &Path, ports: &RelayPorts) -> anyhow::Result<Relay> {
+        let mut child = Command::new(bin)
+            .arg("run")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--www")
+            .arg(www)
+            .arg("--http")
+            .arg(ports.http.to_string())
+            .arg("--webrtc")
+            .arg(ports.webrtc.to_string())
+            .arg("--tcp")
+            .arg(ports.tcp.to_string())
+            .env("RUST_LOG", "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_sctp=error,dtls=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let output = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Ok(mut out) = output.lock() {
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                }
+            });
+        }
+        let mut relay = Relay {
+            child,
+            ports: ports.clone(),
+            data_dir: data_dir.to_path_buf(),
+            output,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = relay.child.try_wait() {
+                bail!("the relay exited with {status} while starting:\n{}", relay.output());
+            }
+            if relay.get("/healthz").is_ok() {
+                return Ok(relay);
+            }
+            if Instant::now() > deadline {
+                relay.kill();
+                bail!("the relay did not answer /healthz within 30 s:\n{}", relay.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.ports.http)
+    }
+
+    /// `GET` a path on the relay's HTTP server, as text.
+    pub fn get(&self, path: &str) -> anyhow::Result<String> {
+        let url = format!("http://{}{path}", self.ports.http);
+        let mut response = ureq::get(&url).call().with_context(|| format!("GET {url}"))?;
+        Ok(response.body_mut().read_to_string()?)
+    }
+
+    pub fn info(&self) -> anyhow::Result<RelayInfo> {
+        Ok(serde_json::from_str(&self.get("/api/info")?)?)
+    }
+
+    /// Everything the relay printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash or power loss.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns whether it exited successfully in time.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        false
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A headless Chromium driven through chromedriver. Both processes end when dropped.
+pub struct Browser {
+    driver: Child,
+    pub client: fantoccini::Client,
+    _profile: PathBuf,
+}
+
+fn chromedriver_path() -> PathBuf {
+    std::env::var_os("CHROMEDRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("chromedriver"))
+}
+
+fn chromium_path() -> PathBuf {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with a new, empty profile.
+    pub async fn start() -> anyhow::Result<Browser> {
+        let port = free_tcp_port()?;
+        let driver = Command::new(chromedriver_path())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting chromedriver — `cargo xtask test` installs it (Debian: chromium-driver)")?;
+        let profile = temp_dir("chromium-profile");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium_path(),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1200,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut driver = Some(driver);
+        let client = loop {
+            let attempt = fantoccini::ClientBuilder::new(
+                hyper_util::client::legacy::connect::HttpConnector::new(),
+            )
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await;
+            match attempt {
+                Ok(client) => break client,
+                Err(e) if Instant::now() > deadline => {
+                    if let Some(mut d) = driver.take() {
+                        let _ = d.kill();
+                    }
+                    bail!("could not start a Chromium session through chromedriver: {e}");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let driver = driver.take().context("chromedriver handle")?;
+        Ok(Browser {
+            driver,
+            client,
+            _profile: profile,
+        })
+    }
+
+    pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
+        self.client.goto(url).await.with_context(|| format!("opening {url}"))
+    }
+
+    /// The text of the element with `data-testid="{id}"`, or `None` if there is none.
+    pub async fn text(&self, id: &str) -> Option<String> {
+        let selector = format!("[data-testid=\"{id}\"]");
+        let element = self
+            .client
+            .find(fantoccini::Locator::Css(&selector))
+            .await
+            .ok()?;
+        element.text().await.ok()
+    }
+
+    /// Waits until `check` accepts the text of `data-testid="{id}"`; returns that text.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            let text = self.text(id).await;
+            if let Some(t) = &text
+                && check(t)
+            {
+                return Ok(t.clone());
+            }
+            last = text.or(last);
+            if Instant::now() > deadline {
+                bail!("after {timeout:?}, [data-testid={id}] is {last:?}, expected {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Saves a PNG screenshot under `target/screenshots/`.
+    pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let png = self.client.screenshot().await?;
+        let path = artifacts_dir("screenshots").join(format!("{name}.png"));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+
+    /// Runs a script in the page and returns its value.
+    pub async fn eval(&self, script: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self.client.execute(script, vec![]).await?)
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}

@@ -1,0 +1,90 @@
+//! A real relay process, a real headless Chromium: the page connects over WebRTC, shows the
+//! relay's peer id and a live round-trip time, and after the relay is killed and restarted on
+//! the same data directory it reconnects by itself to the same multiaddr.
+
+use aqueduct_tests::{Browser, Relay, RelayPorts, relay_bin, temp_dir, www_dir};
+use std::time::Duration;
+
+fn is_number(text: &str) -> bool {
+    text.parse::<f64>().is_ok_and(|v| v >= 0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn page_connects_then_reconnects_after_relay_restart() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("e2e-restart");
+    let ports = RelayPorts::pick()?;
+    let mut relay = Relay::start(&bin, &www, &data_dir, &ports)?;
+    let info = relay.info()?;
+
+    let browser = Browser::start().await?;
+    browser.goto(&relay.url()).await?;
+    let connected = browser
+        .wait_for("connection-state", "connected", Duration::from_secs(30), |t| t == "connected")
+        .await;
+    browser.screenshot("network-connected").await?;
+    connected?;
+
+    assert_eq!(browser.text("relay-peer-id").await.as_deref(), Some(info.peer_id.as_str()));
+    let addr = browser.text("relay-addr").await.unwrap_or_default();
+    assert_eq!(Some(&addr), info.webrtc.first(), "the page dialed the announced address");
+    browser
+        .wait_for("rtt-ms", "a round-trip time", Duration::from_secs(10), is_number)
+        .await?;
+    assert_eq!(browser.text("network-id").await.as_deref(), Some("aqueduct-dev"));
+
+    // Crash the relay: the page must notice and say so.
+    relay.kill();
+    browser
+        .wait_for("connection-state", "not connected", Duration::from_secs(20), |t| t != "connected")
+        .await?;
+    browser.screenshot("network-relay-gone").await?;
+
+    // Same data directory, same ports: same identity, same certificate, same address.
+    let relay = Relay::start(&bin, &www, &data_dir, &ports)?;
+    let info_after = relay.info()?;
+    assert_eq!(info_after.peer_id, info.peer_id);
+    assert_eq!(info_after.webrtc, info.webrtc, "the /certhash/ multiaddr survives a restart");
+
+    let reconnected = browser
+        .wait_for("connection-state", "connected", Duration::from_secs(40), |t| t == "connected")
+        .await;
+    browser.screenshot("network-reconnected").await?;
+    reconnected?;
+    assert_eq!(browser.text("relay-addr").await, Some(addr));
+    assert_eq!(browser.text("relay-peer-id").await.as_deref(), Some(info.peer_id.as_str()));
+
+    // Probes flow again on the new connection.
+    let before = browser.text("rtt-count").await.unwrap_or_default();
+    browser
+        .wait_for("rtt-count", "more probes", Duration::from_secs(10), |t| t != before)
+        .await?;
+
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relay_stops_cleanly_on_sigterm_and_keeps_its_identity() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("e2e-sigterm");
+    let ports = RelayPorts::pick()?;
+    let mut relay = Relay::start(&bin, &www, &data_dir, &ports)?;
+    let info = relay.info()?;
+    assert!(relay.terminate(Duration::from_secs(10)), "clean exit:\n{}", relay.output());
+    assert!(relay.output().contains("Stopped."), "{}", relay.output());
+
+    let out = std::process::Command::new(&bin)
+        .args(["id", "--webrtc"])
+        .arg(ports.webrtc.to_string())
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()?;
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(&info.peer_id), "{printed}");
+    assert!(printed.contains(&info.webrtc[0]), "{printed}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! A native libp2p client misbehaves on `/aqueduct/status/1`: garbage, oversized and
+//! truncated frames, too many streams. The relay answers with an error or closes that stream,
+//! keeps serving a well-behaved stream opened before, and never panics.
+
+use aqueduct_tests::{Relay, RelayPorts, relay_bin, temp_dir, www_dir};
+use client_core::encoding::{decode, encode};
+use client_core::protocol::{
+    ErrorCode, MAX_STATUS_FRAME, STATUS_PROTOCOL, StatusRequest, StatusResponse,
+};
+use client_core::wire::{read_frame, write_frame};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, noise, tcp, yamux};
+use std::time::Duration;
+
+const STEP: Duration = Duration::from_secs(10);
+
+async fn connect(relay: &Relay) -> anyhow::Result<(libp2p_stream::Control, PeerId)> {
+    let peer: PeerId = relay.info()?.peer_id.parse()?;
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let control = swarm.behaviour().new_control();
+    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", relay.ports.tcp.port()).parse()?;
+    swarm.dial(addr)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(Err(error.to_string()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(STEP, rx).await??.map_err(anyhow::Error::msg)?;
+    Ok((control, peer))
+}
+
+async fn open(control: &mut libp2p_stream::Control, peer: PeerId) -> anyhow::Result<Stream> {
+    Ok(tokio::time::timeout(STEP, control.open_stream(peer, StreamProtocol::new(STATUS_PROTOCOL))).await??)
+}
+
+async fn probe(stream: &mut Stream, seq: u64) -> anyhow::Result<()> {
+    write_frame(stream, &encode(&StatusRequest::Probe { seq })).await?;
+    let frame = tokio::time::timeout(STEP, read_frame(stream, MAX_STATUS_FRAME))
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("stream closed"))?;
+    match decode::<StatusResponse>(&frame, MAX_STATUS_FRAME)? {
+        StatusResponse::Pong { seq: got, status } if got == seq => {
+            anyhow::ensure!(status.network_id == "aqueduct-dev");
+            Ok(())
+        }
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    }
+}
+
+/// Reads what the relay sends after bad input: an error frame (if any), then the end.
+async fn answer_then_close(stream: &mut Stream) -> anyhow::Result<Option<ErrorCode>> {
+    let code = match tokio::time::timeout(STEP, read_frame(stream, MAX_STATUS_FRAME)).await? {
+        Ok(Some(frame)) => match decode::<StatusResponse>(&frame, MAX_STATUS_FRAME)? {
+            StatusResponse::Error(e) => Some(e.code),
+            other => anyhow::bail!("expected an error, got {other:?}"),
+        },
+        Ok(None) | Err(_) => None,
+    };
+    // After an error the stream must end (EOF or reset), not hang.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(STEP, stream.read_to_end(&mut rest)).await?;
+    anyhow::ensure!(rest.is_empty(), "data after the error: {rest:?}");
+    Ok(code)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_an_error_and_others_keep_being_served() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("hostile");
+    let mut relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
+    let (mut control, peer) = connect(&relay).await?;
+
+    // A well-behaved stream, open through everything below.
+    let mut good = open(&mut control, peer).await?;
+    probe(&mut good, 1).await?;
+
+    // Garbage that is a well-formed frame but not a message.
+    let mut s = open(&mut control, peer).await?;
+    write_frame(&mut s, b"\xff\x00garbage").await?;
+    assert_eq!(answer_then_close(&mut s).await?, Some(ErrorCode::Malformed));
+    probe(&mut good, 2).await?;
+
+    // A valid message followed by trailing bytes in the same frame.
+    let mut s = open(&mut control, peer).await?;
+    let mut bytes = encode(&StatusRequest::Probe { seq: 9 });
+    bytes.push(0);
+    write_frame(&mut s, &bytes).await?;
+    assert_eq!(answer_then_close(&mut s).await?, Some(ErrorCode::Malformed));
+
+    // A frame claiming 2 GiB: refused from its length prefix alone.
+    let mut s = open(&mut control, peer).await?;
+    s.write_all(&0x7fff_ffffu32.to_be_bytes()).await?;
+    s.flush().await?;
+    assert_eq!(answer_then_close(&mut s).await?, Some(ErrorCode::TooLarge));
+    probe(&mut good, 3).await?;
+
+    // Just over the limit.
+    let mut s = open(&mut control, peer).await?;
+    write_frame(&mut s, &vec![0u8; MAX_STATUS_FRAME + 1]).await?;
+    assert_eq!(answer_then_close(&mut s).await?, Some(ErrorCode::TooLarge));
+
+    // Truncated frame: promises 100 bytes, sends 10, closes its side.
+    let mut s = open(&mut control, peer).await?;
+    s.write_all(&100u32.to_be_bytes()).await?;
+    s.write_all(&[0u8; 10]).await?;
+    s.close().await?;
+    assert_eq!(answer_then_close(&mut s).await?, None);
+
+    // Half a length prefix, then close.
+    let mut s = open(&mut control, peer).await?;
+    s.write_all(&[0, 0]).await?;
+    s.close().await?;
+    assert_eq!(answer_then_close(&mut s).await?, None);
+    probe(&mut good, 4).await?;
+
+    // Too many streams from one peer: the extra one is refused as busy. (Give the relay a
+    // moment to release the slots of the streams it just closed.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut held = Vec::new();
+    for seq in 0..3 {
+        let mut s = open(&mut control, peer).await?;
+        probe(&mut s, 100 + seq).await?;
+        held.push(s);
+    }
+    let mut extra = open(&mut control, peer).await?;
+    let _ = write_frame(&mut extra, &encode(&StatusRequest::Probe { seq: 200 })).await;
+    assert_eq!(answer_then_close(&mut extra).await?, Some(ErrorCode::Busy));
+    drop(held);
+    probe(&mut good, 5).await?;
+
+    // The relay is alive, healthy and never panicked.
+    assert!(relay.is_running(), "relay exited:\n{}", relay.output());
+    assert!(relay.get("/healthz")?.contains("\"ok\""));
+    let output = relay.output();
+    assert!(!output.contains("panicked"), "{output}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Builds the web bundle: the `web-ui` crate for wasm32, wasm-bindgen's JS glue (through the
+//! wasm-bindgen library, pinned to the Cargo.lock version), and the static files of `www/`.
+
+use crate::{cargo, root, run_cmd, step};
+use anyhow::{Context, bail};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The wasm-bindgen version this xtask's wasm-bindgen-cli-support speaks (see Cargo.toml).
+pub const WASM_BINDGEN_VERSION: &str = "0.2.108";
+/// binaryen from npm; Debian's older wasm-opt breaks Rust's output (see the README).
+const BINARYEN_NPM: &str = "binaryen@132";
+/// The name of the generated files: `aqueduct.js` and `aqueduct_bg.wasm`.
+const OUT_NAME: &str = "aqueduct";
+
+/// Reads the wasm-bindgen version Cargo.lock resolved.
+pub fn locked_wasm_bindgen_version() -> anyhow::Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines.next().and_then(|l| l.trim().strip_prefix("version = ")) {
+                return Ok(version.trim_matches('"').to_owned());
+            }
+        }
+    }
+    bail!("Cargo.lock has no wasm-bindgen entry")
+}
+
+/// Builds the app into `target/www` (or `out`), returning the directory.
+pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| root().join("target/www"));
+    step("building the web app (wasm32, size-optimised)");
+    run_cmd(cargo().args([
+        "build", "--quiet", "-p", "web-ui", "--target", "wasm32-unknown-unknown",
+        "--profile", "wasm-release",
+    ]))?;
+    let locked = locked_wasm_bindgen_version()?;
+    if locked != WASM_BINDGEN_VERSION {
+        bail!(
+            "Cargo.lock has wasm-bindgen {locked}, but xtask generates bindings with \
+             {WASM_BINDGEN_VERSION}; set wasm-bindgen-cli-support = \"={locked}\" in xtask/Cargo.toml"
+        );
+    }
+    let wasm = root().join("target/wasm32-unknown-unknown/wasm-release/web-ui.wasm");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
+    bindgen
+        .input_path(&wasm)
+        .out_name(OUT_NAME)
+        .typescript(false)
+        .web(true)?
+        .generate(&out)
+        .with_context(|| format!("generating JS bindings for {}", wasm.display()))?;
+    for entry in std::fs::read_dir(root().join("www")).context("reading www/")? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), out.join(entry.file_name()))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(out)
+}
+
+fn wasm_opt() -> anyhow::Result<Option<PathBuf>> {
+    let local = root().join("target/tools/node_modules/.bin/wasm-opt");
+    if local.exists() {
+        return Ok(Some(local));
+    }
+    step(&format!("installing wasm-opt ({BINARYEN_NPM} from npm) into target/tools"));
+    let installed = Command::new("npm")
+        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+        .arg(root().join("target/tools"))
+        .arg(BINARYEN_NPM)
+        .status();
+    match installed {
+        Ok(s) if s.success() && local.exists() => Ok(Some(local)),
+        _ => {
+            eprintln!(
+                "xtask: warning: could not install wasm-opt; the bundle stays unoptimised by \
+                 binaryen. To fix: `npm install --prefix target/tools {BINARYEN_NPM}`"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Runs binaryen's wasm-opt over the bundle's wasm, in place.
+pub fn optimise(www: &Path) -> anyhow::Result<()> {
+    let Some(wasm_opt) = wasm_opt()? else {
+        return Ok(());
+    };
+    step("optimising the wasm with wasm-opt -Oz");
+    let wasm = www.join(format!("{OUT_NAME}_bg.wasm"));
+    run_cmd(
+        Command::new(wasm_opt)
+            .arg("-Oz")
+            .arg("--enable-bulk-memory")
+            .arg("--enable-nontrapping-float-to-int")
+            .arg("--enable-sign-ext")
+            .arg("--enable-mutable-globals")
+            .arg("--enable-reference-types")
+            .arg("--enable-multivalue")
+            .arg(&wasm)
+            .arg("-o")
+            .arg(&wasm),
+    )
+}
+
+/// Writes `.gz` and `.br` beside each text/wasm file (the relay serves them when the browser
+/// accepts them) and prints the sizes.
+pub fn precompress_and_report(www: &Path) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(www)?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !["wasm", "js", "css", "html", "svg"].contains(&ext) {
+            continue;
+        }
+        let raw = std::fs::read(&path)?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&raw)?;
+        let gz = gz.finish()?;
+        let mut br = Vec::new();
+        {
+            let mut writer = brotli::CompressorWriter::new(&mut br, 4096, 11, 22);
+            writer.write_all(&raw)?;
+        }
+        std::fs::write(path.with_extension(format!("{ext}.gz")), &gz)?;
+        std::fs::write(path.with_extension(format!("{ext}.br")), &br)?;
+        rows.push((entry.file_name().to_string_lossy().into_owned(), raw.len(), gz.len(), br.len()));
+    }
+    let kb = |n: usize| format!("{:.1} KB", n as f64 / 1000.0);
+    eprintln!("{:<24} {:>12} {:>12} {:>12}", "file", "raw", "gzip", "brotli");
+    let mut total = (0, 0, 0);
+    for (name, raw, gz, br) in &rows {
+        eprintln!("{name:<24} {:>12} {:>12} {:>12}", kb(*raw), kb(*gz), kb(*br));
+        total = (total.0 + raw, total.1 + gz, total.2 + br);
+    }
+    eprintln!("{:<24} {:>12} {:>12} {:>12}", "total", kb(total.0), kb(total.1), kb(total.2));
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! `cargo xtask`: the project's commands. One place builds the web bundle, installs what the
+//! tests need and runs everything, so a newcomer needs only `cargo xtask run` and
+//! `cargo xtask test`.
+
+mod bundle;
+mod setup;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Aqueduct project commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the web app and start a single-node dev relay; prints the URL to open.
+    Run {
+        /// Extra arguments for `node-relay run` (after `--`), e.g. `-- --http 0.0.0.0:8080`.
+        #[arg(last = true)]
+        relay_args: Vec<String>,
+    },
+    /// Install what the tests need (if missing) and run every test: native, wasm in headless
+    /// Chromium, end-to-end.
+    Test,
+    /// Release relay plus the optimised web bundle, with the bundle's raw/gzip/brotli sizes.
+    Dist,
+    /// End-to-end benchmark: page loads and round trips in headless Chromium.
+    Bench {
+        /// Fresh page loads to measure.
+        #[arg(long, default_value_t = 12)]
+        loads: u32,
+        /// Round-trip probes to measure.
+        #[arg(long, default_value_t = 300)]
+        probes: u32,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run { relay_args } => run(&relay_args),
+        Cmd::Test => test(),
+        Cmd::Dist => dist().map(|_| ()),
+        Cmd::Bench { loads, probes } => bench(loads, probes),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs a command, failing with the command line if it fails.
+pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+pub fn step(what: &str) {
+    eprintln!("==> {what}");
+}
+
+fn run(relay_args: &[String]) -> anyhow::Result<()> {
+    setup::ensure_wasm_target()?;
+    let www = bundle::build(None)?;
+    step("building the relay (release)");
+    run_cmd(cargo().args(["build", "--release", "--quiet", "-p", "node-relay"]))?;
+    let data_dir = root().join(".aqueduct").join("dev");
+    step("starting a single-node dev relay (Ctrl-C to stop)");
+    let relay = root().join("target/release/node-relay");
+    let status = Command::new(relay)
+        .arg("run")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--www")
+        .arg(&www)
+        .args(relay_args)
+        .status()
+        .context("starting node-relay")?;
+    if !status.success() {
+        bail!("node-relay exited with {status}");
+    }
+    Ok(())
+}
+
+fn test() -> anyhow::Result<()> {
+    let ci = std::env::var_os("CI").is_some();
+    setup::ensure_wasm_target()?;
+    setup::ensure_test_runner()?;
+    let browser = setup::ensure_chromium()?;
+
+    step("checking formatting");
+    run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
+
+    let www = bundle::build(None)?;
+    step("building the relay");
+    run_cmd(cargo().args(["build", "--quiet", "-p", "node-relay"]))?;
+
+    step("native tests (unit, relay, end-to-end in headless Chromium)");
+    run_cmd(
+        cargo()
+            .args(["test", "--workspace", "--exclude", "web-ui"])
+            .env("AQUEDUCT_RELAY_BIN", root().join("target/debug/node-relay"))
+            .env("AQUEDUCT_WWW", &www)
+            .env("CHROMEDRIVER", &browser.chromedriver)
+            .env("CHROMIUM", &browser.chromium),
+    )?;
+
+    step("wasm tests in headless Chromium (client-core)");
+    run_cmd(
+        cargo()
+            .args(["test", "-p", "client-core", "--target", "wasm32-unknown-unknown"])
+            .env("CHROMEDRIVER", &browser.chromedriver)
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "120"),
+    )?;
+
+    step("lints (clippy, native and wasm)");
+    run_cmd(cargo().args(["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run_cmd(cargo().args([
+        "clippy", "--quiet", "-p", "client-core", "-p", "web-ui", "--all-targets",
+        "--target", "wasm32-unknown-unknown", "--", "-D", "warnings",
+    ]))?;
+    if ci {
+        eprintln!("xtask: all checks passed (CI)");
+    } else {
+        eprintln!("xtask: all checks passed");
+    }
+    Ok(())
+}
+
+fn dist() -> anyhow::Result<PathBuf> {
+    setup::ensure_wasm_target()?;
+    let www = bundle::build(Some(&root().join("target/dist/www")))?;
+    bundle::optimise(&www)?;
+    bundle::precompress_and_report(&www)?;
+    step("building the relay (release)");
+    run_cmd(cargo().args(["build", "--release", "--quiet", "-p", "node-relay"]))?;
+    eprintln!(
+        "relay: {}\nweb app: {}",
+        root().join("target/release/node-relay").display(),
+        www.display()
+    );
+    Ok(www)
+}
+
+fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
+    let browser = setup::ensure_chromium()?;
+    let www = dist()?;
+    step("end-to-end benchmark (release relay, headless Chromium)");
+    run_cmd(
+        cargo()
+            .args(["run", "--release", "--quiet", "-p", "aqueduct-tests", "--bin", "e2e-bench", "--"])
+            .arg("--loads")
+            .arg(loads.to_string())
+            .arg("--probes")
+            .arg(probes.to_string())
+            .env("AQUEDUCT_RELAY_BIN", root().join("target/release/node-relay"))
+            .env("AQUEDUCT_WWW", &www)
+            .env("CHROMEDRIVER", &browser.chromedriver)
+            .env("CHROMIUM", &browser.chromium),
+    )
+}

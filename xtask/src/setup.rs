@@ -1,0 +1,93 @@
+//! Installs what builds and tests need, when it is missing, and says exactly what to run when
+//! it cannot. Quiet when everything is present.
+
+use crate::bundle::locked_wasm_bindgen_version;
+use crate::{run_cmd, step};
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn output_of(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_root() -> bool {
+    output_of(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
+}
+
+/// The wasm32 target of the pinned toolchain (rust-toolchain.toml lists it, but a toolchain
+/// installed before that file existed may lack it).
+pub fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = output_of(Command::new("rustup").args(["target", "list", "--installed"]));
+    match installed {
+        Some(list) if list.lines().any(|l| l.trim() == "wasm32-unknown-unknown") => Ok(()),
+        Some(_) => {
+            step("installing the wasm32-unknown-unknown target");
+            run_cmd(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
+                .context("run `rustup target add wasm32-unknown-unknown` yourself")
+        }
+        // No rustup: assume the toolchain was installed some other way, with the target.
+        None => Ok(()),
+    }
+}
+
+/// `wasm-bindgen-test-runner` at exactly the Cargo.lock version of wasm-bindgen.
+pub fn ensure_test_runner() -> anyhow::Result<()> {
+    let version = locked_wasm_bindgen_version()?;
+    let current = output_of(Command::new("wasm-bindgen-test-runner").arg("--version"));
+    if current.is_some_and(|v| v.split_whitespace().any(|w| w == version)) {
+        return Ok(());
+    }
+    step(&format!("installing wasm-bindgen-cli {version} (test runner; takes a few minutes once)"));
+    run_cmd(Command::new("cargo").args([
+        "install", "wasm-bindgen-cli", "--version", &version, "--locked",
+    ]))
+    .with_context(|| format!("run `cargo install wasm-bindgen-cli --version {version} --locked` yourself"))
+}
+
+pub struct BrowserPaths {
+    pub chromium: PathBuf,
+    pub chromedriver: PathBuf,
+}
+
+fn find(names: &[&str]) -> Option<PathBuf> {
+    names.iter().find_map(|name| {
+        output_of(Command::new("sh").args(["-c", &format!("command -v {name}")]))
+            .map(|p| PathBuf::from(p.trim()))
+            .filter(|p| p.exists())
+    })
+}
+
+fn find_browser() -> Option<BrowserPaths> {
+    Some(BrowserPaths {
+        chromium: find(&["chromium", "chromium-browser"])?,
+        chromedriver: find(&["chromedriver"])?,
+    })
+}
+
+/// Debian's chromium and chromium-driver (installed with apt when running as root).
+pub fn ensure_chromium() -> anyhow::Result<BrowserPaths> {
+    if let Some(paths) = find_browser() {
+        return Ok(paths);
+    }
+    const FIX: &str = "sudo apt-get update && sudo apt-get install -y chromium chromium-driver";
+    if !is_root() {
+        bail!("headless Chromium and chromedriver are needed for the browser tests; run: {FIX}");
+    }
+    step("installing chromium and chromium-driver from Debian");
+    let quiet = |args: &[&str]| {
+        run_cmd(
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null()),
+        )
+    };
+    quiet(&["update", "-qq"]).with_context(|| format!("apt-get update failed; run: {FIX}"))?;
+    quiet(&["install", "-y", "-qq", "chromium", "chromium-driver"])
+        .with_context(|| format!("apt-get install failed; run: {FIX}"))?;
+    find_browser().with_context(|| format!("chromium still not found after installing; run: {FIX}"))
+}
