@@ -13,7 +13,11 @@ pub const CAP_MS: u64 = 8_000;
 /// `jitter` in `[0, 1)` scaling the delay between 80% and 120% of its nominal value.
 pub fn delay_ms(attempt: u32, jitter: f64) -> u64 {
     let nominal = BASE_MS.saturating_mul(1u64 << attempt.min(16)).min(CAP_MS);
-    let jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.5 };
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
     let factor = 0.8 + 0.4 * jitter;
     (nominal as f64 * factor).round() as u64
 }

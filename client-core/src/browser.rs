@@ -75,11 +75,7 @@ pub struct PeerConfig {
 impl PeerConfig {
     /// Parses the addresses of a relay's `/api/info`.
     pub fn from_info(info: &RelayInfo) -> Result<Self, PeerError> {
-        let addrs: Vec<Multiaddr> = info
-            .webrtc
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect();
+        let addrs: Vec<Multiaddr> = info.webrtc.iter().filter_map(|a| a.parse().ok()).collect();
         if addrs.is_empty() {
             return Err(PeerError::NoAddress {
                 reason: format!("the relay announced {:?}", info.webrtc),
@@ -245,17 +241,17 @@ async fn run(
                         lost_tx.clone(),
                     ));
                 }
-                SwarmEvent::ConnectionClosed { connection_id, cause, .. } => {
-                    if current.get() == Some(connection_id) {
-                        current.set(None);
-                        let reason = cause.map(|c| c.to_string()).unwrap_or_else(|| "connection closed".into());
-                        retry = schedule_retry(&mut attempt, reason, &*on_event);
-                    }
+                SwarmEvent::ConnectionClosed { connection_id, cause, .. }
+                    if current.get() == Some(connection_id) =>
+                {
+                    current.set(None);
+                    let reason = cause.map(|c| c.to_string()).unwrap_or_else(|| "connection closed".into());
+                    retry = schedule_retry(&mut attempt, reason, &*on_event);
                 }
-                SwarmEvent::OutgoingConnectionError { error, .. } => {
-                    if current.get().is_none() && retry.is_terminated() {
-                        retry = schedule_retry(&mut attempt, error.to_string(), &*on_event);
-                    }
+                SwarmEvent::OutgoingConnectionError { error, .. }
+                    if current.get().is_none() && retry.is_terminated() =>
+                {
+                    retry = schedule_retry(&mut attempt, error.to_string(), &*on_event);
                 }
                 _ => {}
             },
@@ -298,16 +294,12 @@ async fn probe_loop(
         let _ = lost.unbounded_send((connection, reason));
     };
     let protocol = StreamProtocol::new(STATUS_PROTOCOL);
-    let mut stream = match within(
-        config.probe_timeout_ms,
-        control.open_stream(peer, protocol),
-    )
-    .await
-    {
-        Some(Ok(stream)) => stream,
-        Some(Err(e)) => return report(format!("could not open the status stream: {e}")),
-        None => return report("the relay did not accept the status stream in time".into()),
-    };
+    let mut stream =
+        match within(config.probe_timeout_ms, control.open_stream(peer, protocol)).await {
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => return report(format!("could not open the status stream: {e}")),
+            None => return report("the relay did not accept the status stream in time".into()),
+        };
     let mut seq: u64 = 0;
     while current.get() == Some(connection) {
         seq += 1;

@@ -65,7 +65,9 @@ pub enum RequestError {
     SignatureInvalid(#[from] SignatureInvalid),
     #[error("request is for network {got:?}, this is {expected:?}")]
     WrongNetwork { expected: String, got: String },
-    #[error("request issued at {issued_at_ms} is more than {max_skew_ms} ms ahead of now ({now_ms})")]
+    #[error(
+        "request issued at {issued_at_ms} is more than {max_skew_ms} ms ahead of now ({now_ms})"
+    )]
     IssuedInFuture {
         issued_at_ms: u64,
         now_ms: u64,

@@ -31,7 +31,10 @@ pub enum StatusRequest {
 /// What the relay answers on the status stream.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum StatusResponse {
-    Pong { seq: u64, status: RelayStatus },
+    Pong {
+        seq: u64,
+        status: RelayStatus,
+    },
     /// The request could not be served; the relay closes the stream after sending this.
     Error(ProtocolError),
 }

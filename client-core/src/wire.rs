@@ -84,7 +84,10 @@ mod tests {
             block_on(read_frame(&mut reader, 16)).expect("read"),
             Some(b"one".to_vec())
         );
-        assert_eq!(block_on(read_frame(&mut reader, 16)).expect("read"), Some(vec![]));
+        assert_eq!(
+            block_on(read_frame(&mut reader, 16)).expect("read"),
+            Some(vec![])
+        );
         assert_eq!(block_on(read_frame(&mut reader, 16)).expect("read"), None);
     }
 

@@ -101,7 +101,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("aqueduct-datadir-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("aqueduct-datadir-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }

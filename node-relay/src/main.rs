@@ -17,7 +17,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 #[derive(Parser)]
-#[command(name = "node-relay", version, about = "Aqueduct relay: run a provider node")]
+#[command(
+    name = "node-relay",
+    version,
+    about = "Aqueduct relay: run a provider node"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -111,20 +111,23 @@ async fn refuse(mut stream: Stream) {
 async fn serve(mut stream: Stream, shared: Arc<SharedState>, slot: Slot) {
     let peer = slot.peer;
     loop {
-        let frame = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream, MAX_STATUS_FRAME)).await {
-            Err(_) => break,
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(frame))) => frame,
-            Ok(Err(FrameError::TooLarge { len, limit })) => {
-                let message = format!("frame of {len} bytes exceeds the limit of {limit}");
-                fail(&mut stream, peer, ErrorCode::TooLarge, message).await;
-                return;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "status stream ended");
-                break;
-            }
-        };
+        let frame =
+            match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream, MAX_STATUS_FRAME))
+                .await
+            {
+                Err(_) => break,
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(frame))) => frame,
+                Ok(Err(FrameError::TooLarge { len, limit })) => {
+                    let message = format!("frame of {len} bytes exceeds the limit of {limit}");
+                    fail(&mut stream, peer, ErrorCode::TooLarge, message).await;
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "status stream ended");
+                    break;
+                }
+            };
         let request = match decode::<StatusRequest>(&frame, MAX_STATUS_FRAME) {
             Ok(request) => request,
             Err(e) => {

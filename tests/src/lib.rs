@@ -38,13 +38,21 @@ fn artifact(var: &str, default: &str, what: &str) -> anyhow::Result<PathBuf> {
 
 /// The relay binary under test.
 pub fn relay_bin() -> anyhow::Result<PathBuf> {
-    artifact("AQUEDUCT_RELAY_BIN", "target/debug/node-relay", "the relay binary")
+    artifact(
+        "AQUEDUCT_RELAY_BIN",
+        "target/debug/node-relay",
+        "the relay binary",
+    )
 }
 
 /// The built web app.
 pub fn www_dir() -> anyhow::Result<PathBuf> {
     let dir = artifact("AQUEDUCT_WWW", "target/www", "the built web app")?;
-    artifact("AQUEDUCT_WWW", "target/www/aqueduct_bg.wasm", "the web app's wasm bundle")?;
+    artifact(
+        "AQUEDUCT_WWW",
+        "target/www/aqueduct_bg.wasm",
+        "the web app's wasm bundle",
+    )?;
     Ok(dir)
 }
 
@@ -104,7 +112,12 @@ pub struct Relay {
 
 impl Relay {
     /// Starts `node-relay run` and waits until its HTTP server answers `/healthz`.
-    pub fn start(bin: &Path, www: &Path, data_dir: &Path, ports: &RelayPorts) -> anyhow::Result<Relay> {
+    pub fn start(
+        bin: &Path,
+        www: &Path,
+        data_dir: &Path,
+        ports: &RelayPorts,
+    ) -> anyhow::Result<Relay> {
         let mut child = Command::new(bin)
             .arg("run")
             .arg("--data-dir")
@@ -117,7 +130,10 @@ impl Relay {
             .arg(ports.webrtc.to_string())
             .arg("--tcp")
             .arg(ports.tcp.to_string())
-            .env("RUST_LOG", "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_sctp=error,dtls=error")
+            .env(
+                "RUST_LOG",
+                "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_sctp=error,dtls=error",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -125,8 +141,14 @@ impl Relay {
             .with_context(|| format!("starting {}", bin.display()))?;
         let output = Arc::new(Mutex::new(String::new()));
         for pipe in [
-            child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -150,14 +172,20 @@ impl Relay {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = relay.child.try_wait() {
-                bail!("the relay exited with {status} while starting:\n{}", relay.output());
+                bail!(
+                    "the relay exited with {status} while starting:\n{}",
+                    relay.output()
+                );
             }
             if relay.get("/healthz").is_ok() {
                 return Ok(relay);
             }
             if Instant::now() > deadline {
                 relay.kill();
-                bail!("the relay did not answer /healthz within 30 s:\n{}", relay.output());
+                bail!(
+                    "the relay did not answer /healthz within 30 s:\n{}",
+                    relay.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -170,7 +198,9 @@ impl Relay {
     /// `GET` a path on the relay's HTTP server, as text.
     pub fn get(&self, path: &str) -> anyhow::Result<String> {
         let url = format!("http://{}{path}", self.ports.http);
-        let mut response = ureq::get(&url).call().with_context(|| format!("GET {url}"))?;
+        let mut response = ureq::get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
         Ok(response.body_mut().read_to_string()?)
     }
 
@@ -245,7 +275,9 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting chromedriver — `cargo xtask test` installs it (Debian: chromium-driver)")?;
+            .context(
+                "starting chromedriver — `cargo xtask test` installs it (Debian: chromium-driver)",
+            )?;
         let profile = temp_dir("chromium-profile");
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -290,7 +322,10 @@ impl Browser {
     }
 
     pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
-        self.client.goto(url).await.with_context(|| format!("opening {url}"))
+        self.client
+            .goto(url)
+            .await
+            .with_context(|| format!("opening {url}"))
     }
 
     /// The text of the element with `data-testid="{id}"`, or `None` if there is none.

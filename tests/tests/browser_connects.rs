@@ -20,23 +20,48 @@ async fn page_connects_then_reconnects_after_relay_restart() -> anyhow::Result<(
     let browser = Browser::start().await?;
     browser.goto(&relay.url()).await?;
     let connected = browser
-        .wait_for("connection-state", "connected", Duration::from_secs(30), |t| t == "connected")
+        .wait_for(
+            "connection-state",
+            "connected",
+            Duration::from_secs(30),
+            |t| t == "connected",
+        )
         .await;
     browser.screenshot("network-connected").await?;
     connected?;
 
-    assert_eq!(browser.text("relay-peer-id").await.as_deref(), Some(info.peer_id.as_str()));
+    assert_eq!(
+        browser.text("relay-peer-id").await.as_deref(),
+        Some(info.peer_id.as_str())
+    );
     let addr = browser.text("relay-addr").await.unwrap_or_default();
-    assert_eq!(Some(&addr), info.webrtc.first(), "the page dialed the announced address");
+    assert_eq!(
+        Some(&addr),
+        info.webrtc.first(),
+        "the page dialed the announced address"
+    );
     browser
-        .wait_for("rtt-ms", "a round-trip time", Duration::from_secs(10), is_number)
+        .wait_for(
+            "rtt-ms",
+            "a round-trip time",
+            Duration::from_secs(10),
+            is_number,
+        )
         .await?;
-    assert_eq!(browser.text("network-id").await.as_deref(), Some("aqueduct-dev"));
+    assert_eq!(
+        browser.text("network-id").await.as_deref(),
+        Some("aqueduct-dev")
+    );
 
     // Crash the relay: the page must notice and say so.
     relay.kill();
     browser
-        .wait_for("connection-state", "not connected", Duration::from_secs(20), |t| t != "connected")
+        .wait_for(
+            "connection-state",
+            "not connected",
+            Duration::from_secs(20),
+            |t| t != "connected",
+        )
         .await?;
     browser.screenshot("network-relay-gone").await?;
 
@@ -44,21 +69,38 @@ async fn page_connects_then_reconnects_after_relay_restart() -> anyhow::Result<(
     let relay = Relay::start(&bin, &www, &data_dir, &ports)?;
     let info_after = relay.info()?;
     assert_eq!(info_after.peer_id, info.peer_id);
-    assert_eq!(info_after.webrtc, info.webrtc, "the /certhash/ multiaddr survives a restart");
+    assert_eq!(
+        info_after.webrtc, info.webrtc,
+        "the /certhash/ multiaddr survives a restart"
+    );
 
     let reconnected = browser
-        .wait_for("connection-state", "connected", Duration::from_secs(40), |t| t == "connected")
+        .wait_for(
+            "connection-state",
+            "connected",
+            Duration::from_secs(40),
+            |t| t == "connected",
+        )
         .await;
     browser.screenshot("network-reconnected").await?;
     reconnected?;
     assert_eq!(browser.text("relay-addr").await, Some(addr));
-    assert_eq!(browser.text("relay-peer-id").await.as_deref(), Some(info.peer_id.as_str()));
+    assert_eq!(
+        browser.text("relay-peer-id").await.as_deref(),
+        Some(info.peer_id.as_str())
+    );
 
     // Probes flow again on the new connection.
     let before = browser.text("rtt-count").await.unwrap_or_default();
     browser
-        .wait_for("rtt-count", "more probes", Duration::from_secs(10), |t| t != before)
+        .wait_for("rtt-count", "more probes", Duration::from_secs(10), |t| {
+            t != before
+        })
         .await?;
+
+    // Nothing went wrong on the page along the way (errors are collected by index.html).
+    let errors = browser.eval("return window.aqueductErrors;").await?;
+    assert_eq!(errors, serde_json::json!([]), "errors on the page");
 
     browser.close().await;
     drop(relay);
@@ -73,7 +115,11 @@ async fn relay_stops_cleanly_on_sigterm_and_keeps_its_identity() -> anyhow::Resu
     let ports = RelayPorts::pick()?;
     let mut relay = Relay::start(&bin, &www, &data_dir, &ports)?;
     let info = relay.info()?;
-    assert!(relay.terminate(Duration::from_secs(10)), "clean exit:\n{}", relay.output());
+    assert!(
+        relay.terminate(Duration::from_secs(10)),
+        "clean exit:\n{}",
+        relay.output()
+    );
     assert!(relay.output().contains("Stopped."), "{}", relay.output());
 
     let out = std::process::Command::new(&bin)

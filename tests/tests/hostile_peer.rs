@@ -19,12 +19,17 @@ async fn connect(relay: &Relay) -> anyhow::Result<(libp2p_stream::Control, PeerI
     let peer: PeerId = relay.info()?.peer_id.parse()?;
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
         .with_behaviour(|_| libp2p_stream::Behaviour::new())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
     let control = swarm.behaviour().new_control();
-    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", relay.ports.tcp.port()).parse()?;
+    let addr: Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", relay.ports.tcp.port()).parse()?;
     swarm.dial(addr)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
@@ -45,12 +50,18 @@ async fn connect(relay: &Relay) -> anyhow::Result<(libp2p_stream::Control, PeerI
             }
         }
     });
-    tokio::time::timeout(STEP, rx).await??.map_err(anyhow::Error::msg)?;
+    tokio::time::timeout(STEP, rx)
+        .await??
+        .map_err(anyhow::Error::msg)?;
     Ok((control, peer))
 }
 
 async fn open(control: &mut libp2p_stream::Control, peer: PeerId) -> anyhow::Result<Stream> {
-    Ok(tokio::time::timeout(STEP, control.open_stream(peer, StreamProtocol::new(STATUS_PROTOCOL))).await??)
+    Ok(tokio::time::timeout(
+        STEP,
+        control.open_stream(peer, StreamProtocol::new(STATUS_PROTOCOL)),
+    )
+    .await??)
 }
 
 async fn probe(stream: &mut Stream, seq: u64) -> anyhow::Result<()> {

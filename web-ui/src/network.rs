@@ -16,9 +16,14 @@ use std::rc::Rc;
 pub enum Phase {
     /// Asking the serving relay for its WebRTC address.
     Discovering,
-    Connecting { attempt: u32 },
+    Connecting {
+        attempt: u32,
+    },
     Connected,
-    Disconnected { reason: String, retry_in_ms: u64 },
+    Disconnected {
+        reason: String,
+        retry_in_ms: u64,
+    },
     /// Cannot start at all (for example the relay's info is unreadable).
     Failed(String),
 }
@@ -106,7 +111,8 @@ impl NetworkState {
             // Faster probing, used by the benchmark to collect many samples quickly.
             config.probe_interval_ms = ms.clamp(5, 60_000);
         }
-        self.relay_addr.set(config.addrs.first().map(ToString::to_string));
+        self.relay_addr
+            .set(config.addrs.first().map(ToString::to_string));
         let window = Rc::new(RefCell::new(RttWindow::new(RTT_WINDOW)));
         let on_event = move |event: PeerEvent| self.apply(event, &window);
         if let Err(e) = browser::spawn(config, Rc::new(on_event)) {

@@ -19,10 +19,12 @@ pub fn locked_wasm_bindgen_version() -> anyhow::Result<String> {
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line.trim() == "name = \"wasm-bindgen\"" {
-            if let Some(version) = lines.next().and_then(|l| l.trim().strip_prefix("version = ")) {
-                return Ok(version.trim_matches('"').to_owned());
-            }
+        if line.trim() == "name = \"wasm-bindgen\""
+            && let Some(version) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+        {
+            return Ok(version.trim_matches('"').to_owned());
         }
     }
     bail!("Cargo.lock has no wasm-bindgen entry")
@@ -30,11 +32,19 @@ pub fn locked_wasm_bindgen_version() -> anyhow::Result<String> {
 
 /// Builds the app into `target/www` (or `out`), returning the directory.
 pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let out = out.map(Path::to_path_buf).unwrap_or_else(|| root().join("target/www"));
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root().join("target/www"));
     step("building the web app (wasm32, size-optimised)");
     run_cmd(cargo().args([
-        "build", "--quiet", "-p", "web-ui", "--target", "wasm32-unknown-unknown",
-        "--profile", "wasm-release",
+        "build",
+        "--quiet",
+        "-p",
+        "web-ui",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "wasm-release",
     ]))?;
     let locked = locked_wasm_bindgen_version()?;
     if locked != WASM_BINDGEN_VERSION {
@@ -68,7 +78,9 @@ fn wasm_opt() -> anyhow::Result<Option<PathBuf>> {
     if local.exists() {
         return Ok(Some(local));
     }
-    step(&format!("installing wasm-opt ({BINARYEN_NPM} from npm) into target/tools"));
+    step(&format!(
+        "installing wasm-opt ({BINARYEN_NPM} from npm) into target/tools"
+    ));
     let installed = Command::new("npm")
         .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
         .arg(root().join("target/tools"))
@@ -131,15 +143,34 @@ pub fn precompress_and_report(www: &Path) -> anyhow::Result<()> {
         }
         std::fs::write(path.with_extension(format!("{ext}.gz")), &gz)?;
         std::fs::write(path.with_extension(format!("{ext}.br")), &br)?;
-        rows.push((entry.file_name().to_string_lossy().into_owned(), raw.len(), gz.len(), br.len()));
+        rows.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            raw.len(),
+            gz.len(),
+            br.len(),
+        ));
     }
     let kb = |n: usize| format!("{:.1} KB", n as f64 / 1000.0);
-    eprintln!("{:<24} {:>12} {:>12} {:>12}", "file", "raw", "gzip", "brotli");
+    eprintln!(
+        "{:<24} {:>12} {:>12} {:>12}",
+        "file", "raw", "gzip", "brotli"
+    );
     let mut total = (0, 0, 0);
     for (name, raw, gz, br) in &rows {
-        eprintln!("{name:<24} {:>12} {:>12} {:>12}", kb(*raw), kb(*gz), kb(*br));
+        eprintln!(
+            "{name:<24} {:>12} {:>12} {:>12}",
+            kb(*raw),
+            kb(*gz),
+            kb(*br)
+        );
         total = (total.0 + raw, total.1 + gz, total.2 + br);
     }
-    eprintln!("{:<24} {:>12} {:>12} {:>12}", "total", kb(total.0), kb(total.1), kb(total.2));
+    eprintln!(
+        "{:<24} {:>12} {:>12} {:>12}",
+        "total",
+        kb(total.0),
+        kb(total.1),
+        kb(total.2)
+    );
     Ok(())
 }

@@ -137,16 +137,40 @@ fn test() -> anyhow::Result<()> {
     step("wasm tests in headless Chromium (client-core)");
     run_cmd(
         cargo()
-            .args(["test", "-p", "client-core", "--target", "wasm32-unknown-unknown"])
+            .args([
+                "test",
+                "-p",
+                "client-core",
+                "--target",
+                "wasm32-unknown-unknown",
+            ])
             .env("CHROMEDRIVER", &browser.chromedriver)
             .env("WASM_BINDGEN_TEST_TIMEOUT", "120"),
     )?;
 
     step("lints (clippy, native and wasm)");
-    run_cmd(cargo().args(["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run_cmd(cargo().args([
-        "clippy", "--quiet", "-p", "client-core", "-p", "web-ui", "--all-targets",
-        "--target", "wasm32-unknown-unknown", "--", "-D", "warnings",
+        "clippy",
+        "--quiet",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run_cmd(cargo().args([
+        "clippy",
+        "--quiet",
+        "-p",
+        "client-core",
+        "-p",
+        "web-ui",
+        "--all-targets",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
     ]))?;
     if ci {
         eprintln!("xtask: all checks passed (CI)");
@@ -177,12 +201,24 @@ fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
     step("end-to-end benchmark (release relay, headless Chromium)");
     run_cmd(
         cargo()
-            .args(["run", "--release", "--quiet", "-p", "aqueduct-tests", "--bin", "e2e-bench", "--"])
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "aqueduct-tests",
+                "--bin",
+                "e2e-bench",
+                "--",
+            ])
             .arg("--loads")
             .arg(loads.to_string())
             .arg("--probes")
             .arg(probes.to_string())
-            .env("AQUEDUCT_RELAY_BIN", root().join("target/release/node-relay"))
+            .env(
+                "AQUEDUCT_RELAY_BIN",
+                root().join("target/release/node-relay"),
+            )
             .env("AQUEDUCT_WWW", &www)
             .env("CHROMEDRIVER", &browser.chromedriver)
             .env("CHROMIUM", &browser.chromium),

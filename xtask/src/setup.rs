@@ -41,11 +41,19 @@ pub fn ensure_test_runner() -> anyhow::Result<()> {
     if current.is_some_and(|v| v.split_whitespace().any(|w| w == version)) {
         return Ok(());
     }
-    step(&format!("installing wasm-bindgen-cli {version} (test runner; takes a few minutes once)"));
+    step(&format!(
+        "installing wasm-bindgen-cli {version} (test runner; takes a few minutes once)"
+    ));
     run_cmd(Command::new("cargo").args([
-        "install", "wasm-bindgen-cli", "--version", &version, "--locked",
+        "install",
+        "wasm-bindgen-cli",
+        "--version",
+        &version,
+        "--locked",
     ]))
-    .with_context(|| format!("run `cargo install wasm-bindgen-cli --version {version} --locked` yourself"))
+    .with_context(|| {
+        format!("run `cargo install wasm-bindgen-cli --version {version} --locked` yourself")
+    })
 }
 
 pub struct BrowserPaths {

@@ -19,7 +19,10 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { loads: 12, probes: 300 };
+    let mut args = Args {
+        loads: 12,
+        probes: 300,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -74,7 +77,12 @@ async fn main() -> anyhow::Result<()> {
         let browser = Browser::start().await?;
         browser.goto(&url).await?;
         browser
-            .wait_for("connection-state", "connected", Duration::from_secs(30), |t| t == "connected")
+            .wait_for(
+                "connection-state",
+                "connected",
+                Duration::from_secs(30),
+                |t| t == "connected",
+            )
             .await?;
         let marks = browser.eval(MARKS).await?;
         let get = |k: &str| marks.get(k).and_then(serde_json::Value::as_f64);
@@ -86,14 +94,23 @@ async fn main() -> anyhow::Result<()> {
         if let Some(boot) = get("boot") {
             nav_to_boot.push(boot);
         }
-        eprintln!("load {:>2}: navigation→connected {connected:6.1} ms, dial→connected {:6.1} ms", i + 1, connected - dial);
+        eprintln!(
+            "load {:>2}: navigation→connected {connected:6.1} ms, dial→connected {:6.1} ms",
+            i + 1,
+            connected - dial
+        );
         browser.close().await;
     }
 
     let browser = Browser::start().await?;
     browser.goto(&format!("{url}?probe_ms=10")).await?;
     browser
-        .wait_for("connection-state", "connected", Duration::from_secs(30), |t| t == "connected")
+        .wait_for(
+            "connection-state",
+            "connected",
+            Duration::from_secs(30),
+            |t| t == "connected",
+        )
         .await?;
     let started = Instant::now();
     let rtts: Vec<f64> = loop {
@@ -122,8 +139,16 @@ async fn main() -> anyhow::Result<()> {
         "dial_to_connected_ms": summarize(dial_to_connected),
         "round_trip_ms": summarize(rtts),
     });
-    println!("\n{:<32} {:>6} {:>9} {:>9} {:>9} {:>9}", "metric (ms)", "n", "median", "p90", "p99", "max");
-    for key in ["navigation_to_script_start_ms", "navigation_to_connected_ms", "dial_to_connected_ms", "round_trip_ms"] {
+    println!(
+        "\n{:<32} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "metric (ms)", "n", "median", "p90", "p99", "max"
+    );
+    for key in [
+        "navigation_to_script_start_ms",
+        "navigation_to_connected_ms",
+        "dial_to_connected_ms",
+        "round_trip_ms",
+    ] {
         let s = &results[key];
         let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
         println!(

@@ -8,12 +8,23 @@ use leptos::prelude::*;
 pub fn NetworkPage() -> impl IntoView {
     let network = expect_context::<NetworkState>();
     let phase_detail = move || match network.phase.get() {
-        Phase::Discovering => "Asking the relay that served this page for its WebRTC address…".to_string(),
+        Phase::Discovering => {
+            "Asking the relay that served this page for its WebRTC address…".to_string()
+        }
         Phase::Connecting { attempt: 0 } => "Opening a WebRTC connection to the relay…".to_string(),
         Phase::Connecting { attempt } => format!("Reconnecting (attempt {})…", attempt + 1),
-        Phase::Connected => "Peer-to-peer over WebRTC. The relay proved its peer id during the handshake.".to_string(),
-        Phase::Disconnected { reason, retry_in_ms } => {
-            format!("Lost the relay ({reason}). Next attempt in {:.1} s.", retry_in_ms as f64 / 1000.0)
+        Phase::Connected => {
+            "Peer-to-peer over WebRTC. The relay proved its peer id during the handshake."
+                .to_string()
+        }
+        Phase::Disconnected {
+            reason,
+            retry_in_ms,
+        } => {
+            format!(
+                "Lost the relay ({reason}). Next attempt in {:.1} s.",
+                retry_in_ms as f64 / 1000.0
+            )
         }
         Phase::Failed(reason) => format!("Cannot connect: {reason}"),
     };
