@@ -119,6 +119,22 @@ fn measure(name: &str, start_ms: f64, end_ms: f64) {
     }
 }
 
+/// The serving relay's info: from the request the page's HTML started before the wasm loaded
+/// (a promise of the response text in `window.aqueductRelayInfo`), or else fetched from `url`.
+pub async fn serving_relay_info(url: &str) -> Result<RelayInfo, PeerError> {
+    let early = web_sys::window()
+        .and_then(|w| js_sys::Reflect::get(&w, &"aqueductRelayInfo".into()).ok())
+        .and_then(|v| v.dyn_into::<js_sys::Promise>().ok());
+    if let Some(promise) = early
+        && let Ok(text) = JsFuture::from(promise).await
+        && let Some(text) = text.as_string()
+        && let Ok(info) = serde_json::from_str(&text)
+    {
+        return Ok(info);
+    }
+    fetch_relay_info(url).await
+}
+
 /// Fetches a relay's `/api/info` (for example `"/api/info"` on the relay that served the page).
 pub async fn fetch_relay_info(url: &str) -> Result<RelayInfo, PeerError> {
     let fetch_err = |reason: String| PeerError::Fetch {

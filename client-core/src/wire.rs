@@ -23,8 +23,12 @@ pub enum FrameError {
 pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame longer than 4 GiB"))?;
-    writer.write_all(&len.to_be_bytes()).await?;
-    writer.write_all(payload).await?;
+    // One write per frame: on WebRTC every write becomes its own data-channel message, so
+    // writing the prefix and the body separately would double the messages per round trip.
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    writer.write_all(&frame).await?;
     writer.flush().await
 }
 

@@ -13,7 +13,9 @@ mod widgets;
 #[cfg(target_arch = "wasm32")]
 fn main() {
     console_error_panic_hook::set_once();
+    client_core::browser::mark("aqueduct:wasm-main");
     leptos::mount::mount_to_body(app::App);
+    client_core::browser::mark("aqueduct:mounted");
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -92,7 +92,7 @@ impl NetworkState {
 
     async fn connect(self) {
         self.note("asking the relay for its WebRTC address".into());
-        let info = match browser::fetch_relay_info("/api/info").await {
+        let info = match browser::serving_relay_info("/api/info").await {
             Ok(info) => info,
             Err(e) => {
                 self.note(e.to_string());
@@ -100,6 +100,7 @@ impl NetworkState {
                 return;
             }
         };
+        browser::mark("aqueduct:info");
         let mut config = match PeerConfig::from_info(&info) {
             Ok(config) => config,
             Err(e) => {

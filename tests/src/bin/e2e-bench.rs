@@ -58,7 +58,8 @@ fn summarize(mut v: Vec<f64>) -> Summary {
 const MARKS: &str = r#"
     const t = n => { const e = performance.getEntriesByName(n)[0]; return e ? e.startTime : null; };
     const nav = performance.getEntriesByType("navigation")[0];
-    return { boot: t("aqueduct:boot"), dial: t("aqueduct:dial"), connected: t("aqueduct:connected"),
+    return { boot: t("aqueduct:boot"), wasm_main: t("aqueduct:wasm-main"), mounted: t("aqueduct:mounted"), info: t("aqueduct:info"),
+             dial: t("aqueduct:dial"), connected: t("aqueduct:connected"),
              dom_interactive: nav ? nav.domInteractive : null };
 "#;
 
@@ -73,6 +74,9 @@ async fn main() -> anyhow::Result<()> {
     let mut nav_to_connected = Vec::new();
     let mut dial_to_connected = Vec::new();
     let mut nav_to_boot = Vec::new();
+    let mut nav_to_wasm_main = Vec::new();
+    let mut nav_to_info = Vec::new();
+    let mut nav_to_mounted = Vec::new();
     for i in 0..args.loads {
         let browser = Browser::start().await?;
         browser.goto(&url).await?;
@@ -91,9 +95,10 @@ async fn main() -> anyhow::Result<()> {
         };
         nav_to_connected.push(connected);
         dial_to_connected.push(connected - dial);
-        if let Some(boot) = get("boot") {
-            nav_to_boot.push(boot);
-        }
+        nav_to_boot.extend(get("boot"));
+        nav_to_wasm_main.extend(get("wasm_main"));
+        nav_to_info.extend(get("info"));
+        nav_to_mounted.extend(get("mounted"));
         eprintln!(
             "load {:>2}: navigation→connected {connected:6.1} ms, dial→connected {:6.1} ms",
             i + 1,
@@ -136,6 +141,9 @@ async fn main() -> anyhow::Result<()> {
     let results = serde_json::json!({
         "navigation_to_connected_ms": summarize(nav_to_connected),
         "navigation_to_script_start_ms": summarize(nav_to_boot),
+        "navigation_to_wasm_main_ms": summarize(nav_to_wasm_main),
+        "navigation_to_app_mounted_ms": summarize(nav_to_mounted),
+        "navigation_to_relay_info_ms": summarize(nav_to_info),
         "dial_to_connected_ms": summarize(dial_to_connected),
         "round_trip_ms": summarize(rtts),
     });
@@ -145,6 +153,9 @@ async fn main() -> anyhow::Result<()> {
     );
     for key in [
         "navigation_to_script_start_ms",
+        "navigation_to_wasm_main_ms",
+        "navigation_to_app_mounted_ms",
+        "navigation_to_relay_info_ms",
         "navigation_to_connected_ms",
         "dial_to_connected_ms",
         "round_trip_ms",
