@@ -1,7 +1,7 @@
 //! # Aqueduct light client core
 //!
 //! This crate is what the browser, the relay and the tests share. Its pure part — everything
-//! except the [`browser`] module — performs no I/O: no sockets, no files, no clock and no
+//! except the `browser` module — performs no I/O: no sockets, no files, no clock and no
 //! randomness of its own. Time arrives as a `now_ms` argument, bytes arrive as slices, keys
 //! arrive as seeds. That is what lets the very same checks run inside the browser's Wasm
 //! engine, inside the native relay and inside deterministic tests.
@@ -21,7 +21,7 @@
 //! - [`wire`]: length-prefixed frames over any async byte stream the caller hands in.
 //! - [`backoff`]: the reconnection schedule, as a pure function of the attempt number.
 //! - [`stats`]: round-trip statistics (median, p90, max) over a bounded window.
-//! - [`browser`] (wasm32 only): the browser peer that dials relays over WebRTC.
+//! - `browser` (wasm32, feature `browser`): the browser peer that dials relays over WebRTC.
 
 pub mod backoff;
 pub mod encoding;
@@ -33,7 +33,7 @@ pub mod signed;
 pub mod stats;
 pub mod wire;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "browser"))]
 pub mod browser;
 
 /// The version of this crate, reported by relays and shown by the app.
