@@ -364,6 +364,15 @@ impl Browser {
         }
     }
 
+    /// Waits until the page says it is connected to its relay.
+    pub async fn wait_connected(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_for("connection-state", "connected", timeout, |t| {
+            t == "connected"
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Saves a PNG screenshot under `target/screenshots/`.
     pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
         let png = self.client.screenshot().await?;

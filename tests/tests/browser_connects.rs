@@ -19,14 +19,7 @@ async fn page_connects_then_reconnects_after_relay_restart() -> anyhow::Result<(
 
     let browser = Browser::start().await?;
     browser.goto(&relay.url()).await?;
-    let connected = browser
-        .wait_for(
-            "connection-state",
-            "connected",
-            Duration::from_secs(30),
-            |t| t == "connected",
-        )
-        .await;
+    let connected = browser.wait_connected(Duration::from_secs(30)).await;
     browser.screenshot("network-connected").await?;
     connected?;
 
@@ -74,14 +67,7 @@ async fn page_connects_then_reconnects_after_relay_restart() -> anyhow::Result<(
         "the /certhash/ multiaddr survives a restart"
     );
 
-    let reconnected = browser
-        .wait_for(
-            "connection-state",
-            "connected",
-            Duration::from_secs(40),
-            |t| t == "connected",
-        )
-        .await;
+    let reconnected = browser.wait_connected(Duration::from_secs(40)).await;
     browser.screenshot("network-reconnected").await?;
     reconnected?;
     assert_eq!(browser.text("relay-addr").await, Some(addr));

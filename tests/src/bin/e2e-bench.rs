@@ -80,14 +80,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..args.loads {
         let browser = Browser::start().await?;
         browser.goto(&url).await?;
-        browser
-            .wait_for(
-                "connection-state",
-                "connected",
-                Duration::from_secs(30),
-                |t| t == "connected",
-            )
-            .await?;
+        browser.wait_connected(Duration::from_secs(30)).await?;
         let marks = browser.eval(MARKS).await?;
         let get = |k: &str| marks.get(k).and_then(serde_json::Value::as_f64);
         let (Some(dial), Some(connected)) = (get("dial"), get("connected")) else {
@@ -109,14 +102,7 @@ async fn main() -> anyhow::Result<()> {
 
     let browser = Browser::start().await?;
     browser.goto(&format!("{url}?probe_ms=10")).await?;
-    browser
-        .wait_for(
-            "connection-state",
-            "connected",
-            Duration::from_secs(30),
-            |t| t == "connected",
-        )
-        .await?;
+    browser.wait_connected(Duration::from_secs(30)).await?;
     let started = Instant::now();
     let rtts: Vec<f64> = loop {
         let v = browser
