@@ -26,10 +26,16 @@ const MAX_STREAMS_PER_PEER: u32 = 4;
 /// A stream with no probe for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Counts open streams per peer; a [`Slot`] gives its place back when dropped.
+/// Counts open streams per peer and in total; a [`Slot`] gives its place back when dropped.
 #[derive(Default)]
 struct Slots {
-    per_peer: Mutex<HashMap<PeerId, u32>>,
+    open: Mutex<OpenStreams>,
+}
+
+#[derive(Default)]
+struct OpenStreams {
+    total: usize,
+    per_peer: HashMap<PeerId, u32>,
 }
 
 struct Slot {
@@ -39,13 +45,13 @@ struct Slot {
 
 impl Slots {
     fn take(self: &Arc<Self>, peer: PeerId) -> Option<Slot> {
-        let mut map = self.per_peer.lock().ok()?;
-        let total: u32 = map.values().sum();
-        let count = map.entry(peer).or_insert(0);
-        if *count >= MAX_STREAMS_PER_PEER || total as usize >= MAX_STREAMS_TOTAL {
+        let mut open = self.open.lock().ok()?;
+        let held = open.per_peer.get(&peer).copied().unwrap_or(0);
+        if held >= MAX_STREAMS_PER_PEER || open.total >= MAX_STREAMS_TOTAL {
             return None;
         }
-        *count += 1;
+        open.per_peer.insert(peer, held + 1);
+        open.total += 1;
         Some(Slot {
             slots: Arc::clone(self),
             peer,
@@ -55,12 +61,13 @@ impl Slots {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.slots.per_peer.lock()
-            && let Some(count) = map.get_mut(&self.peer)
-        {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.peer);
+        if let Ok(mut open) = self.slots.open.lock() {
+            open.total = open.total.saturating_sub(1);
+            if let Some(count) = open.per_peer.get_mut(&self.peer) {
+                *count -= 1;
+                if *count == 0 {
+                    open.per_peer.remove(&self.peer);
+                }
             }
         }
     }
