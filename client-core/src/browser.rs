@@ -169,11 +169,19 @@ fn js_error(value: &JsValue) -> String {
         .unwrap_or_else(|| format!("{value:?}"))
 }
 
+/// What the page keeps of a running peer: a handle to open streams to the relay.
+#[derive(Clone)]
+pub struct PeerHandle {
+    pub control: libp2p_stream::Control,
+    /// The relay's peer id, from its announced addresses.
+    pub relay: Option<PeerId>,
+}
+
 /// Builds the swarm and starts the peer's task. Events go to `on_event` for the page's life.
 ///
 /// The browser's network identity is a fresh key per page load for now; a wallet's key is
 /// not needed to reach a relay, only to sign requests.
-pub fn spawn(config: PeerConfig, on_event: Rc<dyn Fn(PeerEvent)>) -> Result<(), PeerError> {
+pub fn spawn(config: PeerConfig, on_event: Rc<dyn Fn(PeerEvent)>) -> Result<PeerHandle, PeerError> {
     let swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_wasm_bindgen()
         .with_other_transport(|key| {
@@ -189,8 +197,18 @@ pub fn spawn(config: PeerConfig, on_event: Rc<dyn Fn(PeerEvent)>) -> Result<(), 
         // Our status stream keeps the connection in use; this only matters once it is gone.
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
+    let relay = config.addrs.iter().find_map(|a| {
+        a.iter().find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+    });
+    let handle = PeerHandle {
+        control: swarm.behaviour().new_control(),
+        relay,
+    };
     wasm_bindgen_futures::spawn_local(run(swarm, config, on_event));
-    Ok(())
+    Ok(handle)
 }
 
 /// Awaits `fut` for at most `ms`; `None` on timeout.

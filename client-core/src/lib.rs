@@ -17,17 +17,23 @@
 //!   prefixed by a domain tag per message kind.
 //! - [`envelope`]: the request envelope (network id, nonce, issue time, expiry) and its
 //!   verification, including a bounded replay guard.
+//! - [`job`]: job modules (validation, instrumentation, execution on any engine), receipts,
+//!   checkpoint commitments and the verification of results.
 //! - [`protocol`]: protocol names, message types and their size limits.
 //! - [`wire`]: length-prefixed frames over any async byte stream the caller hands in.
 //! - [`backoff`]: the reconnection schedule, as a pure function of the attempt number.
 //! - [`stats`]: round-trip statistics (median, p90, max) over a bounded window.
-//! - `browser` (wasm32, feature `browser`): the browser peer that dials relays over WebRTC.
+//! - `browser` (wasm32, feature `browser`): the browser peer that dials relays over WebRTC and
+//!   runs jobs on them.
+//! - `js_engine` (wasm32, feature `js-engine`): the page's own WebAssembly engine as a job
+//!   engine, for re-executing results.
 
 pub mod backoff;
 pub mod encoding;
 pub mod envelope;
 pub mod hash;
 pub mod identity;
+pub mod job;
 pub mod protocol;
 pub mod signed;
 pub mod stats;
@@ -35,6 +41,10 @@ pub mod wire;
 
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]
 pub mod browser;
+#[cfg(all(target_arch = "wasm32", feature = "browser"))]
+pub mod job_client;
+#[cfg(all(target_arch = "wasm32", feature = "js-engine"))]
+pub mod js_engine;
 
 /// The version of this crate, reported by relays and shown by the app.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

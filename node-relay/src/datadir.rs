@@ -50,7 +50,7 @@ fn load_or_create_identity(dir: &Path) -> anyhow::Result<Keypair> {
             .with_context(|| format!("the identity key {} is damaged", path.display()));
     }
     let seed: [u8; 32] = rand::random();
-    write_private(&path, format!("{}\n", hex::encode(seed)).as_bytes())?;
+    write_atomic(&path, format!("{}\n", hex::encode(seed)).as_bytes())?;
     Ok(Keypair::from_seed(&seed))
 }
 
@@ -69,12 +69,12 @@ fn load_or_create_certificate(dir: &Path) -> anyhow::Result<Certificate> {
     }
     let certificate = Certificate::generate(&mut rand::rng())
         .map_err(|e| anyhow::anyhow!("generating a WebRTC certificate: {e}"))?;
-    write_private(&path, certificate.serialize_pem().as_bytes())?;
+    write_atomic(&path, certificate.serialize_pem().as_bytes())?;
     Ok(certificate)
 }
 
 /// Writes `bytes` to `path` readable by the owner only, atomically (temporary file + rename).
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let Some(name) = path.file_name() else {
         bail!("{} is not a file path", path.display());
     };

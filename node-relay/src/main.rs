@@ -4,10 +4,7 @@
 //! relays over TCP), and answers our protocols. Its identity key and its WebRTC certificate
 //! live in the data directory, so its peer id and `/certhash/` multiaddr survive restarts.
 
-mod datadir;
-mod http;
-mod network;
-mod status;
+use node_relay::{datadir, http, jobs, network};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +58,25 @@ struct RunArgs {
     /// The network this relay belongs to; requests for another network are refused.
     #[arg(long, default_value = client_core::protocol::DEV_NETWORK_ID)]
     network_id: String,
+    /// Threads executing jobs (default: one per CPU core).
+    #[arg(long)]
+    job_workers: Option<usize>,
+    /// Wall-clock limit of one job, in seconds.
+    #[arg(long, default_value_t = 60)]
+    job_time_limit: u64,
+    /// Testing only: lie in results in the given way, so tests can check that browsers catch it.
+    #[cfg(feature = "faulty")]
+    #[arg(long, value_enum)]
+    faulty: Option<FaultArg>,
+}
+
+#[cfg(feature = "faulty")]
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FaultArg {
+    WrongOutput,
+    WrongFuel,
+    WrongCheckpoint,
+    BadSignature,
 }
 
 #[derive(Args)]
@@ -117,6 +133,33 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let keys = datadir::RelayKeys::load_or_create(&args.common.data_dir)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+    let mut job_config = jobs::JobConfig {
+        wall_clock: std::time::Duration::from_secs(args.job_time_limit.max(1)),
+        ..jobs::JobConfig::default()
+    };
+    if let Some(workers) = args.job_workers {
+        job_config.workers = workers.max(1);
+    }
+    #[cfg(feature = "faulty")]
+    if let Some(fault) = args.faulty {
+        job_config.fault = match fault {
+            FaultArg::WrongOutput => jobs::Fault::WrongOutput,
+            FaultArg::WrongFuel => jobs::Fault::WrongFuel,
+            FaultArg::WrongCheckpoint => jobs::Fault::WrongCheckpoint,
+            FaultArg::BadSignature => jobs::Fault::BadSignature,
+        };
+        tracing::warn!(
+            "FAULTY RELAY: results are deliberately wrong ({:?})",
+            job_config.fault
+        );
+    }
+    let job_service = jobs::JobService::start(
+        &args.common.data_dir,
+        keys.keypair.clone(),
+        args.network_id.clone(),
+        job_config,
+    )?;
+
     let node = network::Node::start(
         &keys,
         network::Listen {
@@ -124,6 +167,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             tcp: args.tcp,
         },
         args.network_id.clone(),
+        job_service,
         shutdown_rx.clone(),
     )
     .await?;

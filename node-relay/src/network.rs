@@ -6,6 +6,7 @@
 //! handlers run on their own tasks so that no peer can hold up the loop.
 
 use crate::datadir::RelayKeys;
+use crate::jobs::{self, JobService};
 use crate::status;
 use anyhow::Context;
 use futures::StreamExt;
@@ -134,6 +135,7 @@ impl Node {
         keys: &RelayKeys,
         listen: Listen,
         network_id: String,
+        jobs: Arc<JobService>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Node> {
         let mut swarm = build_swarm(keys)?;
@@ -177,7 +179,8 @@ impl Node {
             connected_peers: AtomicU32::new(0),
         });
         let control = swarm.behaviour().stream.new_control();
-        status::spawn_server(control, Arc::clone(&shared), shutdown.clone())?;
+        status::spawn_server(control.clone(), Arc::clone(&shared), shutdown.clone())?;
+        jobs::protocol::spawn_server(control, jobs, shutdown.clone())?;
         let task = tokio::spawn(event_loop(swarm, Arc::clone(&shared), shutdown));
         Ok(Node { shared, task })
     }

@@ -6,6 +6,7 @@
 //! is closed; nothing a peer sends can panic the relay or reach other peers' streams.
 
 use crate::network::SharedState;
+use crate::slots::Slots;
 use client_core::encoding::{decode, encode};
 use client_core::protocol::{
     ErrorCode, MAX_STATUS_FRAME, ProtocolError, RelayStatus, STATUS_PROTOCOL, StatusRequest,
@@ -14,8 +15,7 @@ use client_core::protocol::{
 use client_core::wire::{FrameError, read_frame, write_frame};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -26,53 +26,6 @@ const MAX_STREAMS_PER_PEER: u32 = 4;
 /// A stream with no probe for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Counts open streams per peer and in total; a [`Slot`] gives its place back when dropped.
-#[derive(Default)]
-struct Slots {
-    open: Mutex<OpenStreams>,
-}
-
-#[derive(Default)]
-struct OpenStreams {
-    total: usize,
-    per_peer: HashMap<PeerId, u32>,
-}
-
-struct Slot {
-    slots: Arc<Slots>,
-    peer: PeerId,
-}
-
-impl Slots {
-    fn take(self: &Arc<Self>, peer: PeerId) -> Option<Slot> {
-        let mut open = self.open.lock().ok()?;
-        let held = open.per_peer.get(&peer).copied().unwrap_or(0);
-        if held >= MAX_STREAMS_PER_PEER || open.total >= MAX_STREAMS_TOTAL {
-            return None;
-        }
-        open.per_peer.insert(peer, held + 1);
-        open.total += 1;
-        Some(Slot {
-            slots: Arc::clone(self),
-            peer,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.slots.open.lock() {
-            open.total = open.total.saturating_sub(1);
-            if let Some(count) = open.per_peer.get_mut(&self.peer) {
-                *count -= 1;
-                if *count == 0 {
-                    open.per_peer.remove(&self.peer);
-                }
-            }
-        }
-    }
-}
-
 /// Registers the protocol and spawns the accept loop.
 pub fn spawn_server(
     mut control: libp2p_stream::Control,
@@ -82,7 +35,7 @@ pub fn spawn_server(
     let mut incoming = control
         .accept(StreamProtocol::new(STATUS_PROTOCOL))
         .map_err(|e| anyhow::anyhow!("registering {STATUS_PROTOCOL}: {e}"))?;
-    let slots = Arc::new(Slots::default());
+    let slots = Slots::new(MAX_STREAMS_TOTAL, MAX_STREAMS_PER_PEER);
     tokio::spawn(async move {
         loop {
             let (peer, stream) = tokio::select! {
@@ -115,8 +68,8 @@ async fn refuse(mut stream: Stream) {
     let _ = stream.close().await;
 }
 
-async fn serve(mut stream: Stream, shared: Arc<SharedState>, slot: Slot) {
-    let peer = slot.peer;
+async fn serve(mut stream: Stream, shared: Arc<SharedState>, slot: crate::slots::Slot) {
+    let peer = slot.peer();
     loop {
         let frame =
             match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream, MAX_STATUS_FRAME))

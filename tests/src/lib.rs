@@ -45,6 +45,15 @@ pub fn relay_bin() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The relay built with the test-only `faulty` feature (`run --faulty …` lies in results).
+pub fn faulty_relay_bin() -> anyhow::Result<PathBuf> {
+    artifact(
+        "AQUEDUCT_FAULTY_RELAY_BIN",
+        "target/debug/node-relay-faulty",
+        "the faulty relay binary",
+    )
+}
+
 /// The built web app.
 pub fn www_dir() -> anyhow::Result<PathBuf> {
     let dir = artifact("AQUEDUCT_WWW", "target/www", "the built web app")?;
@@ -61,6 +70,62 @@ pub fn artifacts_dir(kind: &str) -> PathBuf {
     let dir = workspace_root().join("target").join(kind);
     let _ = std::fs::create_dir_all(&dir);
     dir
+}
+
+/// The bytes of an example job module built by xtask (`<web app>/jobs/<name>.wasm`).
+pub fn job_module(name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = www_dir()?.join("jobs").join(format!("{name}.wasm"));
+    std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {} — `cargo xtask test` builds the example jobs",
+            path.display()
+        )
+    })
+}
+
+/// A native libp2p client connected to `relay` over TCP (Noise, Yamux), as another relay or a
+/// native tool would be. Returns a stream control and the relay's peer id.
+pub async fn tcp_client(relay: &Relay) -> anyhow::Result<(libp2p_stream::Control, libp2p::PeerId)> {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    let peer: libp2p::PeerId = relay.info()?.peer_id.parse()?;
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )?
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let control = swarm.behaviour().new_control();
+    let addr: libp2p::Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", relay.ports.tcp.port()).parse()?;
+    swarm.dial(addr)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(Err(error.to_string()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), rx)
+        .await??
+        .map_err(anyhow::Error::msg)?;
+    Ok((control, peer))
 }
 
 /// A fresh, empty temporary directory.
@@ -118,8 +183,20 @@ impl Relay {
         data_dir: &Path,
         ports: &RelayPorts,
     ) -> anyhow::Result<Relay> {
+        Self::start_with(bin, www, data_dir, ports, &[])
+    }
+
+    /// [`Relay::start`] with extra arguments for `node-relay run`.
+    pub fn start_with(
+        bin: &Path,
+        www: &Path,
+        data_dir: &Path,
+        ports: &RelayPorts,
+        extra: &[&str],
+    ) -> anyhow::Result<Relay> {
         let mut child = Command::new(bin)
             .arg("run")
+            .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--www")
@@ -337,6 +414,41 @@ impl Browser {
             .await
             .ok()?;
         element.text().await.ok()
+    }
+
+    /// Clicks the element with `data-testid="{id}"`.
+    pub async fn click(&self, id: &str) -> anyhow::Result<()> {
+        let selector = format!("[data-testid=\"{id}\"]");
+        self.client
+            .find(fantoccini::Locator::Css(&selector))
+            .await
+            .with_context(|| format!("finding [data-testid={id}]"))?
+            .click()
+            .await
+            .with_context(|| format!("clicking [data-testid={id}]"))?;
+        Ok(())
+    }
+
+    /// Sets the value of the input or select `data-testid="{id}"` as a person would, firing
+    /// the `input` and `change` events the app listens to.
+    pub async fn set_value(&self, id: &str, value: &str) -> anyhow::Result<()> {
+        let script = r#"
+            const [id, value] = arguments;
+            const el = document.querySelector(`[data-testid="${id}"]`);
+            if (!el) return false;
+            el.value = value;
+            el.dispatchEvent(new Event("input", { bubbles: true }));
+            el.dispatchEvent(new Event("change", { bubbles: true }));
+            return true;
+        "#;
+        let found = self
+            .client
+            .execute(script, vec![id.into(), value.into()])
+            .await?;
+        if found != serde_json::Value::Bool(true) {
+            bail!("no element [data-testid={id}]");
+        }
+        Ok(())
     }
 
     /// Waits until `check` accepts the text of `data-testid="{id}"`; returns that text.

@@ -2,59 +2,17 @@
 //! truncated frames, too many streams. The relay answers with an error or closes that stream,
 //! keeps serving a well-behaved stream opened before, and never panics.
 
-use aqueduct_tests::{Relay, RelayPorts, relay_bin, temp_dir, www_dir};
+use aqueduct_tests::{Relay, RelayPorts, relay_bin, tcp_client, temp_dir, www_dir};
 use client_core::encoding::{decode, encode};
 use client_core::protocol::{
     ErrorCode, MAX_STATUS_FRAME, STATUS_PROTOCOL, StatusRequest, StatusResponse,
 };
 use client_core::wire::{read_frame, write_frame};
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, noise, tcp, yamux};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
 use std::time::Duration;
 
 const STEP: Duration = Duration::from_secs(10);
-
-async fn connect(relay: &Relay) -> anyhow::Result<(libp2p_stream::Control, PeerId)> {
-    let peer: PeerId = relay.info()?.peer_id.parse()?;
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let control = swarm.behaviour().new_control();
-    let addr: Multiaddr =
-        format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", relay.ports.tcp.port()).parse()?;
-    swarm.dial(addr)?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut tx = Some(tx);
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::ConnectionEstablished { .. } => {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(Ok(()));
-                    }
-                }
-                SwarmEvent::OutgoingConnectionError { error, .. } => {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(Err(error.to_string()));
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
-    tokio::time::timeout(STEP, rx)
-        .await??
-        .map_err(anyhow::Error::msg)?;
-    Ok((control, peer))
-}
 
 async fn open(control: &mut libp2p_stream::Control, peer: PeerId) -> anyhow::Result<Stream> {
     Ok(tokio::time::timeout(
@@ -99,7 +57,7 @@ async fn bad_input_gets_an_error_and_others_keep_being_served() -> anyhow::Resul
     let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("hostile");
     let mut relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
-    let (mut control, peer) = connect(&relay).await?;
+    let (mut control, peer) = tcp_client(&relay).await?;
 
     // A well-behaved stream, open through everything below.
     let mut good = open(&mut control, peer).await?;

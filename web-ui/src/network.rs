@@ -3,7 +3,7 @@
 //! All network logic is in `client_core::browser`; this module only turns its events into
 //! reactive state.
 
-use client_core::browser::{self, PeerConfig, PeerEvent};
+use client_core::browser::{self, PeerConfig, PeerEvent, PeerHandle};
 use client_core::protocol::RelayStatus;
 use client_core::stats::{RttSummary, RttWindow};
 use leptos::prelude::*;
@@ -60,6 +60,10 @@ pub struct NetworkState {
     pub rtt: RwSignal<Option<RttSummary>>,
     pub status: RwSignal<Option<RelayStatus>>,
     pub log: RwSignal<VecDeque<LogLine>>,
+    /// The network the serving relay belongs to (requests are signed for it).
+    pub network_id: RwSignal<Option<String>>,
+    /// Streams to the relay are opened through this, once the peer is started.
+    pub peer: StoredValue<Option<PeerHandle>, LocalStorage>,
 }
 
 impl NetworkState {
@@ -73,6 +77,8 @@ impl NetworkState {
             rtt: RwSignal::new(None),
             status: RwSignal::new(None),
             log: RwSignal::new(VecDeque::new()),
+            network_id: RwSignal::new(None),
+            peer: StoredValue::new_local(None),
         };
         leptos::task::spawn_local(state.connect());
         state
@@ -116,8 +122,10 @@ impl NetworkState {
             .set(config.addrs.first().map(ToString::to_string));
         let window = Rc::new(RefCell::new(RttWindow::new(RTT_WINDOW)));
         let on_event = move |event: PeerEvent| self.apply(event, &window);
-        if let Err(e) = browser::spawn(config, Rc::new(on_event)) {
-            self.phase.set(Phase::Failed(e.to_string()));
+        self.network_id.set(Some(info.network_id.clone()));
+        match browser::spawn(config, Rc::new(on_event)) {
+            Ok(handle) => self.peer.set_value(Some(handle)),
+            Err(e) => self.phase.set(Phase::Failed(e.to_string())),
         }
     }
 

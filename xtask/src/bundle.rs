@@ -70,7 +70,47 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
                 .with_context(|| format!("copying {}", entry.path().display()))?;
         }
     }
+    build_jobs(&out.join("jobs"))?;
     Ok(out)
+}
+
+/// The example job modules (`www/jobs/<name>`), served by the relay under `/jobs/`.
+pub const EXAMPLE_JOBS: [&str; 3] = ["hash-chain", "mandelbrot", "primes"];
+
+/// Stack of an example job module. Small, so that a job's whole state (which is hashed at every
+/// checkpoint and sent when sampled) stays small; the examples use little stack.
+const JOB_STACK_BYTES: u32 = 32 * 1024;
+
+/// Builds the example job modules into `out` as `<name>.wasm`.
+pub fn build_jobs(out: &Path) -> anyhow::Result<()> {
+    step("building the example job modules (wasm32)");
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for name in EXAMPLE_JOBS {
+        let package = format!("job-{name}");
+        run_cmd(cargo().args([
+            "rustc",
+            "--quiet",
+            "-p",
+            &package,
+            "--lib",
+            "--crate-type",
+            "cdylib",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            "job",
+            "--",
+            "-C",
+            &format!("link-arg=-zstack-size={JOB_STACK_BYTES}"),
+        ]))?;
+        let built = root()
+            .join("target/wasm32-unknown-unknown/job")
+            .join(format!("{}.wasm", package.replace('-', "_")));
+        let dest = out.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &dest)
+            .with_context(|| format!("copying {} to {}", built.display(), dest.display()))?;
+    }
+    Ok(())
 }
 
 fn wasm_opt() -> anyhow::Result<Option<PathBuf>> {

@@ -123,29 +123,50 @@ fn test() -> anyhow::Result<()> {
     run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
 
     let www = bundle::build(None)?;
-    step("building the relay");
+    // The faulty relay (feature `faulty`) lies on purpose; tests check that browsers catch it.
+    // Built first and set aside, because both builds write target/debug/node-relay.
+    step("building the relay, and a faulty one for tests");
+    let faulty = root().join("target/debug/node-relay-faulty");
+    run_cmd(cargo().args([
+        "build",
+        "--quiet",
+        "-p",
+        "node-relay",
+        "--features",
+        "faulty",
+    ]))?;
+    std::fs::copy(root().join("target/debug/node-relay"), &faulty)
+        .with_context(|| format!("copying the faulty relay to {}", faulty.display()))?;
     run_cmd(cargo().args(["build", "--quiet", "-p", "node-relay"]))?;
 
-    step("native tests (unit, relay, end-to-end in headless Chromium)");
+    step("native tests (unit, jobs on wasmtime, relay, end-to-end in headless Chromium)");
     run_cmd(
         cargo()
             .args(["test", "--workspace", "--exclude", "web-ui"])
             .env("AQUEDUCT_RELAY_BIN", root().join("target/debug/node-relay"))
+            .env("AQUEDUCT_FAULTY_RELAY_BIN", &faulty)
             .env("AQUEDUCT_WWW", &www)
             .env("CHROMEDRIVER", &browser.chromedriver)
             .env("CHROMIUM", &browser.chromium),
     )?;
 
-    step("wasm tests in headless Chromium (client-core)");
+    step("wasm tests in headless Chromium (client-core; jobs in Chromium's engine vs wasmtime)");
     run_cmd(
         cargo()
             .args([
                 "test",
                 "-p",
                 "client-core",
+                "--features",
+                "engine-vectors",
                 "--target",
                 "wasm32-unknown-unknown",
             ])
+            .env("AQUEDUCT_JOBS_DIR", www.join("jobs"))
+            .env(
+                "AQUEDUCT_JOB_VECTORS",
+                root().join("target/job-vectors/vectors.txt"),
+            )
             .env("CHROMEDRIVER", &browser.chromedriver)
             .env("WASM_BINDGEN_TEST_TIMEOUT", "120"),
     )?;
@@ -164,6 +185,8 @@ fn lint() -> anyhow::Result<()> {
         "--quiet",
         "--workspace",
         "--all-targets",
+        "--features",
+        "node-relay/faulty",
         "--",
         "-D",
         "warnings",
@@ -177,7 +200,8 @@ fn lint() -> anyhow::Result<()> {
         "-p",
         "web-ui",
         "--all-targets",
-        "--all-features",
+        "--features",
+        "client-core/browser",
         "--target",
         "wasm32-unknown-unknown",
         "--",

@@ -1,0 +1,854 @@
+//! The deterministic profile: which modules are accepted, and how they are instrumented.
+//!
+//! Both sides run this same code on the same module bytes and get the same instrumented bytes,
+//! so the relay (wasmtime) and the browser (its own engine) execute the very same program.
+//! Determinism does not depend on the engine because everything engine-specific is moved
+//! inside the module:
+//!
+//! - **Fuel** is a mutable global (`aqueduct_fuel`, remaining fuel, i64). Every straight-line
+//!   run of instructions is charged its length before it starts; bulk memory operations and
+//!   `memory.grow` are charged by size on top. Fuel below zero traps.
+//! - **Memory**: the maximum size is the profile's everywhere, and growing past it traps.
+//! - **Stack depth** is a mutable global (`aqueduct_depth`, i32) raised on function entry by a
+//!   weight that grows with the frame's locals and lowered on exit; above
+//!   [`Profile::max_depth`] it traps, long before any engine's own stack would overflow.
+//! - **NaN canonicalization**: every float instruction that can produce a NaN is followed by
+//!   code replacing any NaN by the canonical one, so NaN payloads (which engines may choose
+//!   freely) never reach memory.
+//! - **Exported state**: every mutable global is exported (`aqueduct_global_N`), next to the
+//!   memory, so any engine can snapshot and restore the complete state of an instance.
+//!
+//! What is refused: imports, a start function, threads and shared memory, SIMD, tail calls,
+//! exceptions, GC, several memories, 64-bit memory, passive data segments, table mutation,
+//! mutable float or reference globals, multi-value function results, and modules, memories or
+//! functions over the profile's limits.
+
+use crate::hash::Hash;
+use wasm_encoder::reencode::{self, Reencode};
+use wasm_encoder::{BlockType, ConstExpr, ExportKind, Function, Ieee32, Ieee64, Instruction};
+use wasmparser::{Operator, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures};
+
+/// Export names the instrumentation adds. Modules may not export anything under this prefix.
+pub const RESERVED_PREFIX: &str = "aqueduct_";
+pub const FUEL_EXPORT: &str = "aqueduct_fuel";
+pub const DEPTH_EXPORT: &str = "aqueduct_depth";
+
+/// The limits that are part of the deterministic profile. Both sides must use the same
+/// profile: it is named in every receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// Identifies this set of rules in receipts.
+    pub version: u32,
+    pub max_module_bytes: usize,
+    /// Largest memory a job can have or grow to, in 64 KiB pages.
+    pub max_memory_pages: u32,
+    /// Budget of the depth counter; a frame costs `1 + locals / 8`.
+    pub max_depth: u32,
+    pub max_functions: u32,
+    pub max_locals_per_function: u32,
+}
+
+impl Profile {
+    pub const V1: Profile = Profile {
+        version: 1,
+        max_module_bytes: 4 * 1024 * 1024,
+        max_memory_pages: 512,
+        max_depth: 2048,
+        max_functions: 20_000,
+        max_locals_per_function: 4096,
+    };
+}
+
+/// The two forms a job module can take (see the job ABI in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobForm {
+    /// `alloc(len) -> ptr`, `run(ptr, len) -> packed (ptr << 32 | len)`.
+    OneShot,
+    /// `alloc(len) -> ptr`, `init(ptr, len)`, `step() -> done (non-zero when finished)`,
+    /// `output() -> packed (ptr << 32 | len)`.
+    Steps,
+}
+
+/// The type of an exported mutable global, which is all snapshots need to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalKind {
+    I32,
+    I64,
+}
+
+/// A mutable global of the instrumented module, by export name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateGlobal {
+    pub name: String,
+    pub kind: GlobalKind,
+}
+
+/// A validated, instrumented module ready to run on any engine.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Hash of the module as uploaded (before instrumentation): its content address.
+    pub module_hash: Hash,
+    pub form: JobForm,
+    /// The instrumented module.
+    pub code: Vec<u8>,
+    /// Every mutable global in snapshot order: the module's own by index, then fuel, then depth.
+    pub globals: Vec<StateGlobal>,
+    pub profile: Profile,
+}
+
+/// Why a module is refused. Each reason names what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModuleError {
+    #[error("the module is {size} bytes; at most {max} are accepted")]
+    TooLarge { size: usize, max: usize },
+    #[error("not a valid WebAssembly module (or it uses a feature outside the profile): {0}")]
+    Invalid(String),
+    #[error("the module imports {0}; job modules may not import anything")]
+    Import(String),
+    #[error("the module has a start function; put that work in `run` or `init`")]
+    StartFunction,
+    #[error("the module must export its memory as `memory`")]
+    NoMemory,
+    #[error("the memory starts at {pages} pages; at most {max} are allowed")]
+    MemoryTooLarge { pages: u64, max: u32 },
+    #[error("shared or 64-bit memories are not allowed")]
+    MemoryKind,
+    #[error("export `{0}` uses the reserved prefix `aqueduct_`")]
+    ReservedExport(String),
+    #[error(
+        "the module exports neither the one-shot ABI (`alloc`, `run`) nor the step ABI (`alloc`, `init`, `step`, `output`)"
+    )]
+    NoEntryPoints,
+    #[error("export `{name}` has the wrong signature: expected {expected}")]
+    Signature {
+        name: String,
+        expected: &'static str,
+    },
+    #[error("global {index} is a mutable {ty}; only i32 and i64 globals may be mutable")]
+    MutableGlobal { index: u32, ty: String },
+    #[error("function {index} returns several values; job functions return at most one")]
+    MultiValue { index: u32 },
+    #[error("{what}; at most {max} are allowed")]
+    Limit { what: String, max: u32 },
+    #[error("passive data segments are not allowed")]
+    PassiveData,
+    #[error("the instruction `{0}` is not allowed in job modules")]
+    Instruction(String),
+}
+
+fn invalid(e: impl std::fmt::Display) -> ModuleError {
+    ModuleError::Invalid(e.to_string())
+}
+
+/// The WebAssembly features a job module may use. Everything else fails validation.
+fn features() -> WasmFeatures {
+    WasmFeatures::MUTABLE_GLOBAL
+        | WasmFeatures::SATURATING_FLOAT_TO_INT
+        | WasmFeatures::SIGN_EXTENSION
+        | WasmFeatures::REFERENCE_TYPES
+        | WasmFeatures::MULTI_VALUE
+        | WasmFeatures::BULK_MEMORY
+        | WasmFeatures::FLOATS
+        | WasmFeatures::EXTENDED_CONST
+}
+
+/// What the first pass learns about a module.
+#[derive(Default)]
+struct Info {
+    /// Signatures by type index: (params, results).
+    types: Vec<(Vec<ValType>, Vec<ValType>)>,
+    /// Type index of each defined function.
+    functions: Vec<u32>,
+    /// (type, mutable) of each global.
+    globals: Vec<(ValType, bool)>,
+    exports: Vec<(String, wasmparser::ExternalKind, u32)>,
+}
+
+impl Info {
+    fn func_signature(&self, func: u32) -> Option<&(Vec<ValType>, Vec<ValType>)> {
+        let ty = *self.functions.get(func as usize)?;
+        self.types.get(ty as usize)
+    }
+
+    fn export_func(&self, name: &str) -> Option<u32> {
+        self.exports
+            .iter()
+            .find(|(n, kind, _)| n == name && *kind == wasmparser::ExternalKind::Func)
+            .map(|(_, _, index)| *index)
+    }
+}
+
+/// Validates `bytes` against `profile` and instruments it.
+pub fn prepare(bytes: &[u8], profile: &Profile) -> Result<Prepared, ModuleError> {
+    if bytes.len() > profile.max_module_bytes {
+        return Err(ModuleError::TooLarge {
+            size: bytes.len(),
+            max: profile.max_module_bytes,
+        });
+    }
+    Validator::new_with_features(features())
+        .validate_all(bytes)
+        .map_err(invalid)?;
+    let info = survey(bytes, profile)?;
+    let form = entry_points(&info)?;
+
+    let fuel_global = info.globals.len() as u32;
+    let depth_global = fuel_global + 1;
+    let mut globals: Vec<StateGlobal> = info
+        .globals
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, mutable))| *mutable)
+        .map(|(i, (ty, _))| StateGlobal {
+            name: format!("{RESERVED_PREFIX}global_{i}"),
+            kind: if *ty == ValType::I64 {
+                GlobalKind::I64
+            } else {
+                GlobalKind::I32
+            },
+        })
+        .collect();
+    globals.push(StateGlobal {
+        name: FUEL_EXPORT.into(),
+        kind: GlobalKind::I64,
+    });
+    globals.push(StateGlobal {
+        name: DEPTH_EXPORT.into(),
+        kind: GlobalKind::I32,
+    });
+
+    let mut instrumenter = Instrumenter {
+        info: &info,
+        profile,
+        fuel_global,
+        depth_global,
+        next_function: 0,
+        globals_written: false,
+        exports_written: false,
+    };
+    let mut module = wasm_encoder::Module::new();
+    instrumenter
+        .parse_core_module(&mut module, Parser::new(0), bytes)
+        .map_err(|e| match e {
+            reencode::Error::UserError(e) => e,
+            other => invalid(other),
+        })?;
+    Ok(Prepared {
+        module_hash: Hash::of(bytes),
+        form,
+        code: module.finish(),
+        globals,
+        profile: *profile,
+    })
+}
+
+/// First pass: collects types, functions, globals and exports, and applies the checks that do
+/// not need the code.
+fn survey(bytes: &[u8], profile: &Profile) -> Result<Info, ModuleError> {
+    let mut info = Info::default();
+    let mut has_memory = false;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(invalid)? {
+            Payload::TypeSection(reader) => {
+                for ty in reader.into_iter_err_on_gc_types() {
+                    let ty = ty.map_err(invalid)?;
+                    info.types
+                        .push((ty.params().to_vec(), ty.results().to_vec()));
+                }
+            }
+            Payload::ImportSection(reader) => {
+                if let Some(import) = reader.into_iter().next() {
+                    let import = import.map_err(invalid)?;
+                    let kind = match import.ty {
+                        TypeRef::Func(_) => "function",
+                        TypeRef::Table(_) => "table",
+                        TypeRef::Memory(_) => "memory",
+                        TypeRef::Global(_) => "global",
+                        TypeRef::Tag(_) => "tag",
+                    };
+                    return Err(ModuleError::Import(format!(
+                        "the {kind} `{}.{}`",
+                        import.module, import.name
+                    )));
+                }
+            }
+            Payload::FunctionSection(reader) => {
+                for ty in reader {
+                    info.functions.push(ty.map_err(invalid)?);
+                }
+                if info.functions.len() > profile.max_functions as usize {
+                    return Err(ModuleError::Limit {
+                        what: format!("the module defines {} functions", info.functions.len()),
+                        max: profile.max_functions,
+                    });
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for memory in reader {
+                    let memory = memory.map_err(invalid)?;
+                    if memory.shared || memory.memory64 || memory.page_size_log2.is_some() {
+                        return Err(ModuleError::MemoryKind);
+                    }
+                    if memory.initial > u64::from(profile.max_memory_pages) {
+                        return Err(ModuleError::MemoryTooLarge {
+                            pages: memory.initial,
+                            max: profile.max_memory_pages,
+                        });
+                    }
+                    has_memory = true;
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                for global in reader {
+                    let global = global.map_err(invalid)?;
+                    let ty = global.ty.content_type;
+                    let index = info.globals.len() as u32;
+                    if global.ty.mutable && !matches!(ty, ValType::I32 | ValType::I64) {
+                        return Err(ModuleError::MutableGlobal {
+                            index,
+                            ty: ty.to_string(),
+                        });
+                    }
+                    info.globals.push((ty, global.ty.mutable));
+                }
+            }
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let export = export.map_err(invalid)?;
+                    if export.name.starts_with(RESERVED_PREFIX) {
+                        return Err(ModuleError::ReservedExport(export.name.into()));
+                    }
+                    info.exports
+                        .push((export.name.into(), export.kind, export.index));
+                }
+            }
+            Payload::StartSection { .. } => return Err(ModuleError::StartFunction),
+            Payload::DataSection(reader) => {
+                for data in reader {
+                    if matches!(data.map_err(invalid)?.kind, wasmparser::DataKind::Passive) {
+                        return Err(ModuleError::PassiveData);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let memory_exported = info.exports.iter().any(|(name, kind, index)| {
+        name == "memory" && *kind == wasmparser::ExternalKind::Memory && *index == 0
+    });
+    if !has_memory || !memory_exported {
+        return Err(ModuleError::NoMemory);
+    }
+    for (index, ty) in info.functions.iter().enumerate() {
+        let results = info.types.get(*ty as usize).map_or(0, |(_, r)| r.len());
+        if results > 1 {
+            return Err(ModuleError::MultiValue {
+                index: index as u32,
+            });
+        }
+    }
+    Ok(info)
+}
+
+/// Finds the ABI the module implements and checks the signatures of its entry points.
+fn entry_points(info: &Info) -> Result<JobForm, ModuleError> {
+    use ValType::{I32, I64};
+    let check = |name: &str, params: &[ValType], results: &[ValType], expected: &'static str| {
+        let func = info.export_func(name);
+        match func.and_then(|f| info.func_signature(f)) {
+            Some((p, r)) if p == params && r == results => Ok(()),
+            _ => Err(ModuleError::Signature {
+                name: name.into(),
+                expected,
+            }),
+        }
+    };
+    let has = |name: &str| info.export_func(name).is_some();
+    let form = if has("run") {
+        check("run", &[I32, I32], &[I64], "run(ptr: i32, len: i32) -> i64")?;
+        JobForm::OneShot
+    } else if has("init") || has("step") || has("output") {
+        check("init", &[I32, I32], &[], "init(ptr: i32, len: i32)")?;
+        check("step", &[], &[I32], "step() -> i32")?;
+        check("output", &[], &[I64], "output() -> i64")?;
+        JobForm::Steps
+    } else {
+        return Err(ModuleError::NoEntryPoints);
+    };
+    check("alloc", &[I32], &[I32], "alloc(len: i32) -> i32")?;
+    Ok(form)
+}
+
+/// Second pass: re-encodes the module with the instrumentation added.
+struct Instrumenter<'a> {
+    info: &'a Info,
+    profile: &'a Profile,
+    fuel_global: u32,
+    depth_global: u32,
+    next_function: u32,
+    globals_written: bool,
+    exports_written: bool,
+}
+
+type ReencodeResult<T = ()> = Result<T, reencode::Error<ModuleError>>;
+
+fn refuse<T>(e: ModuleError) -> ReencodeResult<T> {
+    Err(reencode::Error::UserError(e))
+}
+
+impl Instrumenter<'_> {
+    fn add_globals(&mut self, globals: &mut wasm_encoder::GlobalSection) {
+        let i64_mut = wasm_encoder::GlobalType {
+            val_type: wasm_encoder::ValType::I64,
+            mutable: true,
+            shared: false,
+        };
+        let i32_mut = wasm_encoder::GlobalType {
+            val_type: wasm_encoder::ValType::I32,
+            mutable: true,
+            shared: false,
+        };
+        globals.global(i64_mut, &ConstExpr::i64_const(0));
+        globals.global(i32_mut, &ConstExpr::i32_const(0));
+        self.globals_written = true;
+    }
+
+    fn add_exports(&mut self, exports: &mut wasm_encoder::ExportSection) {
+        for (index, (_, mutable)) in self.info.globals.iter().enumerate() {
+            if *mutable {
+                exports.export(
+                    &format!("{RESERVED_PREFIX}global_{index}"),
+                    ExportKind::Global,
+                    index as u32,
+                );
+            }
+        }
+        exports.export(FUEL_EXPORT, ExportKind::Global, self.fuel_global);
+        exports.export(DEPTH_EXPORT, ExportKind::Global, self.depth_global);
+        self.exports_written = true;
+    }
+}
+
+/// Section ids in the order they appear in a module, for placing sections a module lacks.
+fn section_rank(id: wasm_encoder::SectionId) -> u8 {
+    use wasm_encoder::SectionId as S;
+    match id {
+        S::Custom => 0,
+        S::Type => 1,
+        S::Import => 2,
+        S::Function => 3,
+        S::Table => 4,
+        S::Memory => 5,
+        S::Tag => 6,
+        S::Global => 7,
+        S::Export => 8,
+        S::Start => 9,
+        S::Element => 10,
+        S::DataCount => 11,
+        S::Code => 12,
+        S::Data => 13,
+    }
+}
+
+impl Reencode for Instrumenter<'_> {
+    type Error = ModuleError;
+
+    fn parse_custom_section(
+        &mut self,
+        _module: &mut wasm_encoder::Module,
+        _section: wasmparser::CustomSectionReader<'_>,
+    ) -> ReencodeResult {
+        // Names and debug info are dropped: they do not affect execution.
+        Ok(())
+    }
+
+    fn memory_type(
+        &mut self,
+        memory: wasmparser::MemoryType,
+    ) -> ReencodeResult<wasm_encoder::MemoryType> {
+        // The same maximum in every engine, so `memory.grow` fails at the same size everywhere.
+        let cap = u64::from(self.profile.max_memory_pages);
+        Ok(wasm_encoder::MemoryType {
+            minimum: memory.initial,
+            maximum: Some(memory.maximum.map_or(cap, |m| m.min(cap))),
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        })
+    }
+
+    fn table_type(
+        &mut self,
+        table: wasmparser::TableType,
+    ) -> ReencodeResult<wasm_encoder::TableType> {
+        let mut ty = reencode::utils::table_type(self, table)?;
+        // Tables cannot be changed by job code (table mutation is refused), so fix their size.
+        ty.maximum = Some(ty.minimum);
+        Ok(ty)
+    }
+
+    fn parse_global_section(
+        &mut self,
+        globals: &mut wasm_encoder::GlobalSection,
+        section: wasmparser::GlobalSectionReader<'_>,
+    ) -> ReencodeResult {
+        reencode::utils::parse_global_section(self, globals, section)?;
+        self.add_globals(globals);
+        Ok(())
+    }
+
+    fn parse_export_section(
+        &mut self,
+        exports: &mut wasm_encoder::ExportSection,
+        section: wasmparser::ExportSectionReader<'_>,
+    ) -> ReencodeResult {
+        reencode::utils::parse_export_section(self, exports, section)?;
+        self.add_exports(exports);
+        Ok(())
+    }
+
+    fn intersperse_section_hook(
+        &mut self,
+        module: &mut wasm_encoder::Module,
+        _after: Option<wasm_encoder::SectionId>,
+        before: Option<wasm_encoder::SectionId>,
+    ) -> ReencodeResult {
+        let next = before.map_or(u8::MAX, section_rank);
+        if !self.globals_written && next > section_rank(wasm_encoder::SectionId::Global) {
+            let mut globals = wasm_encoder::GlobalSection::new();
+            self.add_globals(&mut globals);
+            module.section(&globals);
+        }
+        // Modules without an export section fail the ABI check before this pass.
+        if !self.exports_written && next > section_rank(wasm_encoder::SectionId::Export) {
+            let mut exports = wasm_encoder::ExportSection::new();
+            self.add_exports(&mut exports);
+            module.section(&exports);
+        }
+        Ok(())
+    }
+
+    fn parse_function_body(
+        &mut self,
+        code: &mut wasm_encoder::CodeSection,
+        body: wasmparser::FunctionBody<'_>,
+    ) -> ReencodeResult {
+        let index = self.next_function;
+        self.next_function += 1;
+        let Some((params, results)) = self.info.func_signature(index) else {
+            return refuse(invalid(format!("function {index} has no type")));
+        };
+        let mut locals = Vec::new();
+        let mut local_count = params.len() as u64;
+        for pair in body.get_locals_reader()? {
+            let (count, ty) = pair?;
+            local_count += u64::from(count);
+            locals.push((count, self.val_type(ty)?));
+        }
+        if local_count > u64::from(self.profile.max_locals_per_function) {
+            return refuse(ModuleError::Limit {
+                what: format!("function {index} has {local_count} locals"),
+                max: self.profile.max_locals_per_function,
+            });
+        }
+        // Scratch locals for the instrumentation, after the function's own.
+        let scratch = Scratch {
+            i32: local_count as u32,
+            f32: local_count as u32 + 1,
+            f64: local_count as u32 + 2,
+        };
+        locals.push((1, wasm_encoder::ValType::I32));
+        locals.push((1, wasm_encoder::ValType::F32));
+        locals.push((1, wasm_encoder::ValType::F64));
+        let result_type = match results.first() {
+            None => BlockType::Empty,
+            Some(ty) => BlockType::Result(self.val_type(*ty)?),
+        };
+        let weight = 1 + (local_count / 8) as i32;
+
+        let mut out = Emitter {
+            func: Function::new(locals),
+            run: Vec::new(),
+            run_cost: 0,
+            fuel: self.fuel_global,
+        };
+        // Prologue: count this frame, then wrap the body in a block so that every way out of
+        // the function (falling off the end, `return`, a branch to the function's label)
+        // passes through the epilogue.
+        let depth = self.depth_global;
+        let max_depth = self.profile.max_depth as i32;
+        out.emit_now(&[
+            Instruction::GlobalGet(depth),
+            Instruction::I32Const(weight),
+            Instruction::I32Add,
+            Instruction::GlobalSet(depth),
+            Instruction::GlobalGet(depth),
+            Instruction::I32Const(max_depth),
+            Instruction::I32GtS,
+            Instruction::If(BlockType::Empty),
+            Instruction::Unreachable,
+            Instruction::End,
+            Instruction::Block(result_type),
+        ]);
+
+        let mut nesting: u32 = 0; // blocks open inside the wrapper
+        let mut reader = body.get_operators_reader()?;
+        while !reader.eof() {
+            let op = reader.read()?;
+            match &op {
+                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
+                    nesting += 1;
+                    let ins = self.instruction(op)?;
+                    out.push_charged(ins);
+                    out.flush();
+                }
+                Operator::Else => {
+                    out.push_charged(Instruction::Else);
+                    out.flush();
+                }
+                Operator::End if nesting == 0 => {
+                    // The function's own end: close the wrapper, then the epilogue.
+                    out.push_charged(Instruction::End);
+                    out.flush();
+                    out.emit_now(&[
+                        Instruction::GlobalGet(depth),
+                        Instruction::I32Const(weight),
+                        Instruction::I32Sub,
+                        Instruction::GlobalSet(depth),
+                        Instruction::End,
+                    ]);
+                }
+                Operator::End => {
+                    nesting -= 1;
+                    out.push_charged(Instruction::End);
+                    out.flush();
+                }
+                Operator::Return => {
+                    out.push_charged(Instruction::Br(nesting));
+                    out.flush();
+                }
+                Operator::Br { .. }
+                | Operator::BrIf { .. }
+                | Operator::BrTable { .. }
+                | Operator::Unreachable => {
+                    let ins = self.instruction(op)?;
+                    out.push_charged(ins);
+                    out.flush();
+                }
+                Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } => {
+                    // The byte count is on top of the stack: charge one unit per 16 bytes.
+                    out.charge_dynamic(
+                        scratch.i32,
+                        &[Instruction::I64Const(4), Instruction::I64ShrU],
+                    );
+                    let ins = self.instruction(op)?;
+                    out.push_charged(ins);
+                }
+                Operator::MemoryGrow { .. } => {
+                    // The page count is on top: charge 1024 units per 64 KiB page, and trap
+                    // (with the depth counter set to MEMORY_LIMIT_MARK) when the memory would
+                    // grow past the profile's limit, rather than let the job carry on with -1.
+                    out.charge_dynamic(
+                        scratch.i32,
+                        &[Instruction::I64Const(10), Instruction::I64Shl],
+                    );
+                    out.push_free(&[
+                        Instruction::LocalGet(scratch.i32),
+                        Instruction::I64ExtendI32U,
+                        Instruction::MemorySize(0),
+                        Instruction::I64ExtendI32U,
+                        Instruction::I64Add,
+                        Instruction::I64Const(i64::from(self.profile.max_memory_pages)),
+                        Instruction::I64GtU,
+                        Instruction::If(BlockType::Empty),
+                        Instruction::I32Const(MEMORY_LIMIT_MARK),
+                        Instruction::GlobalSet(depth),
+                        Instruction::Unreachable,
+                        Instruction::End,
+                    ]);
+                    let ins = self.instruction(op)?;
+                    out.push_charged(ins);
+                }
+                Operator::MemoryInit { .. }
+                | Operator::DataDrop { .. }
+                | Operator::TableSet { .. }
+                | Operator::TableGrow { .. }
+                | Operator::TableFill { .. }
+                | Operator::TableCopy { .. }
+                | Operator::TableInit { .. }
+                | Operator::ElemDrop { .. }
+                | Operator::ReturnCall { .. }
+                | Operator::ReturnCallIndirect { .. } => {
+                    return refuse(ModuleError::Instruction(operator_name(&op)));
+                }
+                _ => {
+                    let nan = nan_kind(&op);
+                    let ins = self.instruction(op)?;
+                    out.push_charged(ins);
+                    match nan {
+                        Some(FloatKind::F32) => out.push_free(&[
+                            Instruction::LocalTee(scratch.f32),
+                            Instruction::F32Const(Ieee32::new(CANONICAL_NAN_32)),
+                            Instruction::LocalGet(scratch.f32),
+                            Instruction::LocalGet(scratch.f32),
+                            Instruction::F32Eq,
+                            Instruction::Select,
+                        ]),
+                        Some(FloatKind::F64) => out.push_free(&[
+                            Instruction::LocalTee(scratch.f64),
+                            Instruction::F64Const(Ieee64::new(CANONICAL_NAN_64)),
+                            Instruction::LocalGet(scratch.f64),
+                            Instruction::LocalGet(scratch.f64),
+                            Instruction::F64Eq,
+                            Instruction::Select,
+                        ]),
+                        None => {}
+                    }
+                }
+            }
+        }
+        code.function(&out.func);
+        Ok(())
+    }
+}
+
+/// The value the depth counter is set to when a job traps for growing its memory past the
+/// profile's limit (a depth no real call stack reaches).
+pub const MEMORY_LIMIT_MARK: i32 = i32::MAX;
+
+/// The canonical quiet NaNs every NaN result is replaced with.
+pub const CANONICAL_NAN_32: u32 = 0x7fc0_0000;
+pub const CANONICAL_NAN_64: u64 = 0x7ff8_0000_0000_0000;
+
+struct Scratch {
+    i32: u32,
+    f32: u32,
+    f64: u32,
+}
+
+enum FloatKind {
+    F32,
+    F64,
+}
+
+/// Float instructions whose NaN results an engine may encode as it likes.
+fn nan_kind(op: &Operator<'_>) -> Option<FloatKind> {
+    use Operator as O;
+    match op {
+        O::F32Add
+        | O::F32Sub
+        | O::F32Mul
+        | O::F32Div
+        | O::F32Sqrt
+        | O::F32Min
+        | O::F32Max
+        | O::F32Ceil
+        | O::F32Floor
+        | O::F32Trunc
+        | O::F32Nearest
+        | O::F32DemoteF64 => Some(FloatKind::F32),
+        O::F64Add
+        | O::F64Sub
+        | O::F64Mul
+        | O::F64Div
+        | O::F64Sqrt
+        | O::F64Min
+        | O::F64Max
+        | O::F64Ceil
+        | O::F64Floor
+        | O::F64Trunc
+        | O::F64Nearest
+        | O::F64PromoteF32 => Some(FloatKind::F64),
+        _ => None,
+    }
+}
+
+fn operator_name(op: &Operator<'_>) -> String {
+    let debug = format!("{op:?}");
+    let name = debug.split([' ', '{', '(']).next().unwrap_or("?");
+    // `MemoryInit` → `memory.init`, the way the text format spells it.
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Collects a straight-line run of instructions and emits it behind its fuel charge.
+struct Emitter<'a> {
+    func: Function,
+    run: Vec<Instruction<'a>>,
+    run_cost: i64,
+    fuel: u32,
+}
+
+impl<'a> Emitter<'a> {
+    fn emit_now(&mut self, instructions: &[Instruction<'_>]) {
+        for ins in instructions {
+            self.func.instruction(ins);
+        }
+    }
+
+    /// An original instruction: part of the run and charged.
+    fn push_charged(&mut self, ins: Instruction<'a>) {
+        self.run.push(ins);
+        self.run_cost += 1;
+    }
+
+    /// Instrumentation inside a run: not charged.
+    fn push_free(&mut self, instructions: &[Instruction<'static>]) {
+        self.run.extend(instructions.iter().cloned());
+    }
+
+    /// Charges the i32 on top of the stack, transformed by `scale` (as i64), leaving it there.
+    fn charge_dynamic(&mut self, scratch: u32, scale: &[Instruction<'static>]) {
+        let fuel = self.fuel;
+        self.push_free(&[
+            Instruction::LocalTee(scratch),
+            Instruction::GlobalGet(fuel),
+            Instruction::LocalGet(scratch),
+            Instruction::I64ExtendI32U,
+        ]);
+        self.push_free(scale);
+        self.push_free(&[
+            Instruction::I64Sub,
+            Instruction::GlobalSet(fuel),
+            Instruction::GlobalGet(fuel),
+            Instruction::I64Const(0),
+            Instruction::I64LtS,
+            Instruction::If(BlockType::Empty),
+            Instruction::Unreachable,
+            Instruction::End,
+        ]);
+    }
+
+    /// Emits the run so far, preceded by one charge for all of it.
+    fn flush(&mut self) {
+        if self.run_cost > 0 {
+            let fuel = self.fuel;
+            self.emit_now(&[
+                Instruction::GlobalGet(fuel),
+                Instruction::I64Const(self.run_cost),
+                Instruction::I64Sub,
+                Instruction::GlobalSet(fuel),
+                Instruction::GlobalGet(fuel),
+                Instruction::I64Const(0),
+                Instruction::I64LtS,
+                Instruction::If(BlockType::Empty),
+                Instruction::Unreachable,
+                Instruction::End,
+            ]);
+        }
+        for ins in std::mem::take(&mut self.run) {
+            self.func.instruction(&ins);
+        }
+        self.run_cost = 0;
+    }
+}

@@ -1,0 +1,372 @@
+//! Running a job on a relay from the browser, and verifying what comes back (wasm32, feature
+//! `browser`).
+//!
+//! [`submit`] opens a job stream, sends the signed request (the module's bytes only if the
+//! relay asks), reports progress, and re-attaches by job id if the connection drops while the
+//! job runs. [`verify`] then checks the result with the pure checks of
+//! [`crate::job::verify`], running the job in this page's own engine: in full for one-shot
+//! and short step jobs, by commit-then-sample for long step jobs.
+
+use crate::encoding::{decode, encode};
+use crate::hash::Hash;
+use crate::job::commit::Commitment;
+use crate::job::profile::{JobForm, Prepared};
+use crate::job::verify::{self, SampleCheck, SamplePlan, Strength, Verified, VerifyError};
+use crate::job::{
+    ClientMsg, JOB_PROTOCOL, JobFailure, JobRequest, MAX_JOB_FRAME, Receipt, Refusal, RelayMsg,
+};
+use crate::js_engine::JsJob;
+use crate::signed::Signed;
+use crate::wire::{read_frame, write_frame};
+use futures::AsyncWriteExt;
+use futures::future::{Either, select};
+use gloo_timers::future::TimeoutFuture;
+use libp2p::{PeerId, Stream, StreamProtocol};
+
+/// What happens while a job is submitted and runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEvent {
+    /// The relay does not have the module yet: uploading it.
+    Uploading {
+        bytes: usize,
+    },
+    Accepted {
+        job: Hash,
+        queue_position: u32,
+    },
+    Progress {
+        fuel_used: u64,
+        checkpoints: u64,
+    },
+    /// The stream dropped while the job ran; trying to re-attach.
+    Reattaching {
+        attempt: u32,
+        reason: String,
+    },
+}
+
+/// Why a job produced no result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobClientError {
+    #[error("could not talk to the relay: {0}")]
+    Stream(String),
+    #[error("the relay refused ({reason:?}): {message}")]
+    Refused { reason: Refusal, message: String },
+    #[error("the job failed: {0}")]
+    Failed(JobFailure),
+    #[error("the relay broke the protocol: {0}")]
+    Protocol(String),
+}
+
+/// A result as the relay returned it, not yet verified; the stream stays open for sampling.
+pub struct JobResult {
+    pub job: Hash,
+    pub output: Vec<u8>,
+    pub receipt: Signed<Receipt>,
+    stream: Stream,
+}
+
+/// How long to wait for any message from the relay while a job is pending.
+const MESSAGE_TIMEOUT_MS: u32 = 120_000;
+const REATTACH_ATTEMPTS: u32 = 20;
+
+async fn send(stream: &mut Stream, msg: &ClientMsg) -> Result<(), JobClientError> {
+    write_frame(stream, &encode(msg))
+        .await
+        .map_err(|e| JobClientError::Stream(e.to_string()))
+}
+
+async fn receive(stream: &mut Stream) -> Result<RelayMsg, JobClientError> {
+    let read = read_frame(stream, MAX_JOB_FRAME);
+    let frame = match select(Box::pin(read), TimeoutFuture::new(MESSAGE_TIMEOUT_MS)).await {
+        Either::Left((frame, _)) => frame,
+        Either::Right(_) => {
+            return Err(JobClientError::Stream(format!(
+                "no message from the relay in {} s",
+                MESSAGE_TIMEOUT_MS / 1000
+            )));
+        }
+    };
+    let frame = frame
+        .map_err(|e| JobClientError::Stream(e.to_string()))?
+        .ok_or_else(|| JobClientError::Stream("the relay closed the job stream".into()))?;
+    decode::<RelayMsg>(&frame, MAX_JOB_FRAME).map_err(|e| JobClientError::Protocol(e.to_string()))
+}
+
+async fn open(
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+) -> Result<Stream, JobClientError> {
+    control
+        .open_stream(relay, StreamProtocol::new(JOB_PROTOCOL))
+        .await
+        .map_err(|e| JobClientError::Stream(e.to_string()))
+}
+
+/// Submits `request` to `relay` and waits for its result.
+pub async fn submit(
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+    request: &JobRequest,
+    module: &[u8],
+    on_event: &dyn Fn(JobEvent),
+) -> Result<JobResult, JobClientError> {
+    let mut stream = open(control, relay).await?;
+    send(
+        &mut stream,
+        &ClientMsg::Submit {
+            request: request.clone(),
+            module: None,
+        },
+    )
+    .await?;
+    let mut uploaded = false;
+    let job = loop {
+        match receive(&mut stream).await? {
+            RelayMsg::NeedModule { .. } if !uploaded => {
+                uploaded = true;
+                on_event(JobEvent::Uploading {
+                    bytes: module.len(),
+                });
+                send(
+                    &mut stream,
+                    &ClientMsg::Submit {
+                        request: request.clone(),
+                        module: Some(module.to_vec()),
+                    },
+                )
+                .await?;
+            }
+            RelayMsg::Accepted {
+                job,
+                queue_position,
+            } => {
+                on_event(JobEvent::Accepted {
+                    job,
+                    queue_position,
+                });
+                break job;
+            }
+            other => return Err(unexpected(other)),
+        }
+    };
+    let mut attempt = 0;
+    loop {
+        match follow(&mut stream, job, on_event).await {
+            Ok(result) => return Ok(result.with_stream(stream)),
+            Err(JobClientError::Stream(reason)) if attempt < REATTACH_ATTEMPTS => {
+                attempt += 1;
+                on_event(JobEvent::Reattaching { attempt, reason });
+                TimeoutFuture::new(1000).await;
+                if let Ok(mut fresh) = open(control, relay).await
+                    && send(&mut fresh, &ClientMsg::Attach { job }).await.is_ok()
+                {
+                    stream = fresh;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+struct Pending {
+    job: Hash,
+    output: Vec<u8>,
+    receipt: Signed<Receipt>,
+}
+
+impl Pending {
+    fn with_stream(self, stream: Stream) -> JobResult {
+        JobResult {
+            job: self.job,
+            output: self.output,
+            receipt: self.receipt,
+            stream,
+        }
+    }
+}
+
+fn unexpected(msg: RelayMsg) -> JobClientError {
+    match msg {
+        RelayMsg::Failed { failure, .. } => JobClientError::Failed(failure),
+        RelayMsg::Refused { reason, message } => JobClientError::Refused { reason, message },
+        other => JobClientError::Protocol(format!("unexpected message {}", kind(&other))),
+    }
+}
+
+fn kind(msg: &RelayMsg) -> &'static str {
+    match msg {
+        RelayMsg::NeedModule { .. } => "NeedModule",
+        RelayMsg::Accepted { .. } => "Accepted",
+        RelayMsg::Progress { .. } => "Progress",
+        RelayMsg::Done { .. } => "Done",
+        RelayMsg::Failed { .. } => "Failed",
+        RelayMsg::State { .. } => "State",
+        RelayMsg::Proof { .. } => "Proof",
+        RelayMsg::Refused { .. } => "Refused",
+    }
+}
+
+async fn follow(
+    stream: &mut Stream,
+    job: Hash,
+    on_event: &dyn Fn(JobEvent),
+) -> Result<Pending, JobClientError> {
+    loop {
+        match receive(stream).await? {
+            RelayMsg::Progress {
+                fuel_used,
+                checkpoints,
+            } => on_event(JobEvent::Progress {
+                fuel_used,
+                checkpoints,
+            }),
+            RelayMsg::Done { output, receipt } => {
+                return Ok(Pending {
+                    job,
+                    output,
+                    receipt: *receipt,
+                });
+            }
+            // After re-attaching, the relay may restate where the job is.
+            RelayMsg::Accepted { .. } => {}
+            other => return Err(unexpected(other)),
+        }
+    }
+}
+
+/// How verification is going, for a progress bar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VerifyProgress {
+    Preparing,
+    Reexecuting,
+    FetchingStates { received: usize, total: usize },
+    Segments { done: usize, total: usize },
+}
+
+/// Step jobs with at most this many segments are re-executed in full rather than sampled.
+pub const FULL_REEXECUTION_MAX_SEGMENTS: u64 = 32;
+/// Sampling aims to catch a relay that faked this fraction of the work…
+pub const SAMPLING_FRACTION: f64 = 0.05;
+/// …with this probability.
+pub const SAMPLING_CONFIDENCE: f64 = 0.99;
+
+/// Lets the page paint between long synchronous pieces of work.
+async fn yield_to_page() {
+    TimeoutFuture::new(0).await;
+}
+
+fn random_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    if let Some(crypto) = web_sys::window().and_then(|w| w.crypto().ok()) {
+        let _ = crypto.get_random_values_with_u8_array(&mut seed);
+    }
+    seed
+}
+
+/// Checks a result: the receipt, then re-execution or sampling in this page's engine.
+pub async fn verify(
+    result: &mut JobResult,
+    request: &JobRequest,
+    prepared: &Prepared,
+    relay: &PeerId,
+    on_progress: &dyn Fn(VerifyProgress),
+) -> Result<Verified, VerifyError> {
+    on_progress(VerifyProgress::Preparing);
+    let mut checks = verify::check_receipt(
+        request,
+        prepared,
+        &result.output,
+        &result.receipt,
+        Some(relay),
+    )?;
+    let engine = JsJob::compile(&prepared.code).map_err(VerifyError::Sampling)?;
+    let receipt = result.receipt.body.clone();
+    let segments = receipt
+        .commitment
+        .map_or(0, |c| c.checkpoints.saturating_sub(1));
+    let strength = if prepared.form == JobForm::OneShot || segments <= FULL_REEXECUTION_MAX_SEGMENTS
+    {
+        on_progress(VerifyProgress::Reexecuting);
+        yield_to_page().await;
+        verify::reexecute(&engine, prepared, request, &receipt)?
+    } else {
+        let commitment = receipt.commitment.ok_or(VerifyError::Commitment(
+            "a step job needs a checkpoint commitment",
+        ))?;
+        sample(result, &engine, request, prepared, commitment, on_progress).await?
+    };
+    checks.push(strength.describe());
+    Ok(Verified {
+        relay: result.receipt.signer,
+        receipt,
+        checks,
+        strength,
+    })
+}
+
+async fn sample(
+    result: &mut JobResult,
+    engine: &JsJob,
+    request: &JobRequest,
+    prepared: &Prepared,
+    commitment: Commitment,
+    on_progress: &dyn Fn(VerifyProgress),
+) -> Result<Strength, VerifyError> {
+    // The seed is drawn only now, after the relay committed to its checkpoints.
+    let plan = SamplePlan::new(
+        commitment,
+        SAMPLING_FRACTION,
+        SAMPLING_CONFIDENCE,
+        &random_seed(),
+    );
+    let net = |e: JobClientError| VerifyError::Sampling(e.to_string());
+    send(
+        &mut result.stream,
+        &ClientMsg::Sample {
+            states: plan.states.clone(),
+            prove: plan.prove.clone(),
+        },
+    )
+    .await
+    .map_err(net)?;
+    let receipt = &result.receipt.body;
+    let mut check = SampleCheck::new(prepared, request, receipt, plan.clone());
+    let total = plan.states.len();
+    let mut received = 0;
+    let proof = loop {
+        match receive(&mut result.stream).await.map_err(net)? {
+            RelayMsg::State { index, state } => {
+                check.add_state(index, &state)?;
+                received += 1;
+                on_progress(VerifyProgress::FetchingStates { received, total });
+            }
+            RelayMsg::Proof { proof } => break proof,
+            other => return Err(net(unexpected(other))),
+        }
+    };
+    let _ = result.stream.close().await;
+    check.check_initial_state(engine)?;
+    let total = plan.segments.len();
+    for (done, segment) in plan.segments.iter().enumerate() {
+        on_progress(VerifyProgress::Segments { done, total });
+        if done % 8 == 0 {
+            yield_to_page().await;
+        }
+        check.check_segment(engine, *segment)?;
+    }
+    on_progress(VerifyProgress::Segments { done: total, total });
+    check.finish(&proof)
+}
+
+/// Limits a page applies before it even asks a relay.
+pub fn check_input(input: &[u8]) -> Result<(), String> {
+    if input.len() > crate::job::MAX_INPUT_BYTES {
+        return Err(format!(
+            "the input is {} bytes; at most {} are accepted",
+            input.len(),
+            crate::job::MAX_INPUT_BYTES
+        ));
+    }
+    Ok(())
+}

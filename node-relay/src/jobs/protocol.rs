@@ -1,0 +1,350 @@
+//! Serves `/aqueduct/job/1` (see `client_core::job` for the messages).
+//!
+//! One stream per job, opened by the browser: it submits (uploading the module only if asked),
+//! then hears `Accepted`, `Progress` and finally `Done` or `Failed` on the same stream, and may
+//! then ask for checkpoint states to sample. A browser that lost its stream opens a new one and
+//! attaches to the job by id.
+//!
+//! Reading and writing run side by side: a reader task decodes frames into a channel, so
+//! `Cancel` is heard while progress is being written, and a frame is never half-read when the
+//! handler turns to something else. Every write has a timeout, so a peer that stops reading
+//! cannot hold a task forever.
+
+use super::{JobService, JobState, Live, SubmitError};
+use crate::slots::Slots;
+use client_core::encoding::{decode, encode};
+use client_core::hash::Hash;
+use client_core::job::{
+    ClientMsg, JOB_PROTOCOL, JobFailure, MAX_JOB_FRAME, MAX_SAMPLE_STATES, Refusal, RelayMsg,
+};
+use client_core::wire::{FrameError, read_frame, write_frame};
+use futures::io::{ReadHalf, WriteHalf};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Concurrent job streams across all peers, and per peer.
+const MAX_STREAMS_TOTAL: usize = 1024;
+const MAX_STREAMS_PER_PEER: u32 = 8;
+/// A stream waiting for a message (not for its job) for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A write the peer does not take within this time ends the stream.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Registers the protocol and spawns the accept loop.
+pub fn spawn_server(
+    mut control: libp2p_stream::Control,
+    service: Arc<JobService>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut incoming = control
+        .accept(StreamProtocol::new(JOB_PROTOCOL))
+        .map_err(|e| anyhow::anyhow!("registering {JOB_PROTOCOL}: {e}"))?;
+    let slots = Slots::new(MAX_STREAMS_TOTAL, MAX_STREAMS_PER_PEER);
+    tokio::spawn(async move {
+        loop {
+            let (peer, stream) = tokio::select! {
+                next = incoming.next() => match next {
+                    Some(next) => next,
+                    None => break,
+                },
+                _ = shutdown.changed() => break,
+            };
+            match slots.take(peer) {
+                Some(slot) => {
+                    let service = Arc::clone(&service);
+                    tokio::spawn(async move {
+                        serve(stream, peer, service).await;
+                        drop(slot);
+                    });
+                }
+                None => {
+                    tokio::spawn(async move {
+                        let mut stream = stream;
+                        let msg = refused(
+                            Refusal::Busy,
+                            format!("at most {MAX_STREAMS_PER_PEER} job streams per peer"),
+                        );
+                        let _ = tokio::time::timeout(
+                            WRITE_TIMEOUT,
+                            write_frame(&mut stream, &encode(&msg)),
+                        )
+                        .await;
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.close()).await;
+                    });
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+fn refused(reason: Refusal, message: String) -> RelayMsg {
+    RelayMsg::Refused { reason, message }
+}
+
+/// What the reader task hands over: a message, or why the stream cannot be read further.
+type Incoming = Result<ClientMsg, RelayMsg>;
+
+async fn read_messages(mut reader: ReadHalf<Stream>, tx: mpsc::Sender<Incoming>) {
+    loop {
+        let frame = match read_frame(&mut reader, MAX_JOB_FRAME).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(FrameError::TooLarge { len, limit }) => {
+                let msg = refused(
+                    Refusal::TooLarge,
+                    format!("frame of {len} bytes exceeds the limit of {limit}"),
+                );
+                let _ = tx.send(Err(msg)).await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "job stream ended");
+                return;
+            }
+        };
+        let msg = decode::<ClientMsg>(&frame, MAX_JOB_FRAME)
+            .map_err(|e| refused(Refusal::Malformed, e.to_string()));
+        let stop = msg.is_err();
+        if tx.send(msg).await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+struct Conn {
+    writer: WriteHalf<Stream>,
+    rx: mpsc::Receiver<Incoming>,
+    peer: PeerId,
+}
+
+impl Conn {
+    async fn send(&mut self, msg: &RelayMsg) -> bool {
+        matches!(
+            tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut self.writer, &encode(msg))).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// The next message, or `None` when the stream ended, went idle or sent garbage (the
+    /// garbage is answered first).
+    async fn next(&mut self) -> Option<ClientMsg> {
+        match tokio::time::timeout(IDLE_TIMEOUT, self.rx.recv()).await {
+            Ok(Some(Ok(msg))) => Some(msg),
+            Ok(Some(Err(refusal))) => {
+                tracing::info!(peer = %self.peer, "refusing a bad job frame");
+                self.send(&refusal).await;
+                None
+            }
+            Ok(None) | Err(_) => None,
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, self.writer.close()).await;
+    }
+}
+
+async fn serve(stream: Stream, peer: PeerId, service: Arc<JobService>) {
+    let (reader, writer) = stream.split();
+    let (tx, rx) = mpsc::channel(4);
+    let reader_task = tokio::spawn(read_messages(reader, tx));
+    let mut conn = Conn { writer, rx, peer };
+    handle(&mut conn, &service).await;
+    reader_task.abort();
+    conn.close().await;
+}
+
+async fn handle(conn: &mut Conn, service: &Arc<JobService>) {
+    let mut first = conn.next().await;
+    loop {
+        match first.take() {
+            Some(ClientMsg::Submit { request, module }) => {
+                let job = client_core::job::job_id(&request);
+                let svc = Arc::clone(service);
+                let submitted =
+                    tokio::task::spawn_blocking(move || svc.submit(request, module.as_deref()))
+                        .await;
+                match submitted {
+                    Ok(Ok((live, position))) => {
+                        let accepted = RelayMsg::Accepted {
+                            job: live.job,
+                            queue_position: position,
+                        };
+                        if conn.send(&accepted).await {
+                            follow(conn, service, live).await;
+                        }
+                        return;
+                    }
+                    Ok(Err(SubmitError::NeedModule(module))) => {
+                        if !conn.send(&RelayMsg::NeedModule { module }).await {
+                            return;
+                        }
+                        // The next message should be the same request with the bytes.
+                        first = conn.next().await;
+                    }
+                    Ok(Err(SubmitError::Module(_, error))) => {
+                        let failure = JobFailure::Module(error.to_string());
+                        conn.send(&RelayMsg::Failed { job, failure }).await;
+                        return;
+                    }
+                    Ok(Err(SubmitError::Refused(reason, message))) => {
+                        conn.send(&refused(reason, message)).await;
+                        return;
+                    }
+                    Err(_) => {
+                        conn.send(&refused(
+                            Refusal::Busy,
+                            "the relay could not take the job".into(),
+                        ))
+                        .await;
+                        return;
+                    }
+                }
+            }
+            Some(ClientMsg::Attach { job }) => {
+                match service.find(&job) {
+                    Some(live) => follow(conn, service, live).await,
+                    None => {
+                        conn.send(&refused(Refusal::UnknownJob, format!("no job {job} here")))
+                            .await;
+                    }
+                }
+                return;
+            }
+            Some(ClientMsg::Sample { .. } | ClientMsg::Cancel) => {
+                conn.send(&refused(
+                    Refusal::Malformed,
+                    "submit or attach to a job first".into(),
+                ))
+                .await;
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Reports the job's progress until it ends, then serves sample requests.
+async fn follow(conn: &mut Conn, service: &Arc<JobService>, live: Arc<Live>) {
+    let mut state = live.subscribe();
+    let mut last_sent: Option<(u64, u64)> = None;
+    loop {
+        let current = state.borrow_and_update().clone();
+        match current {
+            JobState::Queued { .. } => {}
+            JobState::Running {
+                fuel_used,
+                checkpoints,
+            } => {
+                if last_sent != Some((fuel_used, checkpoints)) {
+                    last_sent = Some((fuel_used, checkpoints));
+                    if !conn
+                        .send(&RelayMsg::Progress {
+                            fuel_used,
+                            checkpoints,
+                        })
+                        .await
+                    {
+                        return;
+                    }
+                }
+            }
+            JobState::Done(finished) => {
+                let done = RelayMsg::Done {
+                    output: finished.output.clone(),
+                    receipt: Box::new(finished.receipt.clone()),
+                };
+                if conn.send(&done).await {
+                    serve_samples(conn, service, &live.job).await;
+                }
+                return;
+            }
+            JobState::Failed(failure) => {
+                conn.send(&RelayMsg::Failed {
+                    job: live.job,
+                    failure,
+                })
+                .await;
+                return;
+            }
+        }
+        tokio::select! {
+            changed = state.changed() => {
+                if changed.is_err() {
+                    // The service dropped the job without an end: report it rather than hang.
+                    conn.send(&RelayMsg::Failed { job: live.job, failure: JobFailure::RelayRestarted }).await;
+                    return;
+                }
+            }
+            msg = conn.rx.recv() => match msg {
+                Some(Ok(ClientMsg::Cancel)) => live.cancel(),
+                Some(Ok(_)) => {
+                    conn.send(&refused(Refusal::Malformed, "the job is still running".into())).await;
+                    return;
+                }
+                Some(Err(refusal)) => {
+                    conn.send(&refusal).await;
+                    return;
+                }
+                // The browser went away; the job carries on and can be attached to again.
+                None => return,
+            },
+        }
+    }
+}
+
+async fn serve_samples(conn: &mut Conn, service: &Arc<JobService>, job: &Hash) {
+    while let Some(msg) = conn.next().await {
+        let ClientMsg::Sample { states, prove } = msg else {
+            conn.send(&refused(
+                Refusal::Malformed,
+                "only sample requests follow a result".into(),
+            ))
+            .await;
+            return;
+        };
+        let Some(kept) = service.states(job) else {
+            conn.send(&refused(
+                Refusal::NoStates,
+                "this job's checkpoint states are not kept (one-shot job, or past their retention)"
+                    .into(),
+            ))
+            .await;
+            return;
+        };
+        let sorted = |v: &[u64]| v.windows(2).all(|w| w[0] < w[1]);
+        if states.len() > MAX_SAMPLE_STATES
+            || prove.len() > 3 * MAX_SAMPLE_STATES
+            || prove.is_empty()
+            || !sorted(&states)
+            || !sorted(&prove)
+            || states.iter().chain(&prove).any(|i| *i >= kept.count())
+        {
+            conn.send(&refused(
+                Refusal::Malformed,
+                format!(
+                    "ask for at most {MAX_SAMPLE_STATES} sorted, distinct checkpoints below {}",
+                    kept.count()
+                ),
+            ))
+            .await;
+            return;
+        }
+        for index in states {
+            let Some(state) = kept.state(index) else {
+                return;
+            };
+            if !conn.send(&RelayMsg::State { index, state }).await {
+                return;
+            }
+        }
+        let proof = kept.prove(&prove);
+        if !conn.send(&RelayMsg::Proof { proof }).await {
+            return;
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The relay as a library: the binary (`main.rs`) is a thin CLI over these modules, and the
+//! tests and benchmarks use the job engine directly.
+
+pub mod datadir;
+pub mod http;
+pub mod jobs;
+pub mod network;
+pub mod slots;
+pub mod status;
