@@ -349,13 +349,33 @@ async fn probe_loop(
             decode::<StatusResponse>(&frame, MAX_STATUS_FRAME)
                 .map_err(|e| format!("the relay sent a bad probe answer: {e}"))
         };
-        let answer = match within(config.probe_timeout_ms, exchange).await {
+        // A page busy with long synchronous work (re-executing a job) delays every timer and
+        // event alike: when it is free again the deadline and the answer are both due. So a
+        // missed deadline gets one more period, and only a probe still unanswered after that
+        // counts as a lost relay.
+        let mut exchange = Box::pin(exchange);
+        let mut answer = None;
+        for _ in 0..2 {
+            match select(
+                exchange.as_mut(),
+                TimeoutFuture::new(config.probe_timeout_ms),
+            )
+            .await
+            {
+                Either::Left((result, _)) => {
+                    answer = Some(result);
+                    break;
+                }
+                Either::Right(_) => {}
+            }
+        }
+        let answer = match answer {
             Some(Ok(answer)) => answer,
             Some(Err(reason)) => return report(reason),
             None => {
                 return report(format!(
                     "no probe answer within {} ms",
-                    config.probe_timeout_ms
+                    2 * config.probe_timeout_ms
                 ));
             }
         };

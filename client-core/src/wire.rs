@@ -28,9 +28,20 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, payload: &[u8]) 
     let mut frame = Vec::with_capacity(4 + payload.len());
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(payload);
-    writer.write_all(&frame).await?;
-    writer.flush().await
+    // Larger frames go out in pieces, each flushed: the relay's WebRTC stack (libp2p-webrtc
+    // 0.10 over webrtc-rs) fails a stream when one data-channel message exceeds 8 KiB, while
+    // the browser's transport packs buffered writes into messages of up to 16 KiB until it is
+    // flushed.
+    for piece in frame.chunks(MAX_WRITE) {
+        writer.write_all(piece).await?;
+        writer.flush().await?;
+    }
+    Ok(())
 }
+
+/// The largest single write: one data-channel message, with room for its framing, below the
+/// 8 KiB a native WebRTC peer reads at once.
+pub const MAX_WRITE: usize = 8000;
 
 /// Reads one frame of at most `limit` bytes. `Ok(None)` means the stream ended cleanly
 /// between frames.
@@ -105,6 +116,45 @@ mod tests {
                 limit: 1024
             })
         ));
+    }
+
+    /// Records the size of every write, like a transport that sends each as one message.
+    struct Writes(Vec<usize>, Vec<u8>);
+    impl futures::AsyncWrite for Writes {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.0.push(buf.len());
+            self.1.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn small_frames_are_one_write_and_large_ones_are_split() {
+        let mut small = Writes(Vec::new(), Vec::new());
+        block_on(write_frame(&mut small, b"probe")).expect("written");
+        assert_eq!(small.0, vec![9]);
+        let payload = vec![7u8; 20_000];
+        let mut large = Writes(Vec::new(), Vec::new());
+        block_on(write_frame(&mut large, &payload)).expect("written");
+        assert_eq!(large.0, vec![MAX_WRITE, MAX_WRITE, 20_004 - 2 * MAX_WRITE]);
+        let read = block_on(read_frame(&mut large.1.as_slice(), 30_000)).expect("read");
+        assert_eq!(read, Some(payload));
     }
 
     #[test]

@@ -309,7 +309,8 @@ pub fn JobForm() -> impl IntoView {
                     }.into_any(),
                     Verdict::Failed { check, reason } => view! {
                         <h3>"Not verified"</h3>
-                        <p class="bad">{format!("Failed check: {check}. {reason}")}</p>
+                        <p class="bad">{format!("Failed check: {check}")}</p>
+                        <p>{reason}</p>
                     }.into_any(),
                 })}
             </div>

@@ -105,6 +105,10 @@ pub struct Finished {
 }
 
 /// A job the service knows about while it runs (and a while after).
+///
+/// Its state is a watch channel that may have no receiver at times (before a stream follows
+/// the job, or after the browser left): updates use `send_replace`, which stores the value
+/// even then, so a follower that subscribes late still sees the latest state.
 pub struct Live {
     pub job: Hash,
     customer: PublicKey,
@@ -542,6 +546,8 @@ impl JobService {
                 inner.queued = inner.queued.saturating_sub(1);
             }
             let live = Arc::clone(&queued.live);
+            let started = Instant::now();
+            tracing::info!(job = %live.job, customer = %live.customer, "job started");
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(queued)))
                     .unwrap_or_else(|_| {
@@ -549,6 +555,15 @@ impl JobService {
                             "the executor failed".into(),
                         )))
                     });
+            match &outcome {
+                Ok((finished, _)) => tracing::info!(
+                    job = %live.job,
+                    fuel = finished.receipt.body.fuel_used,
+                    ms = started.elapsed().as_millis() as u64,
+                    "job done"
+                ),
+                Err(failure) => tracing::info!(job = %live.job, %failure, "job failed"),
+            }
             self.finish(&live, outcome);
         }
     }
@@ -562,7 +577,7 @@ impl JobService {
         if live.cancel.load(Ordering::Relaxed) {
             return Err(JobFailure::Cancelled);
         }
-        let _ = live.state.send(JobState::Running {
+        live.state.send_replace(JobState::Running {
             fuel_used: 0,
             checkpoints: 0,
         });
@@ -656,7 +671,7 @@ impl JobService {
         if let Ok(mut at) = live.finished_at.lock() {
             *at = Some(Instant::now());
         }
-        let _ = live.state.send(state);
+        live.state.send_replace(state);
         let mut inner = self.lock();
         if let Some(count) = inner.per_customer.get_mut(&live.customer) {
             *count -= 1;
@@ -718,7 +733,7 @@ impl Observer for RelayObserver<'_> {
         if self.last_report.elapsed() >= REPORT_EVERY {
             self.last_report = Instant::now();
             let left = globals.get(self.fuel_index).copied().unwrap_or(0) as i64;
-            let _ = self.live.state.send(JobState::Running {
+            self.live.state.send_replace(JobState::Running {
                 fuel_used: self.fuel_limit.saturating_sub(left.max(0) as u64),
                 checkpoints: index + 1,
             });

@@ -1,0 +1,183 @@
+//! Job execution and verification costs (criterion; `cargo xtask bench` runs it).
+//!
+//! - `primes` and `hash_chain`: the same code compiled natively, in wasmtime as uploaded
+//!   (uninstrumented), and in wasmtime instrumented by the deterministic profile.
+//! - `verify_1000_segments`: for a 1000-step hash chain, full re-execution against
+//!   commit-then-sample at 99% detection of 5% faked segments.
+
+use aqueduct_tests::job_module;
+use client_core::envelope::Request;
+use client_core::hash::Hash;
+use client_core::identity::Keypair;
+use client_core::job::commit::CheckpointTree;
+use client_core::job::exec::{self, Engine, Machine, Unobserved, Val};
+use client_core::job::profile::{self, Profile};
+use client_core::job::verify::{self, SampleCheck, SamplePlan};
+use client_core::job::{JobSpec, Receipt, job_id};
+use client_core::signed::Signed;
+use criterion::{Criterion, criterion_group, criterion_main};
+use node_relay::jobs::engine::{CompiledJob, JobEngine};
+use std::hint::black_box;
+
+const PRIMES_INPUT: &str = "2000000";
+const CHAIN_INPUT: &str = "50 2000 bench";
+
+/// Runs a module as uploaded (no instrumentation, so no fuel global): alloc, input, run or
+/// init/step/output.
+fn run_raw(job: &CompiledJob, input: &[u8], steps: bool) -> Vec<u8> {
+    let mut m = job.instantiate().expect("instantiates");
+    let Some(Val::I32(ptr)) = m
+        .call("alloc", &[Val::I32(input.len() as i32)])
+        .expect("alloc")
+    else {
+        panic!("alloc returns an i32");
+    };
+    m.write_memory(ptr as usize, input).expect("input fits");
+    let args = [Val::I32(ptr), Val::I32(input.len() as i32)];
+    let packed = if steps {
+        m.call("init", &args).expect("init");
+        while m.call("step", &[]).expect("step") == Some(Val::I32(0)) {}
+        m.call("output", &[]).expect("output")
+    } else {
+        m.call("run", &args).expect("run")
+    };
+    let Some(Val::I64(packed)) = packed else {
+        panic!("the entry point returns an i64");
+    };
+    let (ptr, len) = ((packed as u64 >> 32) as usize, packed as u32 as usize);
+    m.with_memory(&mut |mem| mem[ptr..ptr + len].to_vec())
+}
+
+fn compiled(engine: &JobEngine, code: &[u8]) -> CompiledJob {
+    CompiledJob::new(
+        engine,
+        engine.compile(code).expect("compiles"),
+        &Profile::V1,
+    )
+}
+
+fn execution(c: &mut Criterion) {
+    let engine = JobEngine::new().expect("engine");
+    for (name, input, steps) in [
+        ("primes", PRIMES_INPUT, false),
+        ("hash-chain", CHAIN_INPUT, true),
+    ] {
+        let bytes = job_module(name).expect("example module (cargo xtask bench builds it)");
+        let prepared = profile::prepare(&bytes, &Profile::V1).expect("accepted");
+        let instrumented = compiled(&engine, &prepared.code);
+        let raw = compiled(&engine, &bytes);
+        let expected = exec::execute(
+            &instrumented,
+            &prepared,
+            input.as_bytes(),
+            1 << 50,
+            &mut Unobserved,
+        )
+        .expect("runs")
+        .output;
+        assert_eq!(run_raw(&raw, input.as_bytes(), steps), expected);
+
+        let mut group = c.benchmark_group(name);
+        group.sample_size(20);
+        group.bench_function("native", |b| match name {
+            "primes" => b.iter(|| {
+                let limit = job_primes::parse(PRIMES_INPUT.as_bytes());
+                let mut sieve = vec![0u8; limit];
+                black_box(job_primes::sieve(limit, &mut sieve))
+            }),
+            _ => b.iter(|| {
+                let mut chain = job_hash_chain::Chain::new(CHAIN_INPUT.as_bytes());
+                while !chain.step() {}
+                black_box(chain.hash)
+            }),
+        });
+        group.bench_function("wasmtime uninstrumented", |b| {
+            b.iter(|| black_box(run_raw(&raw, input.as_bytes(), steps)))
+        });
+        group.bench_function("wasmtime instrumented", |b| {
+            b.iter(|| {
+                black_box(
+                    exec::execute(
+                        &instrumented,
+                        &prepared,
+                        input.as_bytes(),
+                        1 << 50,
+                        &mut Unobserved,
+                    )
+                    .expect("runs"),
+                )
+            })
+        });
+        group.finish();
+    }
+}
+
+struct Keep(Vec<exec::Snapshot>);
+impl exec::Observer for Keep {
+    fn checkpoint(&mut self, _: u64, _: Hash, globals: &[u64], memory: &[u8]) {
+        self.0.push(exec::Snapshot {
+            globals: globals.to_vec(),
+            memory: memory.to_vec(),
+        });
+    }
+}
+
+fn verification(c: &mut Criterion) {
+    let engine = JobEngine::new().expect("engine");
+    let bytes = job_module("hash-chain").expect("example module");
+    let prepared = profile::prepare(&bytes, &Profile::V1).expect("accepted");
+    let job = compiled(&engine, &prepared.code);
+    let input = b"1000 1000 sampling".to_vec();
+    let fuel = 1 << 50;
+    let customer = Keypair::from_seed(&[3; 32]);
+    let spec = JobSpec {
+        module: prepared.module_hash,
+        input: input.clone(),
+        fuel_limit: fuel,
+    };
+    let request = Signed::sign(&customer, Request::new("bench", 1, 0, 60_000, spec));
+    let mut kept = Keep(Vec::new());
+    let outcome = exec::execute(&job, &prepared, &input, fuel, &mut kept).expect("runs");
+    let tree = CheckpointTree::new(&outcome.checkpoints);
+    let receipt = Receipt {
+        profile: 1,
+        job: job_id(&request),
+        customer: request.signer,
+        module: prepared.module_hash,
+        input: Hash::of(&input),
+        output: Hash::of(&outcome.output),
+        fuel_used: outcome.fuel_used,
+        commitment: Some(tree.commitment()),
+        completed_at_ms: 0,
+    };
+    let sparse: Vec<_> = kept.0.iter().map(exec::Snapshot::to_sparse).collect();
+
+    let mut group = c.benchmark_group("verify_1000_segments");
+    group.sample_size(10);
+    group.bench_function("full re-execution", |b| {
+        b.iter(|| {
+            black_box(verify::reexecute(&job, &prepared, &request, &receipt).expect("verifies"))
+        })
+    });
+    let mut seed = 0u8;
+    group.bench_function("sampling 99% at 5%", |b| {
+        b.iter(|| {
+            seed = seed.wrapping_add(1);
+            let plan = SamplePlan::new(tree.commitment(), 0.05, 0.99, &[seed; 32]);
+            let proof = tree.prove(&plan.prove);
+            let mut check = SampleCheck::new(&prepared, &request, &receipt, plan.clone());
+            for i in &plan.states {
+                check.add_state(*i, &sparse[*i as usize]).expect("state");
+            }
+            check.check_initial_state(&job).expect("initial state");
+            for s in &plan.segments {
+                check.check_segment(&job, *s).expect("segment");
+            }
+            black_box(check.finish(&proof).expect("verifies"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, execution, verification);
+criterion_main!(benches);

@@ -1,0 +1,135 @@
+//! Jobs end to end: a real relay, a real headless Chromium. Each example job is submitted from
+//! the page, signed there, run by the relay and verified by the page's own engine; a faulty
+//! relay (built with the `faulty` feature) lies in four ways and the page names each failed
+//! check.
+
+use aqueduct_tests::{Browser, Relay, RelayPorts, faulty_relay_bin, relay_bin, temp_dir, www_dir};
+use std::time::Duration;
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Picks example `index`, sets its input, submits, and waits for the job to end.
+async fn run_job(browser: &Browser, index: usize, input: &str) -> anyhow::Result<String> {
+    browser.set_value("job-example", &index.to_string()).await?;
+    browser.set_value("job-input", input).await?;
+    browser.click("job-submit").await?;
+    // The status leaves "idle" (or a previous end state) first.
+    browser
+        .wait_for(
+            "job-status",
+            "a running job",
+            Duration::from_secs(20),
+            |t| !matches!(t, "idle" | "verified" | "failed"),
+        )
+        .await?;
+    browser
+        .wait_for("job-status", "verified or failed", JOB_TIMEOUT, |t| {
+            matches!(t, "verified" | "failed")
+        })
+        .await
+}
+
+/// Scrolls the job's result into view for the screenshot.
+async fn show_result(browser: &Browser) -> anyhow::Result<()> {
+    browser
+        .eval(
+            "document.querySelector('[data-testid=\"job-status\"]').scrollIntoView({block: 'start'});",
+        )
+        .await?;
+    Ok(())
+}
+
+async fn open_page(relay: &Relay) -> anyhow::Result<Browser> {
+    let browser = Browser::start().await?;
+    browser.goto(&relay.url()).await?;
+    browser.wait_connected(Duration::from_secs(30)).await?;
+    Ok(browser)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("e2e-jobs");
+    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
+    let browser = open_page(&relay).await?;
+
+    for (index, name, input, level) in [
+        (0, "hash-chain", "200 300 e2e", "sampled"),
+        (1, "mandelbrot", "160 120 128", "re-executed in full"),
+        (2, "primes", "300000", "re-executed in full"),
+    ] {
+        let status = run_job(&browser, index, input).await;
+        show_result(&browser).await?;
+        browser.screenshot(&format!("job-{name}")).await?;
+        let verification = browser.text("job-verification").await.unwrap_or_default();
+        if status.as_deref().ok() != Some("verified") {
+            eprintln!("relay output:\n{}", relay.output());
+        }
+        assert_eq!(status?, "verified", "{name}: {verification}");
+        assert!(
+            verification.contains(level) && verification.contains("receipt signed by relay"),
+            "{name}: the page says what it checked: {verification}"
+        );
+        let output = browser.text("job-output").await;
+        if name == "primes" {
+            assert_eq!(
+                output.as_deref(),
+                Some("25997 primes below 300000 (largest 299993)")
+            );
+        }
+        if name == "hash-chain" {
+            assert!(output.is_some_and(|o| o.starts_with("after 60000 hashes: ")));
+            assert!(
+                verification.contains("99"),
+                "detection odds shown: {verification}"
+            );
+        }
+    }
+    let errors = browser.eval("return window.aqueductErrors;").await?;
+    assert_eq!(errors, serde_json::json!([]), "no page errors");
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lying_relay_is_caught_and_the_failed_check_named() -> anyhow::Result<()> {
+    let (bin, www) = (faulty_relay_bin()?, www_dir()?);
+    for (fault, index, input, checks) in [
+        ("wrong-output", 2, "100000", &["output"][..]),
+        ("wrong-fuel", 1, "64 48 64", &["fuel"][..]),
+        ("bad-signature", 2, "100000", &["receipt signature"][..]),
+        (
+            "wrong-checkpoint",
+            0,
+            "120 100 lie",
+            &["Merkle proof", "checkpoint"][..],
+        ),
+    ] {
+        let data_dir = temp_dir(&format!("e2e-{fault}"));
+        let relay = Relay::start_with(
+            &bin,
+            &www,
+            &data_dir,
+            &RelayPorts::pick()?,
+            &["--faulty", fault],
+        )?;
+        let browser = open_page(&relay).await?;
+        let status = run_job(&browser, index, input).await;
+        show_result(&browser).await?;
+        browser.screenshot(&format!("job-faulty-{fault}")).await?;
+        let verification = browser.text("job-verification").await.unwrap_or_default();
+        assert_eq!(status?, "failed", "{fault}: {verification}");
+        assert!(
+            checks
+                .iter()
+                .any(|c| verification.contains(&format!("Failed check: {c}"))),
+            "{fault}: expected a failed {checks:?} check, the page says: {verification}"
+        );
+        browser.close().await;
+        drop(relay);
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! `/aqueduct/job/1` against a real relay, from a native libp2p client: hostile modules and
+//! requests each get their own clear error and the relay keeps serving; results survive a
+//! restart; a job in flight when the relay is killed ends as a clear failure, never a hang.
+
+use aqueduct_tests::{Relay, RelayPorts, job_module, relay_bin, tcp_client, temp_dir, www_dir};
+use client_core::encoding::{decode, encode};
+use client_core::envelope::Request;
+use client_core::hash::Hash;
+use client_core::identity::Keypair;
+use client_core::job::exec::JobError;
+use client_core::job::{
+    ClientMsg, JOB_PROTOCOL, JobFailure, JobSpec, MAX_JOB_FRAME, Refusal, RelayMsg,
+};
+use client_core::protocol::DEV_NETWORK_ID;
+use client_core::signed::Signed;
+use client_core::wire::{read_frame, write_frame};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const STEP: Duration = Duration::from_secs(60);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Client {
+    control: libp2p_stream::Control,
+    relay: PeerId,
+    key: Keypair,
+    nonce: u64,
+}
+
+impl Client {
+    async fn connect(relay: &Relay, seed: u8) -> anyhow::Result<Client> {
+        let (control, relay) = tcp_client(relay).await?;
+        Ok(Client {
+            control,
+            relay,
+            key: Keypair::from_seed(&[seed; 32]),
+            nonce: 0,
+        })
+    }
+
+    async fn open(&mut self) -> anyhow::Result<Stream> {
+        Ok(tokio::time::timeout(
+            STEP,
+            self.control
+                .open_stream(self.relay, StreamProtocol::new(JOB_PROTOCOL)),
+        )
+        .await??)
+    }
+
+    fn request(&mut self, module: &[u8], input: &[u8], fuel: u64) -> client_core::job::JobRequest {
+        self.nonce += 1;
+        let spec = JobSpec {
+            module: Hash::of(module),
+            input: input.to_vec(),
+            fuel_limit: fuel,
+        };
+        Signed::sign(
+            &self.key,
+            Request::new(DEV_NETWORK_ID, self.nonce, now_ms(), 60_000, spec),
+        )
+    }
+
+    /// Submits (with the module bytes) and returns every message until the stream's last.
+    async fn run(
+        &mut self,
+        request: client_core::job::JobRequest,
+        module: &[u8],
+    ) -> anyhow::Result<Vec<RelayMsg>> {
+        let mut stream = self.open().await?;
+        send(
+            &mut stream,
+            &ClientMsg::Submit {
+                request,
+                module: Some(module.to_vec()),
+            },
+        )
+        .await?;
+        until_end(&mut stream).await
+    }
+}
+
+async fn send(stream: &mut Stream, msg: &ClientMsg) -> anyhow::Result<()> {
+    Ok(write_frame(stream, &encode(msg)).await?)
+}
+
+async fn receive(stream: &mut Stream) -> anyhow::Result<Option<RelayMsg>> {
+    let frame = tokio::time::timeout(STEP, read_frame(stream, MAX_JOB_FRAME)).await??;
+    Ok(match frame {
+        Some(frame) => Some(decode::<RelayMsg>(&frame, MAX_JOB_FRAME)?),
+        None => None,
+    })
+}
+
+/// Reads until a final message (Done, Failed, Refused) or the end of the stream.
+async fn until_end(stream: &mut Stream) -> anyhow::Result<Vec<RelayMsg>> {
+    let mut all = Vec::new();
+    while let Some(msg) = receive(stream).await? {
+        let last = matches!(
+            msg,
+            RelayMsg::Done { .. } | RelayMsg::Failed { .. } | RelayMsg::Refused { .. }
+        );
+        all.push(msg);
+        if last {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+fn last(msgs: &[RelayMsg]) -> &RelayMsg {
+    msgs.last().expect("the relay answered")
+}
+
+fn refusal(msgs: &[RelayMsg]) -> Option<(Refusal, String)> {
+    match last(msgs) {
+        RelayMsg::Refused { reason, message } => Some((*reason, message.clone())),
+        _ => None,
+    }
+}
+
+fn failure(msgs: &[RelayMsg]) -> Option<JobFailure> {
+    match last(msgs) {
+        RelayMsg::Failed { failure, .. } => Some(failure.clone()),
+        _ => None,
+    }
+}
+
+fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("test module parses")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_modules_and_requests_get_clear_errors_and_the_relay_keeps_serving()
+-> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("hostile-jobs");
+    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
+    let result = hostile_session(&relay).await;
+    if result.is_err() {
+        eprintln!("relay output:\n{}", relay.output());
+    }
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    result
+}
+
+async fn hostile_session(relay: &Relay) -> anyhow::Result<()> {
+    let mut client = Client::connect(relay, 7).await?;
+    let primes = job_module("primes")?;
+
+    // Infinite loop: fuel runs out.
+    let spin = wat(r#"(module (memory (export "memory") 1)
+        (func (export "alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "run") (param i32 i32) (result i64) (loop br 0) i64.const 0))"#);
+    let req = client.request(&spin, b"", 50_000_000);
+    let msgs = client.run(req, &spin).await?;
+    assert_eq!(
+        failure(&msgs),
+        Some(JobFailure::Execution(JobError::OutOfFuel {
+            limit: 50_000_000
+        }))
+    );
+
+    // Memory bomb and deep recursion.
+    let bomb = wat(r#"(module (memory (export "memory") 1)
+        (func (export "alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "run") (param i32 i32) (result i64)
+            (loop (br_if 0 (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) i64.const 0))"#);
+    let req = client.request(&bomb, b"", 1_000_000_000);
+    let msgs = client.run(req, &bomb).await?;
+    assert_eq!(
+        failure(&msgs),
+        Some(JobFailure::Execution(JobError::MemoryLimit {
+            max_pages: 512
+        }))
+    );
+    let deep = wat(r#"(module (memory (export "memory") 1)
+        (func $f (param i32) (result i32) (call $f (local.get 0)))
+        (func (export "alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "run") (param i32 i32) (result i64) (drop (call $f (i32.const 0))) i64.const 0))"#);
+    let req = client.request(&deep, b"", 1_000_000_000);
+    let msgs = client.run(req, &deep).await?;
+    assert_eq!(
+        failure(&msgs),
+        Some(JobFailure::Execution(JobError::StackLimit))
+    );
+
+    // Modules refused before they run.
+    let import = wat(
+        r#"(module (import "env" "clock" (func)) (memory (export "memory") 1)
+        (func (export "alloc") (param i32) (result i32) i32.const 0)
+        (func (export "run") (param i32 i32) (result i64) i64.const 0))"#,
+    );
+    let req = client.request(&import, b"", 1_000);
+    let msgs = client.run(req, &import).await?;
+    assert!(
+        matches!(failure(&msgs), Some(JobFailure::Module(m)) if m.contains("env.clock")),
+        "{msgs:?}"
+    );
+    let garbage = b"\0asm\x01\0\0\0this is not wasm".to_vec();
+    let req = client.request(&garbage, b"", 1_000);
+    let msgs = client.run(req, &garbage).await?;
+    assert!(matches!(failure(&msgs), Some(JobFailure::Module(m)) if m.contains("not a valid")));
+    let oversized = vec![0u8; 4 * 1024 * 1024 + 1];
+    let req = client.request(&oversized, b"", 1_000);
+    let msgs = client.run(req, &oversized).await?;
+    assert!(matches!(failure(&msgs), Some(JobFailure::Module(m)) if m.contains("at most")));
+
+    // Requests refused before anything runs.
+    let req = client.request(&primes, &vec![b'1'; 1024 * 1024 + 1], 1_000_000);
+    let msgs = client.run(req, &primes).await?;
+    assert_eq!(refusal(&msgs).map(|r| r.0), Some(Refusal::Input));
+
+    let mut forged = client.request(&primes, b"1000", 1_000_000_000);
+    forged.body.body.fuel_limit += 1;
+    let msgs = client.run(forged, &primes).await?;
+    assert!(
+        matches!(refusal(&msgs), Some((Refusal::Request, m)) if m.contains("signature")),
+        "{msgs:?}"
+    );
+
+    client.nonce += 1;
+    let expired = Signed::sign(
+        &client.key,
+        Request::new(
+            DEV_NETWORK_ID,
+            client.nonce,
+            now_ms() - 120_000,
+            60_000,
+            JobSpec {
+                module: Hash::of(&primes),
+                input: b"1000".to_vec(),
+                fuel_limit: 1_000_000_000,
+            },
+        ),
+    );
+    let msgs = client.run(expired, &primes).await?;
+    assert!(matches!(refusal(&msgs), Some((Refusal::Request, m)) if m.contains("expired")));
+
+    let once = client.request(&primes, b"1000", 1_000_000_000);
+    let first = client.run(once.clone(), &primes).await?;
+    assert!(matches!(last(&first), RelayMsg::Done { .. }), "{first:?}");
+    let again = client.run(once, &primes).await?;
+    assert!(matches!(refusal(&again), Some((Refusal::Request, m)) if m.contains("already used")));
+
+    let mut wrong_bytes = client.request(&primes, b"1000", 1_000_000_000);
+    wrong_bytes.body.body.module = Hash::of(b"something else");
+    let wrong_bytes = Signed::sign(&client.key, wrong_bytes.body);
+    let msgs = client.run(wrong_bytes, &primes).await?;
+    assert_eq!(refusal(&msgs).map(|r| r.0), Some(Refusal::ModuleMismatch));
+
+    // Garbage on the stream itself.
+    let mut stream = client.open().await?;
+    write_frame(&mut stream, b"\xff\xfe garbage").await?;
+    let msgs = until_end(&mut stream).await?;
+    assert_eq!(refusal(&msgs).map(|r| r.0), Some(Refusal::Malformed));
+
+    // After all that, an honest job from another customer still runs, and the module is
+    // known by hash now (no upload needed).
+    let mut other = Client::connect(relay, 8).await?;
+    let req = other.request(&primes, b"1000", 1_000_000_000);
+    let mut stream = other.open().await?;
+    send(
+        &mut stream,
+        &ClientMsg::Submit {
+            request: req,
+            module: None,
+        },
+    )
+    .await?;
+    let msgs = until_end(&mut stream).await?;
+    match last(&msgs) {
+        RelayMsg::Done { output, .. } => assert_eq!(output, b"168 primes below 1000 (largest 997)"),
+        other => panic!("expected a result, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn results_survive_a_restart_and_a_killed_job_ends_in_a_clear_failure() -> anyhow::Result<()>
+{
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("restart-jobs");
+    let ports = RelayPorts::pick()?;
+    let mut relay = Relay::start(&bin, &www, &data_dir, &ports)?;
+    let mut client = Client::connect(&relay, 9).await?;
+    let primes = job_module("primes")?;
+    let chain = job_module("hash-chain")?;
+
+    let done_req = client.request(&primes, b"5000", 1_000_000_000);
+    let done_id = client_core::job::job_id(&done_req);
+    let msgs = client.run(done_req, &primes).await?;
+    let RelayMsg::Done { receipt, .. } = last(&msgs).clone() else {
+        panic!("expected a result: {msgs:?}");
+    };
+
+    // A long job: wait until it is running, then kill the relay.
+    let long_req = client.request(&chain, b"60000 20000 long", 50_000_000_000);
+    let long_id = client_core::job::job_id(&long_req);
+    let mut stream = client.open().await?;
+    send(
+        &mut stream,
+        &ClientMsg::Submit {
+            request: long_req,
+            module: Some(chain.clone()),
+        },
+    )
+    .await?;
+    loop {
+        match receive(&mut stream).await? {
+            Some(RelayMsg::Progress { .. }) => break,
+            Some(RelayMsg::Accepted { .. }) => {}
+            other => panic!("expected progress, got {other:?}"),
+        }
+    }
+    relay.kill();
+    // The stream ends (an error or a clean end), rather than hanging.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match read_frame(&mut stream, MAX_JOB_FRAME).await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the job stream ended when the relay died");
+
+    let relay = Relay::start(&bin, &www, &data_dir, &ports)?;
+    let mut client = Client::connect(&relay, 9).await?;
+    let mut stream = client.open().await?;
+    send(&mut stream, &ClientMsg::Attach { job: long_id }).await?;
+    let msgs = until_end(&mut stream).await?;
+    assert_eq!(failure(&msgs), Some(JobFailure::RelayRestarted));
+
+    let mut stream = client.open().await?;
+    send(&mut stream, &ClientMsg::Attach { job: done_id }).await?;
+    let msgs = until_end(&mut stream).await?;
+    match last(&msgs) {
+        RelayMsg::Done {
+            output,
+            receipt: again,
+        } => {
+            assert_eq!(output, b"669 primes below 5000 (largest 4999)");
+            assert_eq!(again, &receipt, "the same signed receipt after the restart");
+        }
+        other => panic!("expected the stored result, got {other:?}"),
+    }
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
