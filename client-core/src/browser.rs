@@ -105,7 +105,7 @@ pub fn mark(name: &str) {
 }
 
 /// Records a User Timing measure from `start_ms` to `end_ms`.
-fn measure(name: &str, start_ms: f64, end_ms: f64) {
+pub fn measure(name: &str, start_ms: f64, end_ms: f64) {
     let Some(perf) = web_sys::window().and_then(|w| w.performance()) else {
         return;
     };

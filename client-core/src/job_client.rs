@@ -63,6 +63,8 @@ pub struct JobResult {
     pub job: Hash,
     pub output: Vec<u8>,
     pub receipt: Signed<Receipt>,
+    /// The relay's own account of its execution time (not signed).
+    pub run_ms: u64,
     stream: Stream,
 }
 
@@ -173,6 +175,7 @@ struct Pending {
     job: Hash,
     output: Vec<u8>,
     receipt: Signed<Receipt>,
+    run_ms: u64,
 }
 
 impl Pending {
@@ -181,6 +184,7 @@ impl Pending {
             job: self.job,
             output: self.output,
             receipt: self.receipt,
+            run_ms: self.run_ms,
             stream,
         }
     }
@@ -221,11 +225,16 @@ async fn follow(
                 fuel_used,
                 checkpoints,
             }),
-            RelayMsg::Done { output, receipt } => {
+            RelayMsg::Done {
+                output,
+                receipt,
+                run_ms,
+            } => {
                 return Ok(Pending {
                     job,
                     output,
                     receipt: *receipt,
+                    run_ms,
                 });
             }
             // After re-attaching, the relay may restate where the job is.

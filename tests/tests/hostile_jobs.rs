@@ -321,12 +321,7 @@ async fn results_survive_a_restart_and_a_killed_job_ends_in_a_clear_failure() ->
     relay.kill();
     // The stream ends (an error or a clean end), rather than hanging.
     let ended = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match read_frame(&mut stream, MAX_JOB_FRAME).await {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break,
-            }
-        }
+        while let Ok(Some(_)) = read_frame(&mut stream, MAX_JOB_FRAME).await {}
     })
     .await;
     assert!(ended.is_ok(), "the job stream ended when the relay died");
@@ -345,6 +340,7 @@ async fn results_survive_a_restart_and_a_killed_job_ends_in_a_clear_failure() ->
         RelayMsg::Done {
             output,
             receipt: again,
+            ..
         } => {
             assert_eq!(output, b"669 primes below 5000 (largest 4999)");
             assert_eq!(again, &receipt, "the same signed receipt after the restart");

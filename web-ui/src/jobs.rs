@@ -120,6 +120,8 @@ pub fn JobForm() -> impl IntoView {
     let output = RwSignal::new(None::<Output>);
     let verdict = RwSignal::new(None::<Verdict>);
     let busy = RwSignal::new(false);
+    // (relay execution ms, verification in this page ms) of the last verified job.
+    let timing = RwSignal::new(None::<(u64, f64)>);
 
     let choose = move |index: usize| {
         example.set(index);
@@ -133,6 +135,7 @@ pub fn JobForm() -> impl IntoView {
         let input_bytes = input.get_untracked().into_bytes();
         let fuel_text = fuel.get_untracked();
         busy.set(true);
+        timing.set(None);
         output.set(None);
         verdict.set(None);
         progress.set(None);
@@ -229,10 +232,18 @@ pub fn JobForm() -> impl IntoView {
                         }
                     });
                 };
+                let verify_started = client_core::browser::now_ms();
                 let verified =
                     job_client::verify(&mut result, &request, &prepared, &relay, &on_progress)
                         .await
                         .map_err(|e| (e.check(), e.to_string()))?;
+                let verify_ms = client_core::browser::now_ms() - verify_started;
+                client_core::browser::measure(
+                    "aqueduct:job-verify",
+                    verify_started,
+                    verify_started + verify_ms,
+                );
+                timing.set(Some((result.run_ms, verify_ms)));
                 Ok(verified)
             };
             match run.await {
@@ -306,6 +317,11 @@ pub fn JobForm() -> impl IntoView {
                             Strength::Reexecuted { .. } => "Level: full re-execution.".to_string(),
                             Strength::Sampled { .. } => "Level: commit-then-sample.".to_string(),
                         }}</p>
+                        {move || timing.get().map(|(run, verify)| view! {
+                            <p class="muted" data-testid="job-timing" data-run-ms=run.to_string() data-verify-ms=format!("{verify:.1}")>
+                                {format!("The relay ran it in {run} ms; checking it here took {verify:.0} ms.")}
+                            </p>
+                        })}
                     }.into_any(),
                     Verdict::Failed { check, reason } => view! {
                         <h3>"Not verified"</h3>

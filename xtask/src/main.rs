@@ -252,5 +252,41 @@ fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
             .env("AQUEDUCT_WWW", &www)
             .env("CHROMEDRIVER", &browser.chromedriver)
             .env("CHROMIUM", &browser.chromium),
+    )?;
+    step("job throughput: 20 native clients over webrtc-direct (release relay)");
+    run_cmd(
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "aqueduct-tests",
+                "--bin",
+                "job-throughput",
+                "--",
+                "--clients",
+                "20",
+                "--seconds",
+                "10",
+            ])
+            .env(
+                "AQUEDUCT_RELAY_BIN",
+                root().join("target/release/node-relay"),
+            )
+            .env("AQUEDUCT_WWW", &www),
+    )?;
+    step("job execution and verification costs (criterion)");
+    run_cmd(
+        cargo()
+            .args([
+                "bench",
+                "--quiet",
+                "-p",
+                "aqueduct-tests",
+                "--bench",
+                "jobs",
+            ])
+            .env("AQUEDUCT_WWW", &www),
     )
 }

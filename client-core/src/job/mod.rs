@@ -110,6 +110,8 @@ pub enum RelayMsg {
     Done {
         output: Vec<u8>,
         receipt: Box<Signed<Receipt>>,
+        /// How long the relay took to run the job (informational, not signed).
+        run_ms: u64,
     },
     Failed {
         job: Hash,

@@ -102,6 +102,8 @@ pub enum JobState {
 pub struct Finished {
     pub output: Vec<u8>,
     pub receipt: Signed<Receipt>,
+    /// Execution time on this relay (0 when read back from disk).
+    pub run_ms: u64,
 }
 
 /// A job the service knows about while it runs (and a while after).
@@ -504,6 +506,7 @@ impl JobService {
             StoredResult::Done { output, receipt } => JobState::Done(Arc::new(Finished {
                 output,
                 receipt: *receipt,
+                run_ms: 0,
             })),
             StoredResult::Failed(failure) => JobState::Failed(failure),
         };
@@ -594,6 +597,7 @@ impl JobService {
             last_report: Instant::now(),
         };
         let prepared = &module.prepared;
+        let started = Instant::now();
         let outcome = exec::execute(
             &compiled,
             prepared,
@@ -644,7 +648,15 @@ impl JobService {
             bytes: observer.bytes,
             kept_at: Instant::now(),
         });
-        Ok((Finished { output, receipt }, states))
+        let run_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok((
+            Finished {
+                output,
+                receipt,
+                run_ms,
+            },
+            states,
+        ))
     }
 
     fn finish(&self, live: &Arc<Live>, outcome: Result<(Finished, Option<JobStates>), JobFailure>) {

@@ -257,6 +257,7 @@ async fn follow(conn: &mut Conn, service: &Arc<JobService>, live: Arc<Live>) {
                 let done = RelayMsg::Done {
                     output: finished.output.clone(),
                     receipt: Box::new(finished.receipt.clone()),
+                    run_ms: finished.run_ms,
                 };
                 if conn.send(&done).await {
                     serve_samples(conn, service, &live.job).await;

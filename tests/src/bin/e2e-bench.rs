@@ -63,6 +63,57 @@ const MARKS: &str = r#"
              dom_interactive: nav ? nav.domInteractive : null };
 "#;
 
+/// Runs each example job from a page and reads how long the relay took to run it and how long
+/// the page took to verify it (re-execution for one-shot jobs, sampling for the step job).
+async fn job_timings(url: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let browser = Browser::start().await?;
+    browser.goto(url).await?;
+    browser.wait_connected(Duration::from_secs(30)).await?;
+    let mut out = Vec::new();
+    for (index, name, input) in [
+        (0, "hash-chain", "1000 2000 bench"),
+        (1, "mandelbrot", "320 240 256"),
+        (2, "primes", "2000000"),
+    ] {
+        browser.set_value("job-example", &index.to_string()).await?;
+        browser.set_value("job-input", input).await?;
+        browser.click("job-submit").await?;
+        browser
+            .wait_for("job-status", "running", Duration::from_secs(20), |t| {
+                !matches!(t, "idle" | "verified" | "failed")
+            })
+            .await?;
+        let status = browser
+            .wait_for("job-status", "the end", Duration::from_secs(300), |t| {
+                matches!(t, "verified" | "failed")
+            })
+            .await?;
+        anyhow::ensure!(status == "verified", "{name} was not verified");
+        let timing = browser
+            .eval(
+                r#"const t = document.querySelector('[data-testid="job-timing"]');
+                   const v = document.querySelector('[data-testid="job-verification"]');
+                   return { run: Number(t.dataset.runMs), verify: Number(t.dataset.verifyMs),
+                            sampled: v.textContent.includes("sampled") };"#,
+            )
+            .await?;
+        let run = timing["run"].as_f64().unwrap_or(f64::NAN);
+        let verify = timing["verify"].as_f64().unwrap_or(f64::NAN);
+        let level = if timing["sampled"].as_bool() == Some(true) {
+            "sampled (99% at 5%)"
+        } else {
+            "full re-execution"
+        };
+        eprintln!("{name}: relay {run:.0} ms, browser verification {verify:.0} ms ({level})");
+        out.push(serde_json::json!({
+            "job": name, "input": input, "relay_run_ms": run, "browser_verify_ms": verify,
+            "ratio": verify / run.max(1.0), "level": level,
+        }));
+    }
+    browser.close().await;
+    Ok(out)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
@@ -121,6 +172,8 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     browser.close().await;
+
+    let jobs = job_timings(&url).await?;
     drop(relay);
     let _ = std::fs::remove_dir_all(&data_dir);
 
@@ -132,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
         "navigation_to_relay_info_ms": summarize(nav_to_info),
         "dial_to_connected_ms": summarize(dial_to_connected),
         "round_trip_ms": summarize(rtts),
+        "jobs": jobs,
     });
     println!(
         "\n{:<32} {:>6} {:>9} {:>9} {:>9} {:>9}",
@@ -156,6 +210,21 @@ async fn main() -> anyhow::Result<()> {
             f("p90"),
             f("p99"),
             f("max")
+        );
+    }
+    println!(
+        "\n{:<12} {:<20} {:>12} {:>14} {:>8}  level",
+        "job", "input", "relay (ms)", "browser (ms)", "ratio"
+    );
+    for job in results["jobs"].as_array().into_iter().flatten() {
+        println!(
+            "{:<12} {:<20} {:>12} {:>14.0} {:>8.2}  {}",
+            job["job"].as_str().unwrap_or("?"),
+            job["input"].as_str().unwrap_or("?"),
+            job["relay_run_ms"],
+            job["browser_verify_ms"].as_f64().unwrap_or(f64::NAN),
+            job["ratio"].as_f64().unwrap_or(f64::NAN),
+            job["level"].as_str().unwrap_or("?"),
         );
     }
     let path = artifacts_dir("bench").join("e2e.json");
