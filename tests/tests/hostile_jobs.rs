@@ -351,3 +351,32 @@ async fn results_survive_a_restart_and_a_killed_job_ends_in_a_clear_failure() ->
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_past_the_wall_clock_limit_is_stopped() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("time-limit");
+    let relay = Relay::start_with(
+        &bin,
+        &www,
+        &data_dir,
+        &RelayPorts::pick()?,
+        &["--job-time-limit", "1"],
+    )?;
+    let mut client = Client::connect(&relay, 11).await?;
+    let spin = wat(r#"(module (memory (export "memory") 1)
+        (func (export "alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "run") (param i32 i32) (result i64) (loop br 0) i64.const 0))"#);
+    // Fuel for hours: only the wall clock can stop it.
+    let req = client.request(&spin, b"", 40_000_000_000);
+    let started = std::time::Instant::now();
+    let msgs = client.run(req, &spin).await?;
+    assert_eq!(
+        failure(&msgs),
+        Some(JobFailure::TimedOut { limit_ms: 1000 })
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
