@@ -5,7 +5,7 @@
 //! - `verify_1000_segments`: for a 1000-step hash chain, full re-execution against
 //!   commit-then-sample at 99% detection of 5% faked segments.
 
-use aqueduct_tests::job_module;
+use aqueduct_tests::{KeepStates, job_module};
 use client_core::envelope::Request;
 use client_core::hash::Hash;
 use client_core::identity::Keypair;
@@ -112,16 +112,6 @@ fn execution(c: &mut Criterion) {
     }
 }
 
-struct Keep(Vec<exec::Snapshot>);
-impl exec::Observer for Keep {
-    fn checkpoint(&mut self, _: u64, _: Hash, globals: &[u64], memory: &[u8]) {
-        self.0.push(exec::Snapshot {
-            globals: globals.to_vec(),
-            memory: memory.to_vec(),
-        });
-    }
-}
-
 fn verification(c: &mut Criterion) {
     let engine = JobEngine::new().expect("engine");
     let bytes = job_module("hash-chain").expect("example module");
@@ -136,7 +126,7 @@ fn verification(c: &mut Criterion) {
         fuel_limit: fuel,
     };
     let request = Signed::sign(&customer, Request::new("bench", 1, 0, 60_000, spec));
-    let mut kept = Keep(Vec::new());
+    let mut kept = KeepStates::default();
     let outcome = exec::execute(&job, &prepared, &input, fuel, &mut kept).expect("runs");
     let tree = CheckpointTree::new(&outcome.checkpoints);
     let receipt = Receipt {

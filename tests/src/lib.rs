@@ -86,10 +86,8 @@ pub fn job_module(name: &str) -> anyhow::Result<Vec<u8>> {
 /// A native libp2p client connected to `relay` over TCP (Noise, Yamux), as another relay or a
 /// native tool would be. Returns a stream control and the relay's peer id.
 pub async fn tcp_client(relay: &Relay) -> anyhow::Result<(libp2p_stream::Control, libp2p::PeerId)> {
-    use futures::StreamExt;
-    use libp2p::swarm::SwarmEvent;
     let peer: libp2p::PeerId = relay.info()?.peer_id.parse()?;
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+    let swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
             libp2p::tcp::Config::default(),
@@ -99,9 +97,34 @@ pub async fn tcp_client(relay: &Relay) -> anyhow::Result<(libp2p_stream::Control
         .with_behaviour(|_| libp2p_stream::Behaviour::new())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    let control = swarm.behaviour().new_control();
     let addr: libp2p::Multiaddr =
         format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", relay.ports.tcp.port()).parse()?;
+    let control = dial_and_drive(swarm, addr).await?;
+    Ok((control, peer))
+}
+
+/// A job observer that keeps every checkpoint state, as a relay does for sampling.
+#[derive(Default)]
+pub struct KeepStates(pub Vec<client_core::job::exec::Snapshot>);
+
+impl client_core::job::exec::Observer for KeepStates {
+    fn checkpoint(&mut self, _: u64, _: client_core::hash::Hash, globals: &[u64], memory: &[u8]) {
+        self.0.push(client_core::job::exec::Snapshot {
+            globals: globals.to_vec(),
+            memory: memory.to_vec(),
+        });
+    }
+}
+
+/// Dials `addr`, keeps driving `swarm` on a task for good, and returns a stream control once
+/// the connection is up (or the dial's error).
+pub async fn dial_and_drive(
+    mut swarm: libp2p::Swarm<libp2p_stream::Behaviour>,
+    addr: libp2p::Multiaddr,
+) -> anyhow::Result<libp2p_stream::Control> {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    let control = swarm.behaviour().new_control();
     swarm.dial(addr)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
@@ -122,10 +145,10 @@ pub async fn tcp_client(relay: &Relay) -> anyhow::Result<(libp2p_stream::Control
             }
         }
     });
-    tokio::time::timeout(Duration::from_secs(10), rx)
+    tokio::time::timeout(Duration::from_secs(20), rx)
         .await??
         .map_err(anyhow::Error::msg)?;
-    Ok((control, peer))
+    Ok(control)
 }
 
 /// A fresh, empty temporary directory.

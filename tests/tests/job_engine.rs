@@ -2,7 +2,7 @@
 //! checks of `client_core::job::verify` run against real results — including forged ones.
 //! Also writes the vectors the wasm test in Chromium compares its own engine against.
 
-use aqueduct_tests::{artifacts_dir, job_module};
+use aqueduct_tests::{KeepStates, artifacts_dir, job_module};
 use client_core::envelope::Request;
 use client_core::hash::Hash;
 use client_core::identity::Keypair;
@@ -361,16 +361,6 @@ fn sample(
     check.finish(&proof)
 }
 
-struct Keep(Vec<exec::Snapshot>);
-impl exec::Observer for Keep {
-    fn checkpoint(&mut self, _: u64, _: Hash, globals: &[u64], memory: &[u8]) {
-        self.0.push(exec::Snapshot {
-            globals: globals.to_vec(),
-            memory: memory.to_vec(),
-        });
-    }
-}
-
 #[test]
 fn sampling_checks_segments_and_catches_skipped_work() {
     let engine = JobEngine::new().expect("engine");
@@ -379,7 +369,7 @@ fn sampling_checks_segments_and_catches_skipped_work() {
     let (prepared, compiled) = compile(&engine, &job_module("hash-chain").expect("module"));
     let input = b"200 5 sampled";
     let request = signed_request(&customer, prepared.module_hash, input, 1_000_000_000);
-    let mut kept = Keep(Vec::new());
+    let mut kept = KeepStates::default();
     let outcome =
         exec::execute(&compiled, &prepared, input, 1_000_000_000, &mut kept).expect("runs");
     assert_eq!(kept.0.len(), 201);

@@ -781,6 +781,19 @@ fn operator_name(op: &Operator<'_>) -> String {
     out
 }
 
+/// Stores the fuel left (on the stack) and traps if it went below zero.
+fn store_fuel_or_trap(fuel: u32) -> [Instruction<'static>; 7] {
+    [
+        Instruction::GlobalSet(fuel),
+        Instruction::GlobalGet(fuel),
+        Instruction::I64Const(0),
+        Instruction::I64LtS,
+        Instruction::If(BlockType::Empty),
+        Instruction::Unreachable,
+        Instruction::End,
+    ]
+}
+
 /// Collects a straight-line run of instructions and emits it behind its fuel charge.
 struct Emitter<'a> {
     func: Function,
@@ -817,16 +830,8 @@ impl<'a> Emitter<'a> {
             Instruction::I64ExtendI32U,
         ]);
         self.push_free(scale);
-        self.push_free(&[
-            Instruction::I64Sub,
-            Instruction::GlobalSet(fuel),
-            Instruction::GlobalGet(fuel),
-            Instruction::I64Const(0),
-            Instruction::I64LtS,
-            Instruction::If(BlockType::Empty),
-            Instruction::Unreachable,
-            Instruction::End,
-        ]);
+        self.push_free(&[Instruction::I64Sub]);
+        self.push_free(&store_fuel_or_trap(fuel));
     }
 
     /// Emits the run so far, preceded by one charge for all of it.
@@ -837,14 +842,8 @@ impl<'a> Emitter<'a> {
                 Instruction::GlobalGet(fuel),
                 Instruction::I64Const(self.run_cost),
                 Instruction::I64Sub,
-                Instruction::GlobalSet(fuel),
-                Instruction::GlobalGet(fuel),
-                Instruction::I64Const(0),
-                Instruction::I64LtS,
-                Instruction::If(BlockType::Empty),
-                Instruction::Unreachable,
-                Instruction::End,
             ]);
+            self.emit_now(&store_fuel_or_trap(fuel));
         }
         for ins in std::mem::take(&mut self.run) {
             self.func.instruction(&ins);

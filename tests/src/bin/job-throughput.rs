@@ -4,7 +4,9 @@
 //! written to `target/bench/jobs-throughput.json`.
 
 use anyhow::Context;
-use aqueduct_tests::{Relay, RelayPorts, artifacts_dir, job_module, relay_bin, temp_dir, www_dir};
+use aqueduct_tests::{
+    Relay, RelayPorts, artifacts_dir, dial_and_drive, job_module, relay_bin, temp_dir, www_dir,
+};
 use client_core::encoding::{decode, encode};
 use client_core::envelope::Request;
 use client_core::hash::Hash;
@@ -14,9 +16,7 @@ use client_core::protocol::DEV_NETWORK_ID;
 use client_core::signed::Signed;
 use client_core::stats::percentile;
 use client_core::wire::{read_frame, write_frame};
-use futures::StreamExt;
 use libp2p::core::muxing::StreamMuxerBox;
-use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Transport};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,10 +28,10 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn webrtc_client(addr: &Multiaddr, relay: PeerId) -> anyhow::Result<libp2p_stream::Control> {
+async fn webrtc_client(addr: &Multiaddr) -> anyhow::Result<libp2p_stream::Control> {
     let certificate = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())
         .map_err(|e| anyhow::anyhow!("certificate: {e}"))?;
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+    let swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_other_transport(|key| {
             libp2p_webrtc::tokio::Transport::new(key.clone(), certificate)
@@ -40,31 +40,7 @@ async fn webrtc_client(addr: &Multiaddr, relay: PeerId) -> anyhow::Result<libp2p
         .with_behaviour(|_| libp2p_stream::Behaviour::new())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
-    let control = swarm.behaviour().new_control();
-    swarm.dial(addr.clone())?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut tx = Some(tx);
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == relay => {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(Ok(()));
-                    }
-                }
-                SwarmEvent::OutgoingConnectionError { error, .. } => {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(Err(error.to_string()));
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(20), rx)
-        .await??
-        .map_err(anyhow::Error::msg)?;
-    Ok(control)
+    dial_and_drive(swarm, addr.clone()).await
 }
 
 /// Submits one job and waits for its result; returns the latency.
@@ -145,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
     // Connect everyone first, and upload the module once.
     let mut controls = Vec::new();
     for _ in 0..clients {
-        controls.push(webrtc_client(&addr, relay_id).await?);
+        controls.push(webrtc_client(&addr).await?);
     }
     let warm_key = Keypair::from_seed(&[200; 32]);
     one_job(&mut controls[0], relay_id, &warm_key, 1, &module).await?;
