@@ -97,6 +97,28 @@ pub fn now_ms() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits `ms` milliseconds without blocking the page; `pause(0)` lets it paint before a long
+/// synchronous piece of work (such as deriving a key) starts.
+pub async fn pause(ms: u32) {
+    TimeoutFuture::new(ms).await;
+}
+
+/// Fresh bytes from the browser's CSPRNG (`crypto.getRandomValues`).
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], PeerError> {
+    let mut bytes = [0u8; N];
+    let crypto = web_sys::window()
+        .and_then(|w| w.crypto().ok())
+        .ok_or_else(|| PeerError::Setup {
+            reason: "this browser has no crypto.getRandomValues".into(),
+        })?;
+    crypto
+        .get_random_values_with_u8_array(&mut bytes)
+        .map_err(|e| PeerError::Setup {
+            reason: format!("crypto.getRandomValues failed: {}", js_error(&e)),
+        })?;
+    Ok(bytes)
+}
+
 /// Records a User Timing mark, visible in devtools and read by the end-to-end benchmark.
 pub fn mark(name: &str) {
     if let Some(perf) = web_sys::window().and_then(|w| w.performance()) {

@@ -43,6 +43,47 @@ pub enum JobEvent {
         attempt: u32,
         reason: String,
     },
+    /// The user asked to stop the job; the relay has been told.
+    Cancelling,
+}
+
+/// A cancel button's other end: [`Cancel::cancel`] asks a running job to stop.
+#[derive(Clone, Default)]
+pub struct Cancel(std::rc::Rc<CancelInner>);
+
+#[derive(Default)]
+struct CancelInner {
+    requested: std::cell::Cell<bool>,
+    waker: std::cell::RefCell<Option<std::task::Waker>>,
+}
+
+impl Cancel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.requested.set(true);
+        if let Some(waker) = self.0.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.0.requested.get()
+    }
+
+    /// Resolves once cancellation was asked for.
+    fn requested(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.0.requested.get() {
+                std::task::Poll::Ready(())
+            } else {
+                *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+    }
 }
 
 /// Why a job produced no result.
@@ -111,6 +152,7 @@ pub async fn submit(
     relay: PeerId,
     request: &JobRequest,
     module: &[u8],
+    cancel: &Cancel,
     on_event: &dyn Fn(JobEvent),
 ) -> Result<JobResult, JobClientError> {
     let mut stream = open(control, relay).await?;
@@ -154,7 +196,7 @@ pub async fn submit(
     };
     let mut attempt = 0;
     loop {
-        match follow(&mut stream, job, on_event).await {
+        match follow(&mut stream, job, cancel, on_event).await {
             Ok(result) => return Ok(result.with_stream(stream)),
             Err(JobClientError::Stream(reason)) if attempt < REATTACH_ATTEMPTS => {
                 attempt += 1;
@@ -214,10 +256,29 @@ fn kind(msg: &RelayMsg) -> &'static str {
 async fn follow(
     stream: &mut Stream,
     job: Hash,
+    cancel: &Cancel,
     on_event: &dyn Fn(JobEvent),
 ) -> Result<Pending, JobClientError> {
+    let mut cancel_sent = false;
     loop {
-        match receive(stream).await? {
+        let received = if cancel_sent {
+            Some(receive(stream).await)
+        } else {
+            match select(Box::pin(receive(stream)), Box::pin(cancel.requested())).await {
+                Either::Left((msg, _)) => Some(msg),
+                Either::Right(_) => None,
+            }
+        };
+        let Some(msg) = received else {
+            // Ask the relay to stop, then keep reading: it answers with the failure
+            // `Cancelled` (or with the result, if the job had just finished).
+            cancel_sent = true;
+            on_event(JobEvent::Cancelling);
+            send(stream, &ClientMsg::Cancel).await?;
+            continue;
+        };
+        let msg = msg?;
+        match msg {
             RelayMsg::Progress {
                 fuel_used,
                 checkpoints,
@@ -378,4 +439,201 @@ pub fn check_input(input: &[u8]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A job the user wants run: a module (an example's or an uploaded file's) and its input.
+pub struct Order {
+    /// The example's name or the uploaded file's name, for the history.
+    pub name: String,
+    pub module: Vec<u8>,
+    pub input: Vec<u8>,
+    pub fuel_limit: u64,
+}
+
+/// Where a job stands, for the page.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stage {
+    Preparing,
+    Submitting,
+    Uploading,
+    Running,
+    Verifying,
+}
+
+impl Stage {
+    /// The status word tests and people read (`data-testid="job-status"`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Stage::Preparing => "preparing",
+            Stage::Submitting => "submitting",
+            Stage::Uploading => "uploading",
+            Stage::Running => "running",
+            Stage::Verifying => "verifying",
+        }
+    }
+}
+
+/// What [`run`] reports while it works.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    Stage {
+        stage: Stage,
+        detail: String,
+    },
+    /// Fraction of the fuel limit used so far, per the relay's progress reports.
+    Progress(f64),
+    /// The relay's output arrived; it is shown as "unverified" until verification ends.
+    Output(Vec<u8>),
+}
+
+/// Who signs and where the job goes.
+pub struct Submitter<'a> {
+    pub keypair: &'a crate::identity::Keypair,
+    pub network_id: &'a str,
+    pub control: libp2p_stream::Control,
+    pub relay: PeerId,
+}
+
+/// How long a signed job request stays valid.
+pub const REQUEST_TTL_MS: u64 = 5 * 60 * 1000;
+
+/// Validates the module, signs the request, submits it, follows it, verifies the result and
+/// returns the history record: every ending (verified, failed at a named step, cancelled) is a
+/// record, so the page has one thing to show and to store. `now_ms` is Unix time and `nonce`
+/// fresh randomness, both from the caller.
+pub async fn run(
+    submitter: Submitter<'_>,
+    order: Order,
+    now_ms: u64,
+    nonce: u64,
+    cancel: &Cancel,
+    on: &dyn Fn(RunEvent),
+) -> crate::job::history::JobRecord {
+    use crate::job::history::{Outcome, RecordBase};
+    let stage = |stage: Stage, detail: String| on(RunEvent::Stage { stage, detail });
+    stage(
+        Stage::Preparing,
+        format!("checking the module ({} bytes)", order.module.len()),
+    );
+    let prepared = crate::job::profile::prepare(&order.module, &crate::job::profile::Profile::V1);
+    let module_hash = prepared
+        .as_ref()
+        .map_or_else(|_| Hash::of(&order.module), |p| p.module_hash);
+    let request = Signed::sign(
+        submitter.keypair,
+        crate::envelope::Request::new(
+            submitter.network_id,
+            nonce,
+            now_ms,
+            REQUEST_TTL_MS,
+            crate::job::JobSpec {
+                module: module_hash,
+                input: order.input.clone(),
+                fuel_limit: order.fuel_limit,
+            },
+        ),
+    );
+    let base = RecordBase {
+        job: crate::job::job_id(&request),
+        account: submitter.keypair.public(),
+        submitted_ms: now_ms,
+        name: order.name.clone(),
+        module: module_hash,
+        input: order.input.clone(),
+        fuel_limit: order.fuel_limit,
+        relay: submitter.relay.to_string(),
+    };
+    let failed = |check: &str, reason: String| Outcome::Failed {
+        check: check.to_owned(),
+        reason,
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => return base.ended(failed("module", e.to_string())),
+    };
+    if let Err(e) = check_input(&order.input) {
+        return base.ended(failed("input", e));
+    }
+    stage(Stage::Submitting, format!("job {}", base.job));
+    let fuel_limit = order.fuel_limit.max(1);
+    let on_event = |event: JobEvent| match event {
+        JobEvent::Uploading { bytes } => stage(
+            Stage::Uploading,
+            format!("the relay does not have this module yet: sending {bytes} bytes"),
+        ),
+        JobEvent::Accepted {
+            job,
+            queue_position,
+        } => stage(
+            Stage::Running,
+            format!("job {job} accepted ({queue_position} ahead in the queue)"),
+        ),
+        JobEvent::Progress {
+            fuel_used,
+            checkpoints,
+        } => {
+            on(RunEvent::Progress(fuel_used as f64 / fuel_limit as f64));
+            stage(
+                Stage::Running,
+                format!("{fuel_used} fuel used, {checkpoints} checkpoints"),
+            );
+        }
+        JobEvent::Reattaching { attempt, reason } => stage(
+            Stage::Running,
+            format!("{reason}; re-attaching (attempt {attempt})"),
+        ),
+        JobEvent::Cancelling => stage(Stage::Running, "asking the relay to stop the job".into()),
+    };
+    let mut control = submitter.control;
+    let relay = submitter.relay;
+    let mut result = match submit(
+        &mut control,
+        relay,
+        &request,
+        &order.module,
+        cancel,
+        &on_event,
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(JobClientError::Failed(JobFailure::Cancelled)) => {
+            return base.ended(Outcome::Cancelled);
+        }
+        Err(e) => return base.ended(failed("execution", e.to_string())),
+    };
+    if cancel.is_requested() {
+        return base.ended(Outcome::Cancelled);
+    }
+    on(RunEvent::Progress(1.0));
+    on(RunEvent::Output(result.output.clone()));
+    stage(Stage::Verifying, "checking the receipt".into());
+    let on_progress = |p: VerifyProgress| {
+        let detail = match p {
+            VerifyProgress::Preparing => "checking the receipt".into(),
+            VerifyProgress::Reexecuting => "re-executing the job in this browser".into(),
+            VerifyProgress::FetchingStates { received, total } => {
+                format!("fetching sampled checkpoint states: {received} of {total}")
+            }
+            VerifyProgress::Segments { done, total } => {
+                format!("re-running sampled segments: {done} of {total}")
+            }
+        };
+        stage(Stage::Verifying, detail);
+    };
+    let started = crate::browser::now_ms();
+    let verified = verify(&mut result, &request, &prepared, &relay, &on_progress).await;
+    let verify_ms = crate::browser::now_ms() - started;
+    crate::browser::measure("aqueduct:job-verify", started, started + verify_ms);
+    match verified {
+        Ok(verified) => base.ended(Outcome::Verified {
+            output: result.output,
+            receipt: Box::new(result.receipt),
+            checks: verified.checks,
+            level: crate::job::history::Level::of(&verified.strength),
+            run_ms: result.run_ms,
+            verify_ms: verify_ms.round() as u64,
+        }),
+        Err(e) => base.ended(failed(e.check(), e.to_string())),
+    }
 }

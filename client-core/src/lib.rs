@@ -21,10 +21,13 @@
 //!   checkpoint commitments and the verification of results.
 //! - [`protocol`]: protocol names, message types and their size limits.
 //! - [`wire`]: length-prefixed frames over any async byte stream the caller hands in.
+//! - [`wallet`]: the recovery phrase (BIP-39), the account key derived from it, the key sealed
+//!   under a password (Argon2id, XChaCha20-Poly1305), backup files and the idle lock.
 //! - [`backoff`]: the reconnection schedule, as a pure function of the attempt number.
 //! - [`stats`]: round-trip statistics (median, p90, max) over a bounded window.
 //! - `browser` (wasm32, feature `browser`): the browser peer that dials relays over WebRTC and
 //!   runs jobs on them.
+//! - `storage` (wasm32, feature `browser`): the page's IndexedDB (sealed wallet, job history).
 //! - `js_engine` (wasm32, feature `js-engine`): the page's own WebAssembly engine as a job
 //!   engine, for re-executing results.
 
@@ -37,6 +40,7 @@ pub mod job;
 pub mod protocol;
 pub mod signed;
 pub mod stats;
+pub mod wallet;
 pub mod wire;
 
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]
@@ -45,6 +49,8 @@ pub mod browser;
 pub mod job_client;
 #[cfg(all(target_arch = "wasm32", feature = "js-engine"))]
 pub mod js_engine;
+#[cfg(all(target_arch = "wasm32", feature = "browser"))]
+pub mod storage;
 
 /// The version of this crate, reported by relays and shown by the app.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

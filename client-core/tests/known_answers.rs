@@ -91,3 +91,42 @@ fn envelope_encoding_and_hash() {
         client_core::encoding::decode(&bytes, 1024).expect("vector decodes");
     assert_eq!(decoded, signed);
 }
+
+/// The wallet: a fixed phrase gives a fixed account, and sealing with fixed randomness and
+/// fixed (cheap) Argon2id parameters gives fixed bytes. A change here would lock people out of
+/// their stored wallets or move their account, so both builds must agree with these values.
+mod wallet {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use client_core::wallet::{Entropy, KdfParams, SealRandomness, SealedWallet};
+
+    const PHRASE: &str =
+        "legal winner thank year wave sausage worth useful legal winner thank yellow";
+    const ACCOUNT: &str = "12D3KooW9pzHdkJyReHnSrxDuwcGEGENrBjBCMQFyxwgnCsYGCXb";
+    const CIPHERTEXT: &str = "9ea9b835e88010f90e303212b78de083ee7a021e8a0ad20ed75d1958a19d0513";
+
+    #[test]
+    fn phrase_to_account() {
+        let entropy = Entropy::from_phrase(PHRASE).expect("a reference phrase");
+        assert_eq!(entropy.keypair().peer_id().to_string(), ACCOUNT);
+    }
+
+    #[test]
+    fn sealed_bytes_and_opening() {
+        let entropy = Entropy::from_phrase(PHRASE).expect("a reference phrase");
+        let kdf = KdfParams {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let randomness = SealRandomness {
+            salt: [3; 16],
+            nonce: [4; 24],
+        };
+        let sealed = SealedWallet::seal(&entropy, "known answer", kdf, randomness).expect("seal");
+        assert_eq!(hex::encode(&sealed.ciphertext), CIPHERTEXT);
+        let opened = sealed.open("known answer").expect("open");
+        assert_eq!(opened.entropy, entropy);
+    }
+}

@@ -295,6 +295,11 @@ impl Relay {
         format!("http://{}/", self.ports.http)
     }
 
+    /// The URL of a page of the app, e.g. `page("/wallet")`.
+    pub fn page(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ports.http)
+    }
+
     /// `GET` a path on the relay's HTTP server, as text.
     pub fn get(&self, path: &str) -> anyhow::Result<String> {
         let url = format!("http://{}{path}", self.ports.http);
@@ -439,6 +444,70 @@ impl Browser {
         element.text().await.ok()
     }
 
+    /// The attribute `name` of the element with `data-testid="{id}"`.
+    pub async fn attr(&self, id: &str, name: &str) -> Option<String> {
+        let selector = format!("[data-testid=\"{id}\"]");
+        let element = self
+            .client
+            .find(fantoccini::Locator::Css(&selector))
+            .await
+            .ok()?;
+        element.attr(name).await.ok().flatten()
+    }
+
+    /// Chooses `path` in the file input `data-testid="{id}"`.
+    pub async fn choose_file(&self, id: &str, path: &Path) -> anyhow::Result<()> {
+        let selector = format!("[data-testid=\"{id}\"]");
+        self.client
+            .find(fantoccini::Locator::Css(&selector))
+            .await
+            .with_context(|| format!("finding [data-testid={id}]"))?
+            .send_keys(&path.display().to_string())
+            .await
+            .with_context(|| format!("choosing {} in [data-testid={id}]", path.display()))?;
+        Ok(())
+    }
+
+    /// Goes to another page of the app through its navigation (no reload, so an unlocked
+    /// wallet stays unlocked): `page` is `network`, `wallet`, `jobs`, `market` or `dao`.
+    pub async fn nav(&self, page: &str) -> anyhow::Result<()> {
+        self.click(&format!("nav-{page}")).await
+    }
+
+    /// Creates an account on the wallet page of `base_url` with `password`; returns its
+    /// recovery phrase and account id. The wallet is unlocked afterwards.
+    pub async fn create_wallet(
+        &self,
+        base_url: &str,
+        password: &str,
+    ) -> anyhow::Result<(String, String)> {
+        self.goto(&format!("{}/wallet", base_url.trim_end_matches('/')))
+            .await?;
+        self.wait_for("wallet-state", "no wallet", Duration::from_secs(20), |t| {
+            t == "none"
+        })
+        .await?;
+        self.click("wallet-create").await?;
+        let phrase = self
+            .attr("wallet-phrase", "data-phrase")
+            .await
+            .context("the new wallet shows its recovery phrase")?;
+        self.click("wallet-phrase-saved").await?;
+        self.set_value("wallet-new-password", password).await?;
+        self.set_value("wallet-new-password-confirm", password)
+            .await?;
+        self.click("wallet-save").await?;
+        self.wait_for("wallet-state", "unlocked", Duration::from_secs(60), |t| {
+            t == "unlocked"
+        })
+        .await?;
+        let account = self
+            .text("wallet-account")
+            .await
+            .context("the wallet shows its account id")?;
+        Ok((phrase, account))
+    }
+
     /// Clicks the element with `data-testid="{id}"`.
     pub async fn click(&self, id: &str) -> anyhow::Result<()> {
         let selector = format!("[data-testid=\"{id}\"]");
@@ -501,7 +570,7 @@ impl Browser {
 
     /// Waits until the page says it is connected to its relay.
     pub async fn wait_connected(&self, timeout: Duration) -> anyhow::Result<()> {
-        self.wait_for("connection-state", "connected", timeout, |t| {
+        self.wait_for("connection-badge", "connected", timeout, |t| {
             t == "connected"
         })
         .await

@@ -39,12 +39,16 @@ async fn show_result(browser: &Browser) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh browser profile with a new account, on the jobs page, connected.
 async fn open_page(relay: &Relay) -> anyhow::Result<Browser> {
     let browser = Browser::start().await?;
-    browser.goto(&relay.url()).await?;
+    browser.create_wallet(&relay.url(), PASSWORD).await?;
+    browser.nav("jobs").await?;
     browser.wait_connected(Duration::from_secs(30)).await?;
     Ok(browser)
 }
+
+const PASSWORD: &str = "e2e password";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
@@ -85,12 +89,92 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
             );
         }
     }
+    assert_eq!(history_rows(&browser, "verified").await?, 3);
+
+    // A long job can be cancelled while it runs; the relay stops it and the page says so.
+    browser.set_value("job-example", "0").await?;
+    browser.set_value("job-input", "100000 5000 long").await?;
+    browser.click("job-submit").await?;
+    browser
+        .wait_for("job-progress", "progress", JOB_TIMEOUT, |_| true)
+        .await?;
+    browser.click("job-cancel").await?;
+    let status = browser
+        .wait_for("job-status", "cancelled", Duration::from_secs(30), |t| {
+            matches!(t, "verified" | "failed" | "cancelled")
+        })
+        .await;
+    browser.screenshot("job-cancelled").await?;
+    assert_eq!(status?, "cancelled");
+    assert_eq!(history_rows(&browser, "cancelled").await?, 1);
+
+    // The history survives a reload: unlock on the jobs page and reopen a past result, which
+    // the page re-checks from what it stored.
+    browser.goto(&relay.page("/jobs")).await?;
+    browser
+        .wait_for(
+            "wallet-unlock-password",
+            "the unlock form",
+            Duration::from_secs(20),
+            |_| true,
+        )
+        .await?;
+    browser
+        .set_value("wallet-unlock-password", PASSWORD)
+        .await?;
+    browser.click("wallet-unlock").await?;
+    browser
+        .wait_for(
+            "job-submit",
+            "the job form",
+            Duration::from_secs(30),
+            |_| true,
+        )
+        .await?;
+    browser
+        .wait_for(
+            "job-history-open",
+            "the history",
+            Duration::from_secs(10),
+            |_| true,
+        )
+        .await?;
+    assert_eq!(history_rows(&browser, "verified").await?, 3);
+    browser
+        .eval("document.querySelector('[data-testid=\"job-history-row\"][data-status=\"verified\"] [data-testid=\"job-history-open\"]').click();")
+        .await?;
+    let recheck = browser
+        .wait_for(
+            "job-history-recheck",
+            "a re-check",
+            Duration::from_secs(10),
+            |_| true,
+        )
+        .await?;
+    browser
+        .eval("document.querySelector('[data-testid=\"job-history-view\"]').scrollIntoView();")
+        .await?;
+    browser.screenshot("job-history-reopened").await?;
+    assert!(recheck.contains("signature is valid"), "{recheck}");
+
     let errors = browser.eval("return window.aqueductErrors;").await?;
     assert_eq!(errors, serde_json::json!([]), "no page errors");
     browser.close().await;
     drop(relay);
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
+}
+
+/// How many rows of the history table have `status`.
+async fn history_rows(browser: &Browser, status: &str) -> anyhow::Result<u64> {
+    let n = browser
+        .client
+        .execute(
+            "return document.querySelectorAll(`[data-testid=\"job-history-row\"][data-status=\"${arguments[0]}\"]`).length;",
+            vec![status.into()],
+        )
+        .await?;
+    Ok(n.as_u64().unwrap_or(0))
 }
 
 #[tokio::test(flavor = "multi_thread")]

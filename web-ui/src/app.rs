@@ -1,7 +1,9 @@
 //! The app shell: header, navigation and the page routes.
 
+use crate::jobs::{JobsPage, JobsState};
 use crate::network::NetworkState;
-use crate::pages::{network::NetworkPage, planned::Planned};
+use crate::pages::{network::NetworkPage, planned::Planned, wallet::WalletPage};
+use crate::wallet::WalletState;
 use crate::widgets::ConnectionBadge;
 use leptos::prelude::*;
 use leptos_router::components::{A, Route, Router, Routes};
@@ -12,29 +14,27 @@ pub fn App() -> impl IntoView {
     // One connection for the whole app, started once and shared by every page.
     let network = NetworkState::start();
     provide_context(network);
+    provide_context(WalletState::start());
+    provide_context(JobsState::start());
 
     view! {
         <Router>
             <header class="top">
                 <a class="brand" href="/">"Aqueduct"</a>
                 <nav aria-label="Main">
-                    <A href="/" exact=true>"Network"</A>
-                    <A href="/wallet">"Wallet"</A>
-                    <A href="/jobs">"Jobs"</A>
-                    <A href="/market">"Marketplace"</A>
-                    <A href="/dao">"DAO"</A>
+                    <A href="/" exact=true attr:data-testid="nav-network">"Network"</A>
+                    <A href="/wallet" attr:data-testid="nav-wallet">"Wallet"</A>
+                    <A href="/jobs" attr:data-testid="nav-jobs">"Jobs"</A>
+                    <A href="/market" attr:data-testid="nav-market">"Marketplace"</A>
+                    <A href="/dao" attr:data-testid="nav-dao">"DAO"</A>
                 </nav>
                 <ConnectionBadge/>
             </header>
             <main>
                 <Routes fallback=|| view! { <p>"No such page."</p> }>
                     <Route path=path!("/") view=NetworkPage/>
-                    <Route path=path!("/wallet") view=|| view! {
-                        <Planned title="Wallet" what="Create or restore a key, protect it with a password, and sign requests in this page."/>
-                    }/>
-                    <Route path=path!("/jobs") view=|| view! {
-                        <Planned title="Jobs" what="Submit Wasm jobs, watch their progress and see how each result was verified."/>
-                    }/>
+                    <Route path=path!("/wallet") view=WalletPage/>
+                    <Route path=path!("/jobs") view=JobsPage/>
                     <Route path=path!("/market") view=|| view! {
                         <Planned title="Marketplace" what="Compare providers' offers and pay for jobs through escrowed channels."/>
                     }/>

@@ -1,14 +1,17 @@
-//! A minimal job form: pick an example, edit its input, submit, watch progress, see the output
-//! and what was verified. All the work is in `client_core::job_client`; this only shows it.
+//! The jobs page: pick an example or upload a module, edit the input, submit, watch progress,
+//! cancel, see the output and what was verified, and reopen past results. The work is in
+//! `client_core::job_client::run`; the history records are `client_core::job::history`.
 
 use crate::network::NetworkState;
-use client_core::envelope::Request;
-use client_core::identity::Keypair;
-use client_core::job::JobSpec;
-use client_core::job::profile::{self, Profile};
-use client_core::job::verify::{Strength, Verified};
-use client_core::job_client::{self, JobEvent, VerifyProgress};
-use client_core::signed::Signed;
+use crate::pages::wallet::UnlockForm;
+use crate::wallet::{WalletState, WalletStatus};
+use crate::widgets::{chosen_file_name, read_file_bytes};
+use client_core::browser;
+use client_core::job::MAX_INPUT_BYTES;
+use client_core::job::history::{self, JobRecord, Level, Outcome};
+use client_core::job::profile::{self, JobForm as Form, Profile};
+use client_core::job_client::{self, Cancel, Order, RunEvent, Submitter};
+use client_core::storage::Storage;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -46,32 +49,82 @@ pub const EXAMPLES: [Example; 3] = [
     },
 ];
 
-/// How long a signed request stays valid.
-const REQUEST_TTL_MS: u64 = 5 * 60 * 1000;
+/// The value of the source picker that means "my own module".
+const UPLOAD: usize = usize::MAX;
+const DEFAULT_UPLOAD_FUEL: u64 = 1_000_000_000;
+
+/// The job history of this browser, shared by the pages.
+#[derive(Clone, Copy)]
+pub struct JobsState {
+    pub history: RwSignal<Vec<JobRecord>>,
+    pub history_error: RwSignal<Option<String>>,
+    storage: StoredValue<Option<Storage>, LocalStorage>,
+}
+
+impl JobsState {
+    pub fn start() -> Self {
+        let state = JobsState {
+            history: RwSignal::new(Vec::new()),
+            history_error: RwSignal::new(None),
+            storage: StoredValue::new_local(None),
+        };
+        leptos::task::spawn_local(async move {
+            match Storage::open().await {
+                Ok(storage) => {
+                    match storage.jobs().await {
+                        Ok(raw) => {
+                            let mut records: Vec<JobRecord> = raw
+                                .iter()
+                                .filter_map(|bytes| JobRecord::decode(bytes).ok())
+                                .collect();
+                            let skipped = raw.len() - records.len();
+                            history::newest_first(&mut records, history::MAX_RECORDS);
+                            if skipped > 0 {
+                                state.history_error.set(Some(format!(
+                                    "{skipped} stored records could not be read and are not shown"
+                                )));
+                            }
+                            state.history.set(records);
+                        }
+                        Err(e) => state.history_error.set(Some(e.to_string())),
+                    }
+                    state.storage.set_value(Some(storage));
+                }
+                Err(e) => state.history_error.set(Some(e.to_string())),
+            }
+        });
+        state
+    }
+
+    /// Adds a finished job to the history (memory and IndexedDB), pruning the oldest.
+    async fn record(&self, record: JobRecord) {
+        let mut all = self.history.get_untracked();
+        all.retain(|r| r.job != record.job);
+        all.push(record.clone());
+        let dropped = history::newest_first(&mut all, history::MAX_RECORDS);
+        all.truncate(history::MAX_RECORDS);
+        self.history.set(all);
+        let Some(storage) = self.storage.get_value() else {
+            self.history_error.set(Some(
+                "browser storage is not open: this result is not saved".into(),
+            ));
+            return;
+        };
+        if let Err(e) = storage.put_job(&record.key(), &record.encode()).await {
+            self.history_error
+                .set(Some(format!("this result was not saved: {e}")));
+        }
+        for key in dropped {
+            let _ = storage.delete_job(&key).await;
+        }
+    }
+}
 
 #[derive(Clone, PartialEq)]
-enum Output {
+enum Rendered {
     Text(String),
     Image(String),
     Bytes(String),
-}
-
-#[derive(Clone, PartialEq)]
-enum Verdict {
-    Verified(Box<Verified>),
-    Failed { check: String, reason: String },
-}
-
-fn now_ms() -> u64 {
-    js_sys::Date::now() as u64
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    if let Some(crypto) = web_sys::window().and_then(|w| w.crypto().ok()) {
-        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
-    }
-    bytes
 }
 
 async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
@@ -89,7 +142,7 @@ async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-fn render_output(bytes: &[u8]) -> Output {
+fn render_output(bytes: &[u8]) -> Rendered {
     if bytes.starts_with(b"BM") {
         let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
         let options = web_sys::BlobPropertyBag::new();
@@ -97,239 +150,502 @@ fn render_output(bytes: &[u8]) -> Output {
         if let Ok(blob) = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
             && let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob)
         {
-            return Output::Image(url);
+            return Rendered::Image(url);
         }
     }
     match std::str::from_utf8(bytes) {
-        Ok(text) => Output::Text(text.to_string()),
-        Err(_) => Output::Bytes(bytes.iter().take(512).map(|b| format!("{b:02x}")).collect()),
+        Ok(text) => Rendered::Text(text.to_string()),
+        Err(_) => {
+            let mut hex: String = bytes.iter().take(512).map(|b| format!("{b:02x}")).collect();
+            if bytes.len() > 512 {
+                hex.push_str(&format!("… ({} bytes)", bytes.len()));
+            }
+            Rendered::Bytes(hex)
+        }
+    }
+}
+
+#[component]
+fn OutputView(bytes: Vec<u8>) -> impl IntoView {
+    match render_output(&bytes) {
+        Rendered::Text(t) => {
+            view! { <pre class="output mono" data-testid="job-output">{t}</pre> }.into_any()
+        }
+        Rendered::Image(url) => view! {
+            <img class="output" data-testid="job-output" src=url alt="image returned by the job"/>
+        }
+        .into_any(),
+        Rendered::Bytes(hex) => {
+            view! { <pre class="output mono wrap" data-testid="job-output">{hex}</pre> }.into_any()
+        }
+    }
+}
+
+fn level_line(level: &Level) -> String {
+    match level {
+        Level::Reexecuted { .. } => "Level: full re-execution in this browser.".into(),
+        Level::Sampled {
+            segments,
+            checked,
+            caught_ppm,
+        } => format!(
+            "Level: commit-then-sample — {checked} of {segments} segments re-run; a relay that faked 5% of the work is caught with probability {:.2}%.",
+            f64::from(*caught_ppm) / 10_000.0
+        ),
+    }
+}
+
+/// A finished job: output, verification panel, timing.
+#[component]
+fn RecordView(record: JobRecord) -> impl IntoView {
+    let relay = record.relay.clone();
+    match record.outcome {
+        Outcome::Verified {
+            output,
+            checks,
+            level,
+            run_ms,
+            verify_ms,
+            ..
+        } => view! {
+            <h3>"Output"</h3>
+            <OutputView bytes=output/>
+            <div data-testid="job-verification" class="verification">
+                <h3>"Verified"</h3>
+                <ul class="checks">
+                    {checks.into_iter().map(|c| view! { <li class="ok">{c}</li> }).collect_view()}
+                </ul>
+                <p class="muted">{level_line(&level)}</p>
+                <p class="muted">"Run by relay "<span class="mono">{relay}</span></p>
+                <p class="muted" data-testid="job-timing" data-run-ms=run_ms.to_string() data-verify-ms=verify_ms.to_string()>
+                    {format!("The relay ran it in {run_ms} ms; checking it here took {verify_ms} ms.")}
+                </p>
+            </div>
+        }
+        .into_any(),
+        Outcome::Failed { check, reason } => view! {
+            <div data-testid="job-verification" class="verification">
+                <h3>"Not verified"</h3>
+                <p class="bad">{format!("Failed check: {check}")}</p>
+                <p>{reason}</p>
+                <p class="muted">"Relay "<span class="mono">{relay}</span></p>
+            </div>
+        }
+        .into_any(),
+        Outcome::Cancelled => view! {
+            <div data-testid="job-verification" class="verification">
+                <h3>"Cancelled"</h3>
+                <p class="muted">"You stopped this job before it finished; there is nothing to verify."</p>
+            </div>
+        }
+        .into_any(),
+    }
+}
+
+/// Shown instead of the form while there is no unlocked key.
+#[component]
+fn NeedsKey() -> impl IntoView {
+    let wallet = expect_context::<WalletState>();
+    move || {
+        match wallet.status.get() {
+        WalletStatus::Locked { .. } => view! {
+            <p>"Jobs are signed with your account key. Unlock it to submit."</p>
+            <crate::pages::wallet::Busy/>
+            <UnlockForm/>
+        }
+        .into_any(),
+        WalletStatus::Loading => view! { <p class="muted">"Reading this browser's storage…"</p> }.into_any(),
+        _ => view! {
+            <p>"Jobs are signed with your account key. "<a href="/wallet" data-testid="jobs-create-wallet">"Create or restore an account"</a>" first."</p>
+        }
+        .into_any(),
+    }
+    }
+}
+
+#[component]
+pub fn JobsPage() -> impl IntoView {
+    let wallet = expect_context::<WalletState>();
+    view! {
+        <section class="card">
+            <h1>"Run a job"</h1>
+            <p class="muted">
+                "The relay runs your WebAssembly module; this browser then checks the signed receipt and re-runs the job, or samples it, in its own engine."
+            </p>
+            {move || if matches!(wallet.status.get(), WalletStatus::Unlocked { .. }) {
+                view! { <JobForm/> }.into_any()
+            } else {
+                view! { <NeedsKey/> }.into_any()
+            }}
+        </section>
+        <History/>
     }
 }
 
 #[component]
 pub fn JobForm() -> impl IntoView {
     let network = expect_context::<NetworkState>();
-    // A session key for signing jobs until the wallet exists: made here, never sent anywhere.
-    let key = StoredValue::new(Keypair::from_seed(&random_bytes::<32>()));
-    let example = RwSignal::new(0usize);
+    let wallet = expect_context::<WalletState>();
+    let jobs = expect_context::<JobsState>();
+    let source = RwSignal::new(0usize);
     let input = RwSignal::new(EXAMPLES[0].input.to_string());
     let fuel = RwSignal::new(EXAMPLES[0].fuel.to_string());
+    // An uploaded module: (file name, bytes) once it passed validation.
+    let upload = StoredValue::new(None::<(String, Vec<u8>)>);
+    let module_info = RwSignal::new(None::<Result<String, String>>);
+    let module_file = NodeRef::<leptos::html::Input>::new();
+    // Input from a file instead of the text field: (file name, bytes).
+    let input_file = RwSignal::new(None::<(String, Vec<u8>)>);
+    let input_file_ref = NodeRef::<leptos::html::Input>::new();
+    let input_error = RwSignal::new(None::<String>);
+
     let status = RwSignal::new("idle".to_string());
     let detail = RwSignal::new(String::new());
     let progress = RwSignal::new(None::<f64>);
-    let output = RwSignal::new(None::<Output>);
-    let verdict = RwSignal::new(None::<Verdict>);
+    let live_output = RwSignal::new(None::<Vec<u8>>);
+    let result = RwSignal::new(None::<JobRecord>);
+    let cancel = StoredValue::new_local(None::<Cancel>);
     let busy = RwSignal::new(false);
-    // (relay execution ms, verification in this page ms) of the last verified job.
-    let timing = RwSignal::new(None::<(u64, f64)>);
 
-    let choose = move |index: usize| {
-        example.set(index);
-        input.set(EXAMPLES[index].input.to_string());
-        fuel.set(EXAMPLES[index].fuel.to_string());
+    let choose = move |value: String| {
+        if value == "upload" {
+            source.set(UPLOAD);
+            input.set(String::new());
+            fuel.set(DEFAULT_UPLOAD_FUEL.to_string());
+        } else if let Ok(i) = value.parse::<usize>() {
+            let i = i.min(EXAMPLES.len() - 1);
+            source.set(i);
+            input.set(EXAMPLES[i].input.to_string());
+            fuel.set(EXAMPLES[i].fuel.to_string());
+        }
+    };
+
+    let module_chosen = move || {
+        let Some(el) = module_file.get_untracked() else {
+            return;
+        };
+        upload.set_value(None);
+        module_info.set(None);
+        leptos::task::spawn_local(async move {
+            let checked = match read_file_bytes(&el, profile::Profile::V1.max_module_bytes).await {
+                Ok((name, bytes)) => match profile::prepare(&bytes, &Profile::V1) {
+                    Ok(prepared) => {
+                        let form = match prepared.form {
+                            Form::OneShot => "one-shot job (re-executed to verify)",
+                            Form::Steps => "step job (sampled to verify when long)",
+                        };
+                        let info = format!(
+                            "{name}: {} bytes, a valid {form}; module {}",
+                            bytes.len(),
+                            prepared.module_hash
+                        );
+                        upload.set_value(Some((name, bytes)));
+                        Ok(info)
+                    }
+                    Err(e) => Err(format!("{name} cannot run here: {e}")),
+                },
+                Err(e) => Err(e),
+            };
+            module_info.set(Some(checked));
+        });
+    };
+
+    let input_chosen = move || {
+        let Some(el) = input_file_ref.get_untracked() else {
+            return;
+        };
+        if chosen_file_name(&el).is_none() {
+            input_file.set(None);
+            return;
+        }
+        leptos::task::spawn_local(async move {
+            match read_file_bytes(&el, MAX_INPUT_BYTES).await {
+                Ok(file) => {
+                    input_file.set(Some(file));
+                    input_error.set(None);
+                }
+                Err(e) => {
+                    input_file.set(None);
+                    input_error.set(Some(e));
+                }
+            }
+        });
     };
 
     let submit = move || {
-        let ex = &EXAMPLES[example.get_untracked()];
-        let name = ex.name;
-        let input_bytes = input.get_untracked().into_bytes();
-        let fuel_text = fuel.get_untracked();
-        busy.set(true);
-        timing.set(None);
-        output.set(None);
-        verdict.set(None);
-        progress.set(None);
-        leptos::task::spawn_local(async move {
-            let fail = |check: &str, reason: String| {
-                status.set("failed".into());
-                detail.set(String::new());
-                verdict.set(Some(Verdict::Failed {
-                    check: check.into(),
-                    reason,
-                }));
-            };
-            let run = async {
-                let fuel_limit: u64 = fuel_text.trim().parse().map_err(|_| {
-                    (
-                        "fuel limit",
-                        "the fuel limit must be a whole number".to_string(),
-                    )
-                })?;
-                job_client::check_input(&input_bytes).map_err(|e| ("input", e))?;
-                let (Some(handle), Some(network_id)) =
-                    (network.peer.get_value(), network.network_id.get_untracked())
-                else {
-                    return Err(("connection", "not connected to a relay yet".to_string()));
-                };
-                let Some(relay) = handle.relay else {
-                    return Err(("connection", "the relay's peer id is unknown".to_string()));
-                };
-                status.set("preparing".into());
-                detail.set(format!("fetching and checking /jobs/{name}.wasm"));
-                let module = fetch_bytes(&format!("/jobs/{name}.wasm"))
-                    .await
-                    .map_err(|e| ("module", e))?;
-                let prepared = profile::prepare(&module, &Profile::V1)
-                    .map_err(|e| ("module", e.to_string()))?;
-                let nonce = u64::from_le_bytes(random_bytes::<8>());
-                let spec = JobSpec {
-                    module: prepared.module_hash,
-                    input: input_bytes,
-                    fuel_limit,
-                };
-                let request = Signed::sign(
-                    &key.get_value(),
-                    Request::new(&network_id, nonce, now_ms(), REQUEST_TTL_MS, spec),
-                );
-                status.set("submitting".into());
-                let on_event = move |event: JobEvent| match event {
-                    JobEvent::Uploading { bytes } => {
-                        status.set("uploading".into());
-                        detail.set(format!(
-                            "the relay does not have this module yet: sending {bytes} bytes"
-                        ));
-                    }
-                    JobEvent::Accepted {
-                        job,
-                        queue_position,
-                    } => {
-                        status.set("running".into());
-                        detail.set(format!(
-                            "job {job} accepted ({queue_position} ahead in the queue)"
-                        ));
-                    }
-                    JobEvent::Progress {
-                        fuel_used,
-                        checkpoints,
-                    } => {
-                        status.set("running".into());
-                        progress.set(Some(fuel_used as f64 / fuel_limit.max(1) as f64));
-                        detail.set(format!("{fuel_used} fuel used, {checkpoints} checkpoints"));
-                    }
-                    JobEvent::Reattaching { attempt, reason } => {
-                        detail.set(format!("{reason}; re-attaching (attempt {attempt})"));
-                    }
-                };
-                let mut control = handle.control.clone();
-                let mut result =
-                    job_client::submit(&mut control, relay, &request, &module, &on_event)
-                        .await
-                        .map_err(|e| ("execution", e.to_string()))?;
-                progress.set(Some(1.0));
-                output.set(Some(render_output(&result.output)));
-                status.set("verifying".into());
-                let on_progress = move |p: VerifyProgress| {
-                    detail.set(match p {
-                        VerifyProgress::Preparing => "checking the receipt".into(),
-                        VerifyProgress::Reexecuting => {
-                            "re-executing the job in this browser".into()
-                        }
-                        VerifyProgress::FetchingStates { received, total } => {
-                            format!("fetching sampled checkpoint states: {received} of {total}")
-                        }
-                        VerifyProgress::Segments { done, total } => {
-                            format!("re-running sampled segments: {done} of {total}")
-                        }
-                    });
-                };
-                let verify_started = client_core::browser::now_ms();
-                let verified =
-                    job_client::verify(&mut result, &request, &prepared, &relay, &on_progress)
-                        .await
-                        .map_err(|e| (e.check(), e.to_string()))?;
-                let verify_ms = client_core::browser::now_ms() - verify_started;
-                client_core::browser::measure(
-                    "aqueduct:job-verify",
-                    verify_started,
-                    verify_started + verify_ms,
-                );
-                timing.set(Some((result.run_ms, verify_ms)));
-                Ok(verified)
-            };
-            match run.await {
-                Ok(verified) => {
-                    status.set("verified".into());
-                    detail.set(String::new());
-                    verdict.set(Some(Verdict::Verified(Box::new(verified))));
-                }
-                Err((check, reason)) => fail(check, reason),
+        let which = source.get_untracked();
+        let input_bytes = match input_file.get_untracked() {
+            Some((_, bytes)) => bytes,
+            None => input.get_untracked().into_bytes(),
+        };
+        let fuel_limit = match fuel.get_untracked().trim().replace('_', "").parse::<u64>() {
+            Ok(f) if f > 0 => f,
+            _ => {
+                input_error.set(Some(
+                    "the fuel limit must be a positive whole number".into(),
+                ));
+                return;
             }
+        };
+        input_error.set(None);
+        let Some(keypair) = wallet.keypair() else {
+            input_error.set(Some("the wallet is locked".into()));
+            return;
+        };
+        let (Some(handle), Some(network_id)) =
+            (network.peer.get_value(), network.network_id.get_untracked())
+        else {
+            input_error.set(Some("not connected to a relay yet".into()));
+            return;
+        };
+        let Some(relay) = handle.relay else {
+            input_error.set(Some("the relay's peer id is unknown".into()));
+            return;
+        };
+        let token = Cancel::new();
+        cancel.set_value(Some(token.clone()));
+        busy.set(true);
+        result.set(None);
+        live_output.set(None);
+        progress.set(None);
+        status.set("preparing".into());
+        detail.set(String::new());
+        leptos::task::spawn_local(async move {
+            let module = if which == UPLOAD {
+                upload
+                    .get_value()
+                    .ok_or_else(|| "choose a valid .wasm file first".to_string())
+            } else {
+                let name = EXAMPLES[which].name;
+                detail.set(format!("fetching /jobs/{name}.wasm"));
+                fetch_bytes(&format!("/jobs/{name}.wasm"))
+                    .await
+                    .map(|bytes| (name.to_string(), bytes))
+            };
+            let randomness = browser::random_bytes::<8>();
+            let record = match (module, randomness) {
+                (Ok((name, module)), Ok(nonce)) => {
+                    let on = move |event: RunEvent| match event {
+                        RunEvent::Stage { stage, detail: d } => {
+                            status.set(stage.label().into());
+                            detail.set(d);
+                        }
+                        RunEvent::Progress(p) => progress.set(Some(p.clamp(0.0, 1.0))),
+                        RunEvent::Output(bytes) => live_output.set(Some(bytes)),
+                    };
+                    let submitter = Submitter {
+                        keypair: &keypair,
+                        network_id: &network_id,
+                        control: handle.control.clone(),
+                        relay,
+                    };
+                    let order = Order {
+                        name,
+                        module,
+                        input: input_bytes,
+                        fuel_limit,
+                    };
+                    Some(
+                        job_client::run(
+                            submitter,
+                            order,
+                            js_sys::Date::now() as u64,
+                            u64::from_le_bytes(nonce),
+                            &token,
+                            &on,
+                        )
+                        .await,
+                    )
+                }
+                (Err(e), _) => {
+                    input_error.set(Some(e));
+                    None
+                }
+                (_, Err(e)) => {
+                    input_error.set(Some(e.to_string()));
+                    None
+                }
+            };
+            match record {
+                Some(record) => {
+                    status.set(record.status().into());
+                    detail.set(String::new());
+                    live_output.set(None);
+                    result.set(Some(record.clone()));
+                    jobs.record(record).await;
+                }
+                None => status.set("idle".into()),
+            }
+            cancel.set_value(None);
             busy.set(false);
         });
     };
 
     view! {
-        <section class="card">
-            <h2>"Run a job"</h2>
-            <p class="muted">
-                "Signed in this page with a session key (the wallet comes later). The relay runs it; this browser then checks the receipt and re-runs the job, or samples it, in its own WebAssembly engine."
-            </p>
-            <form class="job-form" on:submit=move |ev| { ev.prevent_default(); submit(); }>
-                <label for="job-example">"Example"</label>
-                <select id="job-example" data-testid="job-example"
-                    on:change=move |ev| {
-                        if let Ok(i) = event_target_value(&ev).parse::<usize>() { choose(i.min(EXAMPLES.len() - 1)); }
-                    }>
-                    {EXAMPLES.iter().enumerate().map(|(i, ex)| view! {
-                        <option value=i.to_string() selected=move || example.get() == i>{ex.title}</option>
-                    }).collect_view()}
-                </select>
-                <label for="job-input">"Input"</label>
+        <form class="grid-form job-form" on:submit=move |ev| { ev.prevent_default(); submit(); }>
+            <label for="job-example">"Module"</label>
+            <select id="job-example" data-testid="job-example"
+                on:change=move |ev| choose(event_target_value(&ev))>
+                {EXAMPLES.iter().enumerate().map(|(i, ex)| view! {
+                    <option value=i.to_string() selected=move || source.get() == i>{ex.title}</option>
+                }).collect_view()}
+                <option value="upload" selected=move || source.get() == UPLOAD>"Upload a .wasm file…"</option>
+            </select>
+            {move || (source.get() == UPLOAD).then(|| view! {
+                <label for="job-file">"Module file"</label>
                 <div>
-                    <input id="job-input" data-testid="job-input" class="mono"
-                        prop:value=move || input.get()
-                        on:input=move |ev| input.set(event_target_value(&ev))/>
-                    <small class="muted">{move || EXAMPLES[example.get()].help}</small>
+                    <input id="job-file" type="file" accept=".wasm,application/wasm" data-testid="job-file"
+                        node_ref=module_file on:change=move |_| module_chosen()/>
+                    {move || module_info.get().map(|r| match r {
+                        Ok(info) => view! { <p class="ok-line" data-testid="job-module-info">{info}</p> }.into_any(),
+                        Err(e) => view! { <p class="bad" role="alert" data-testid="job-module-error">{e}</p> }.into_any(),
+                    })}
                 </div>
-                <label for="job-fuel">"Fuel limit"</label>
-                <input id="job-fuel" data-testid="job-fuel" inputmode="numeric" class="mono"
-                    prop:value=move || fuel.get()
-                    on:input=move |ev| fuel.set(event_target_value(&ev))/>
-                <span></span>
-                <button type="submit" data-testid="job-submit" disabled=move || busy.get()>"Submit job"</button>
-            </form>
-            <p class="state-line">
-                <span class=move || format!("badge job-{}", status.get())>
-                    <span class="dot" aria-hidden="true"></span>
-                    <span data-testid="job-status">{move || status.get()}</span>
-                </span>
-                <span class="muted" data-testid="job-detail">{move || detail.get()}</span>
-            </p>
-            {move || progress.get().map(|p| view! {
-                <progress max="1" value=p.to_string() aria-label="job progress"></progress>
             })}
-            {move || output.get().map(|o| view! {
-                <h3>"Output"</h3>
-                {match o {
-                    Output::Text(t) => view! { <pre class="output mono" data-testid="job-output">{t}</pre> }.into_any(),
-                    Output::Image(url) => view! { <img class="output" data-testid="job-output" src=url alt="image returned by the job"/> }.into_any(),
-                    Output::Bytes(hex) => view! { <pre class="output mono wrap" data-testid="job-output">{hex}</pre> }.into_any(),
-                }}
-            })}
-            <div data-testid="job-verification" class="verification">
-                {move || verdict.get().map(|v| match v {
-                    Verdict::Verified(v) => view! {
-                        <h3>"Verified"</h3>
-                        <ul class="checks">
-                            {v.checks.iter().map(|c| view! { <li class="ok">{c.clone()}</li> }).collect_view()}
-                        </ul>
-                        <p class="muted">{match &v.strength {
-                            Strength::Reexecuted { .. } => "Level: full re-execution.".to_string(),
-                            Strength::Sampled { .. } => "Level: commit-then-sample.".to_string(),
-                        }}</p>
-                        {move || timing.get().map(|(run, verify)| view! {
-                            <p class="muted" data-testid="job-timing" data-run-ms=run.to_string() data-verify-ms=format!("{verify:.1}")>
-                                {format!("The relay ran it in {run} ms; checking it here took {verify:.0} ms.")}
-                            </p>
-                        })}
-                    }.into_any(),
-                    Verdict::Failed { check, reason } => view! {
-                        <h3>"Not verified"</h3>
-                        <p class="bad">{format!("Failed check: {check}")}</p>
-                        <p>{reason}</p>
-                    }.into_any(),
+            <label for="job-input">"Input"</label>
+            <div>
+                <input id="job-input" data-testid="job-input" class="mono"
+                    disabled=move || input_file.get().is_some()
+                    prop:value=move || input.get()
+                    on:input=move |ev| input.set(event_target_value(&ev))/>
+                <small class="muted">{move || {
+                    let s = source.get();
+                    if s == UPLOAD { "The bytes your module's run or init receives.".to_string() } else { EXAMPLES[s].help.to_string() }
+                }}</small>
+            </div>
+            <label for="job-input-file">"…or input file"</label>
+            <div>
+                <input id="job-input-file" type="file" data-testid="job-input-file"
+                    node_ref=input_file_ref on:change=move |_| input_chosen()/>
+                {move || input_file.get().map(|(name, bytes)| view! {
+                    <small class="muted">{format!(" using {name} ({} bytes) as the input ", bytes.len())}</small>
+                    <button type="button" class="small" on:click=move |_| {
+                        input_file.set(None);
+                        if let Some(el) = input_file_ref.get_untracked() { el.set_value(""); }
+                    }>"Use the text instead"</button>
                 })}
             </div>
+            <label for="job-fuel">"Fuel limit"</label>
+            <input id="job-fuel" data-testid="job-fuel" inputmode="numeric" class="mono"
+                prop:value=move || fuel.get()
+                on:input=move |ev| fuel.set(event_target_value(&ev))/>
+            <span></span>
+            <div class="actions">
+                <button type="submit" data-testid="job-submit"
+                    disabled=move || busy.get() || (source.get() == UPLOAD && !matches!(module_info.get(), Some(Ok(_))))>
+                    "Submit job"
+                </button>
+                {move || busy.get().then(|| view! {
+                    <button type="button" data-testid="job-cancel" on:click=move |_| {
+                        if let Some(token) = cancel.get_value() { token.cancel(); }
+                    }>"Cancel"</button>
+                })}
+            </div>
+        </form>
+        {move || input_error.get().map(|e| view! { <p class="bad" role="alert" data-testid="job-input-error">{e}</p> })}
+        <p class="state-line">
+            <span class=move || format!("badge job-{}", status.get())>
+                <span class="dot" aria-hidden="true"></span>
+                <span data-testid="job-status">{move || status.get()}</span>
+            </span>
+            <span class="muted" data-testid="job-detail">{move || detail.get()}</span>
+        </p>
+        {move || progress.get().map(|p| view! {
+            <progress max="1" value=p.to_string() aria-label="job progress" data-testid="job-progress"></progress>
+        })}
+        {move || live_output.get().map(|bytes| view! {
+            <h3>"Output " <small class="muted">"(not verified yet)"</small></h3>
+            <OutputView bytes/>
+        })}
+        {move || result.get().map(|record| view! { <RecordView record/> })}
+    }
+}
+
+fn when(unix_ms: u64) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_ms as f64));
+    date.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED)
+        .as_string()
+        .unwrap_or_default()
+}
+
+#[component]
+fn History() -> impl IntoView {
+    let jobs = expect_context::<JobsState>();
+    let wallet = expect_context::<WalletState>();
+    let shown = RwSignal::new(None::<JobRecord>);
+    let mine = move || {
+        let account = wallet.status.get().account();
+        jobs.history
+            .get()
+            .into_iter()
+            .filter(|r| {
+                account.as_deref()
+                    == r.account
+                        .to_peer_id()
+                        .ok()
+                        .map(|p| p.to_string())
+                        .as_deref()
+            })
+            .collect::<Vec<_>>()
+    };
+    view! {
+        <section class="card">
+            <h2>"History"</h2>
+            {move || jobs.history_error.get().map(|e| view! { <p class="bad" role="alert">{e}</p> })}
+            {move || {
+                let rows = mine();
+                if rows.is_empty() {
+                    view! { <p class="muted" data-testid="job-history-empty">"No jobs from this account in this browser yet."</p> }.into_any()
+                } else {
+                    view! {
+                        <div class="table-wrap">
+                        <table data-testid="job-history">
+                            <thead><tr>
+                                <th scope="col">"When"</th><th scope="col">"Module"</th><th scope="col">"Status"</th>
+                                <th scope="col">"Fuel used"</th><th scope="col">"Verification"</th><th scope="col"></th>
+                            </tr></thead>
+                            <tbody>
+                                {rows.into_iter().map(|r| {
+                                    let open = r.clone();
+                                    let level = match &r.outcome {
+                                        Outcome::Verified { level, .. } => level.label(),
+                                        _ => "–".into(),
+                                    };
+                                    view! {
+                                        <tr data-testid="job-history-row" data-status=r.status()>
+                                            <td>{when(r.submitted_ms)}</td>
+                                            <td>{r.name.clone()}</td>
+                                            <td>{r.status()}</td>
+                                            <td class="num">{r.fuel_used().map(|f| f.to_string()).unwrap_or_else(|| "–".into())}</td>
+                                            <td>{level}</td>
+                                            <td><button type="button" class="small" data-testid="job-history-open"
+                                                on:click=move |_| shown.set(Some(open.clone()))>"Open"</button></td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                        </div>
+                    }.into_any()
+                }
+            }}
         </section>
+        {move || shown.get().map(|record| {
+            let recheck = match record.recheck() {
+                Ok(()) if matches!(record.outcome, Outcome::Verified { .. }) =>
+                    "Re-checked now: the stored receipt's signature is valid and names this output.".to_string(),
+                Ok(()) => "Nothing to re-check: this job has no verified result.".to_string(),
+                Err(e) => format!("The stored record does not stand: {e}."),
+            };
+            view! {
+                <section class="card" data-testid="job-history-view">
+                    <h2>{format!("{} — {}", record.name, when(record.submitted_ms))}</h2>
+                    <p class="muted mono wrap">{format!("job {}", record.job)}</p>
+                    <p data-testid="job-history-recheck">{recheck}</p>
+                    <RecordView record/>
+                    <button type="button" on:click=move |_| shown.set(None)>"Close"</button>
+                </section>
+            }
+        })}
     }
 }

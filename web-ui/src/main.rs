@@ -10,6 +10,8 @@ mod network;
 #[cfg(target_arch = "wasm32")]
 mod pages;
 #[cfg(target_arch = "wasm32")]
+mod wallet;
+#[cfg(target_arch = "wasm32")]
 mod widgets;
 
 #[cfg(target_arch = "wasm32")]

@@ -11,7 +11,7 @@ pub fn ConnectionBadge() -> impl IntoView {
     view! {
         <span class=class role="status" aria-live="polite">
             <span class="dot" aria-hidden="true"></span>
-            {move || network.phase.with(Phase::label)}
+            <span data-testid="connection-badge">{move || network.phase.with(Phase::label)}</span>
         </span>
     }
 }
@@ -33,4 +33,82 @@ pub fn uptime(ms: u64) -> String {
         60..=3599 => format!("{} min {} s", s / 60, s % 60),
         _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
     }
+}
+
+/// Copies `text` to the clipboard.
+pub async fn copy_text(text: &str) -> Result<(), String> {
+    let clipboard = web_sys::window()
+        .ok_or("no window")?
+        .navigator()
+        .clipboard();
+    wasm_bindgen_futures::JsFuture::from(clipboard.write_text(text))
+        .await
+        .map(|_| ())
+        .map_err(|_| "the browser refused".to_string())
+}
+
+/// Offers `text` as a file download named `name`.
+pub fn download_text(name: &str, mime: &str, text: &str) -> Result<(), String> {
+    use wasm_bindgen::JsCast;
+    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type(mime);
+    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
+        .map_err(|_| "could not make the file")?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|_| "no object URL")?;
+    let document = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or("no document")?;
+    let anchor: web_sys::HtmlAnchorElement = document
+        .create_element("a")
+        .map_err(|_| "no anchor")?
+        .dyn_into()
+        .map_err(|_| "no anchor")?;
+    anchor.set_href(&url);
+    anchor.set_download(name);
+    anchor.click();
+    let _ = web_sys::Url::revoke_object_url(&url);
+    Ok(())
+}
+
+/// The chosen file of a file input, if any.
+fn chosen_file(input: &web_sys::HtmlInputElement) -> Result<web_sys::File, String> {
+    input
+        .files()
+        .and_then(|files| files.get(0))
+        .ok_or_else(|| "choose a file first".to_string())
+}
+
+/// The name of the chosen file of a file input.
+pub fn chosen_file_name(input: &web_sys::HtmlInputElement) -> Option<String> {
+    chosen_file(input).ok().map(|f| f.name())
+}
+
+/// Reads the chosen file of a file input as text.
+pub async fn read_file_text(input: &web_sys::HtmlInputElement) -> Result<String, String> {
+    let file = chosen_file(input)?;
+    let text = wasm_bindgen_futures::JsFuture::from(file.text())
+        .await
+        .map_err(|_| format!("could not read {}", file.name()))?;
+    text.as_string()
+        .ok_or_else(|| format!("{} is not a text file", file.name()))
+}
+
+/// Reads the chosen file of a file input as bytes, refusing files larger than `max`.
+pub async fn read_file_bytes(
+    input: &web_sys::HtmlInputElement,
+    max: usize,
+) -> Result<(String, Vec<u8>), String> {
+    let file = chosen_file(input)?;
+    let name = file.name();
+    if file.size() > max as f64 {
+        return Err(format!(
+            "{name} is {:.0} bytes; at most {max} are accepted",
+            file.size()
+        ));
+    }
+    let buffer = wasm_bindgen_futures::JsFuture::from(file.array_buffer())
+        .await
+        .map_err(|_| format!("could not read {name}"))?;
+    Ok((name, js_sys::Uint8Array::new(&buffer).to_vec()))
 }

@@ -65,9 +65,46 @@ const MARKS: &str = r#"
 
 /// Runs each example job from a page and reads how long the relay took to run it and how long
 /// the page took to verify it (re-execution for one-shot jobs, sampling for the step job).
-async fn job_timings(url: &str) -> anyhow::Result<Vec<serde_json::Value>> {
-    let browser = Browser::start().await?;
-    browser.goto(url).await?;
+const PASSWORD: &str = "benchmark password";
+
+/// Creates a wallet, then reloads and unlocks it `times` times: the unlock durations (Argon2id
+/// with the app's parameters, as the page measured them). Leaves the browser unlocked.
+async fn unlock_timings(
+    browser: &Browser,
+    relay: &Relay,
+    times: usize,
+) -> anyhow::Result<Vec<f64>> {
+    browser.create_wallet(&relay.url(), PASSWORD).await?;
+    let mut out = Vec::new();
+    for _ in 0..times {
+        browser.goto(&relay.page("/wallet")).await?;
+        browser
+            .wait_for("wallet-state", "locked", Duration::from_secs(30), |t| {
+                t == "locked"
+            })
+            .await?;
+        browser
+            .set_value("wallet-unlock-password", PASSWORD)
+            .await?;
+        browser.click("wallet-unlock").await?;
+        browser
+            .wait_for("wallet-state", "unlocked", Duration::from_secs(30), |t| {
+                t == "unlocked"
+            })
+            .await?;
+        let ms: f64 = browser
+            .attr("wallet-unlock-ms", "data-ms")
+            .await
+            .and_then(|v| v.parse().ok())
+            .context("the page shows its unlock time")?;
+        eprintln!("unlock: {ms:.0} ms");
+        out.push(ms);
+    }
+    Ok(out)
+}
+
+async fn job_timings(browser: &Browser) -> anyhow::Result<Vec<serde_json::Value>> {
+    browser.nav("jobs").await?;
     browser.wait_connected(Duration::from_secs(30)).await?;
     let mut out = Vec::new();
     for (index, name, input) in [
@@ -110,9 +147,15 @@ async fn job_timings(url: &str) -> anyhow::Result<Vec<serde_json::Value>> {
             "ratio": verify / run.max(1.0), "level": level,
         }));
     }
-    browser.close().await;
     Ok(out)
 }
+
+/// Bytes the browser fetched for a cold load of the app, by resource (from Resource Timing:
+/// `transferSize` is what came over the wire, compressed, headers included).
+const TRANSFERS: &str = r#"
+    return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
+        .map(e => ({ name: new URL(e.name).pathname, transfer: e.transferSize, body: e.encodedBodySize, decoded: e.decodedBodySize }));
+"#;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -128,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
     let mut nav_to_wasm_main = Vec::new();
     let mut nav_to_info = Vec::new();
     let mut nav_to_mounted = Vec::new();
+    let mut transfers = serde_json::Value::Null;
     for i in 0..args.loads {
         let browser = Browser::start().await?;
         browser.goto(&url).await?;
@@ -137,6 +181,9 @@ async fn main() -> anyhow::Result<()> {
         let (Some(dial), Some(connected)) = (get("dial"), get("connected")) else {
             anyhow::bail!("load {i}: the page recorded no dial/connected marks: {marks}");
         };
+        if i == 0 {
+            transfers = browser.eval(TRANSFERS).await?;
+        }
         nav_to_connected.push(connected);
         dial_to_connected.push(connected - dial);
         nav_to_boot.extend(get("boot"));
@@ -173,7 +220,17 @@ async fn main() -> anyhow::Result<()> {
     };
     browser.close().await;
 
-    let jobs = job_timings(&url).await?;
+    let browser = Browser::start().await?;
+    let unlocks = unlock_timings(&browser, &relay, 5).await?;
+    let jobs = job_timings(&browser).await?;
+    browser.close().await;
+    let transferred: f64 = transfers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| !e["name"].as_str().unwrap_or("").starts_with("/api/"))
+        .filter_map(|e| e["transfer"].as_f64())
+        .sum();
     drop(relay);
     let _ = std::fs::remove_dir_all(&data_dir);
 
@@ -185,6 +242,9 @@ async fn main() -> anyhow::Result<()> {
         "navigation_to_relay_info_ms": summarize(nav_to_info),
         "dial_to_connected_ms": summarize(dial_to_connected),
         "round_trip_ms": summarize(rtts),
+        "unlock_ms": summarize(unlocks),
+        "cold_load_transfer_bytes": transferred,
+        "cold_load_resources": transfers,
         "jobs": jobs,
     });
     println!(
@@ -199,6 +259,7 @@ async fn main() -> anyhow::Result<()> {
         "navigation_to_connected_ms",
         "dial_to_connected_ms",
         "round_trip_ms",
+        "unlock_ms",
     ] {
         let s = &results[key];
         let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
@@ -212,6 +273,10 @@ async fn main() -> anyhow::Result<()> {
             f("max")
         );
     }
+    println!(
+        "\ncold load of the app (html, js, wasm, css, icon; as transferred): {:.1} KB",
+        transferred / 1024.0
+    );
     println!(
         "\n{:<12} {:<20} {:>12} {:>14} {:>8}  level",
         "job", "input", "relay (ms)", "browser (ms)", "ratio"

@@ -16,7 +16,9 @@ use client_core::protocol::DEV_NETWORK_ID;
 use client_core::signed::Signed;
 use client_core::stats::percentile;
 use client_core::wire::{read_frame, write_frame};
+use futures::StreamExt;
 use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Transport};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +33,7 @@ fn now_ms() -> u64 {
 async fn webrtc_client(addr: &Multiaddr) -> anyhow::Result<libp2p_stream::Control> {
     let certificate = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())
         .map_err(|e| anyhow::anyhow!("certificate: {e}"))?;
-    let swarm = libp2p::SwarmBuilder::with_new_identity()
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_other_transport(|key| {
             libp2p_webrtc::tokio::Transport::new(key.clone(), certificate)
@@ -40,6 +42,17 @@ async fn webrtc_client(addr: &Multiaddr) -> anyhow::Result<libp2p_stream::Contro
         .with_behaviour(|_| libp2p_stream::Behaviour::new())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
+    // The native WebRTC transport dials from the UDP socket it listens on, so it needs one.
+    swarm.listen_on("/ip4/127.0.0.1/udp/0/webrtc-direct".parse()?)?;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let SwarmEvent::NewListenAddr { .. } = swarm.select_next_some().await {
+                break;
+            }
+        }
+    })
+    .await
+    .context("the client's WebRTC listener did not start")?;
     dial_and_drive(swarm, addr.clone()).await
 }
 

@@ -2,3 +2,4 @@
 
 pub mod network;
 pub mod planned;
+pub mod wallet;

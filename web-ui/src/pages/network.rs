@@ -1,6 +1,5 @@
 //! The network page: which relay we are connected to, how, and how fast.
 
-use crate::jobs::JobForm;
 use crate::network::{NetworkState, Phase};
 use crate::widgets::{ms, uptime};
 use leptos::prelude::*;
@@ -81,7 +80,6 @@ pub fn NetworkPage() -> impl IntoView {
                 {move || network.rtt.get().map(|s| format!("over the last {} of {} probes", s.window, s.total)).unwrap_or_else(|| "no probes yet".into())}
             </p>
         </section>
-        <JobForm/>
         <section class="card">
             <h2>"Relay"</h2>
             {move || match network.status.get() {

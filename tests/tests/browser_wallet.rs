@@ -1,0 +1,258 @@
+//! The wallet and the jobs page end to end: a real relay, a real headless Chromium, real
+//! IndexedDB. Every test saves a screenshot of each page it reaches (under
+//! `target/screenshots/`), before its assertions, so a failing test leaves its picture.
+
+use aqueduct_tests::{Browser, Relay, RelayPorts, relay_bin, temp_dir, www_dir};
+use client_core::wallet::{Entropy, SealedWallet};
+use std::time::Duration;
+
+const PASSWORD: &str = "a long enough password";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn start_relay(name: &str) -> anyhow::Result<(Relay, std::path::PathBuf)> {
+    let data_dir = temp_dir(name);
+    let relay = Relay::start(&relay_bin()?, &www_dir()?, &data_dir, &RelayPorts::pick()?)?;
+    Ok((relay, data_dir))
+}
+
+/// What IndexedDB holds under the wallet key, read by the page itself.
+async fn stored_wallet(browser: &Browser) -> anyhow::Result<Option<String>> {
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        const open = indexedDB.open("aqueduct");
+        open.onerror = () => done(null);
+        open.onsuccess = () => {
+            const get = open.result.transaction("wallet").objectStore("wallet").get("main");
+            get.onsuccess = () => done(get.result ?? null);
+            get.onerror = () => done(null);
+        };
+    "#;
+    let value = browser.client.execute_async(script, vec![]).await?;
+    Ok(value.as_str().map(str::to_owned))
+}
+
+async fn wait_state(browser: &Browser, state: &str) -> anyhow::Result<()> {
+    browser
+        .wait_for("wallet-state", state, WAIT, |t| t == state)
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wallet_survives_a_reload_and_refuses_a_wrong_password() -> anyhow::Result<()> {
+    let (relay, data_dir) = start_relay("e2e-wallet")?;
+    let browser = Browser::start().await?;
+    let (phrase, account) = browser.create_wallet(&relay.url(), PASSWORD).await?;
+    browser.screenshot("wallet-created").await?;
+
+    // The account shown is the one the core derives from the phrase shown.
+    assert_eq!(phrase.split(' ').count(), 24);
+    let derived = Entropy::from_phrase(&phrase)?
+        .keypair()
+        .peer_id()
+        .to_string();
+    assert_eq!(account, derived);
+
+    // At rest there is only the sealed form: a backup-format record, no phrase words in it.
+    let stored = stored_wallet(&browser).await?.expect("a stored wallet");
+    let sealed = SealedWallet::from_backup(&stored)?;
+    assert_eq!(sealed.account_id(), account);
+    for word in phrase.split(' ') {
+        assert!(
+            !stored.contains(&format!("\"{word}\"")) && !stored.contains(&phrase),
+            "the stored wallet leaks the phrase"
+        );
+    }
+
+    // Reload: locked, same account.
+    browser.goto(&relay.page("/wallet")).await?;
+    wait_state(&browser, "locked").await?;
+    browser.screenshot("wallet-locked").await?;
+    assert_eq!(
+        browser.text("wallet-account").await.as_deref(),
+        Some(account.as_str())
+    );
+
+    // A wrong password is refused, and says so where it was typed.
+    browser
+        .set_value("wallet-unlock-password", "not the password")
+        .await?;
+    browser.click("wallet-unlock").await?;
+    let error = browser
+        .wait_for("wallet-unlock-error", "an error", WAIT, |t| !t.is_empty())
+        .await?;
+    browser.screenshot("wallet-wrong-password").await?;
+    assert_eq!(error, "wrong password");
+    assert_eq!(
+        browser.text("wallet-state").await.as_deref(),
+        Some("locked")
+    );
+
+    // The right one unlocks, and the page says how long the key derivation took.
+    browser
+        .set_value("wallet-unlock-password", PASSWORD)
+        .await?;
+    browser.click("wallet-unlock").await?;
+    wait_state(&browser, "unlocked").await?;
+    browser.screenshot("wallet-unlocked").await?;
+    let unlock_ms: f64 = browser
+        .attr("wallet-unlock-ms", "data-ms")
+        .await
+        .and_then(|v| v.parse().ok())
+        .expect("the unlock time is shown");
+    eprintln!("unlock took {unlock_ms} ms in Chromium");
+    assert!(unlock_ms > 0.0);
+
+    // The phrase can be shown again while unlocked; locking forgets the key.
+    browser.click("wallet-show-phrase").await?;
+    assert_eq!(
+        browser
+            .attr("wallet-phrase", "data-phrase")
+            .await
+            .as_deref(),
+        Some(phrase.as_str())
+    );
+    browser.click("wallet-lock").await?;
+    wait_state(&browser, "locked").await?;
+
+    let errors = browser.eval("return window.aqueductErrors;").await?;
+    assert_eq!(errors, serde_json::json!([]), "no page errors");
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_account_is_restored_from_its_phrase_in_a_fresh_profile() -> anyhow::Result<()> {
+    let (relay, data_dir) = start_relay("e2e-restore")?;
+    let first = Browser::start().await?;
+    let (phrase, account) = first.create_wallet(&relay.url(), PASSWORD).await?;
+    first.close().await;
+
+    let browser = Browser::start().await?;
+    browser.goto(&relay.page("/wallet")).await?;
+    wait_state(&browser, "none").await?;
+    browser
+        .set_value("wallet-restore-password", PASSWORD)
+        .await?;
+    browser
+        .set_value("wallet-restore-password-confirm", PASSWORD)
+        .await?;
+
+    // Bad phrases: each gets its own message.
+    let words: Vec<&str> = phrase.split(' ').collect();
+    let mut unknown = words.clone();
+    unknown[4] = "aqueduct";
+    let mut swapped = words.clone();
+    swapped.swap(0, 23);
+    let cases = [
+        (words[..12].join(" ") + " " + words[0], "has 13"),
+        (unknown.join(" "), "word 5 (\"aqueduct\")"),
+        (swapped.join(" "), "checksum"),
+    ];
+    for (bad, expected) in cases {
+        if swapped == words && expected == "checksum" {
+            continue; // the same word twice: swapping changed nothing
+        }
+        browser.set_value("wallet-restore-phrase", &bad).await?;
+        browser.click("wallet-restore").await?;
+        let error = browser
+            .wait_for("wallet-restore-error", expected, WAIT, |t| {
+                t.contains(expected)
+            })
+            .await;
+        browser.screenshot("wallet-restore-refused").await?;
+        error?;
+    }
+
+    // The real phrase, typed sloppily, gives the same account.
+    let sloppy = format!("  {}\n", phrase.to_uppercase().replace(' ', "  "));
+    browser.set_value("wallet-restore-phrase", &sloppy).await?;
+    browser.click("wallet-restore").await?;
+    wait_state(&browser, "unlocked").await?;
+    browser.screenshot("wallet-restored").await?;
+    assert_eq!(browser.text("wallet-account").await, Some(account));
+
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_module_is_refused_before_it_is_sent() -> anyhow::Result<()> {
+    let (relay, data_dir) = start_relay("e2e-upload")?;
+    let browser = Browser::start().await?;
+    browser.create_wallet(&relay.url(), PASSWORD).await?;
+    browser.nav("jobs").await?;
+    browser.wait_connected(WAIT).await?;
+    browser.set_value("job-example", "upload").await?;
+
+    let files = temp_dir("e2e-upload-files");
+    let cases = [
+        (
+            "imports.wasm",
+            wat::parse_str(
+                r#"(module (import "env" "now" (func)) (memory (export "memory") 1)
+                   (func (export "alloc") (param i32) (result i32) i32.const 0)
+                   (func (export "run") (param i32 i32) (result i64) i64.const 0))"#,
+            )?,
+            "import",
+        ),
+        (
+            "notes.wasm",
+            b"these are not the bytes of a module".to_vec(),
+            "notes.wasm cannot run here",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = files.join(name);
+        std::fs::write(&path, bytes)?;
+        browser.choose_file("job-file", &path).await?;
+        let error = browser
+            .wait_for("job-module-error", expected, WAIT, |t| t.contains(expected))
+            .await;
+        browser
+            .screenshot(&format!("job-upload-refused-{name}"))
+            .await?;
+        error?;
+        let disabled = browser.attr("job-submit", "disabled").await;
+        assert!(
+            disabled.is_some(),
+            "submit stays disabled for a refused module"
+        );
+    }
+
+    // A valid module from a file goes through to a verified result.
+    let path = files.join("primes.wasm");
+    std::fs::write(&path, aqueduct_tests::job_module("primes")?)?;
+    browser.choose_file("job-file", &path).await?;
+    browser
+        .wait_for("job-module-info", "accepted", WAIT, |t| {
+            t.contains("valid one-shot job")
+        })
+        .await?;
+    browser.set_value("job-input", "50000").await?;
+    browser.click("job-submit").await?;
+    let status = browser
+        .wait_for(
+            "job-status",
+            "verified or failed",
+            Duration::from_secs(120),
+            |t| matches!(t, "verified" | "failed" | "cancelled"),
+        )
+        .await;
+    browser.screenshot("job-upload-verified").await?;
+    assert_eq!(status?, "verified");
+    assert_eq!(
+        browser.text("job-output").await.as_deref(),
+        Some("5133 primes below 50000 (largest 49999)")
+    );
+
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = std::fs::remove_dir_all(&files);
+    Ok(())
+}
