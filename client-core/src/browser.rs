@@ -16,14 +16,17 @@ use crate::encoding::{decode, encode};
 use crate::protocol::{
     MAX_STATUS_FRAME, RelayInfo, RelayStatus, STATUS_PROTOCOL, StatusRequest, StatusResponse,
 };
+use crate::relay_addr::{AddrError, parse_relay_addr};
 use crate::wire::{read_frame, write_frame};
+use futures::StreamExt;
 use futures::channel::mpsc;
-use futures::future::{Either, FusedFuture, select};
-use futures::{FutureExt, StreamExt};
+use futures::future::{Either, select};
+use futures::stream::FuturesUnordered;
 use gloo_timers::future::TimeoutFuture;
+pub use libp2p::PeerId;
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{Multiaddr, StreamProtocol, Swarm};
 use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
@@ -44,26 +47,40 @@ pub enum PeerError {
     Setup { reason: String },
 }
 
-/// What the peer reports to the UI.
+/// What the peer reports to the UI. Every event names the relay it is about.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PeerEvent {
     /// A connection attempt started.
-    Dialing { addr: String, attempt: u32 },
+    Dialing {
+        relay: PeerId,
+        addr: String,
+        attempt: u32,
+    },
     /// The WebRTC connection is up and the relay proved its peer id in the handshake.
     Connected {
-        peer_id: String,
+        relay: PeerId,
         addr: String,
         dial_ms: f64,
     },
     /// A probe came back.
-    Probe { rtt_ms: f64, status: RelayStatus },
+    Probe {
+        relay: PeerId,
+        rtt_ms: f64,
+        status: RelayStatus,
+    },
     /// The connection failed or was lost; the next attempt is scheduled.
-    Disconnected { reason: String, retry_in_ms: u64 },
+    Disconnected {
+        relay: PeerId,
+        reason: String,
+        retry_in_ms: u64,
+    },
 }
 
-/// How the peer behaves.
+/// How the peer reaches one relay.
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
+    /// The relay's peer id, which every address names.
+    pub relay: PeerId,
     /// The relay's webrtc-direct multiaddrs, tried in turn.
     pub addrs: Vec<Multiaddr>,
     /// Pause between probes on the status stream.
@@ -73,19 +90,40 @@ pub struct PeerConfig {
 }
 
 impl PeerConfig {
-    /// Parses the addresses of a relay's `/api/info`.
-    pub fn from_info(info: &RelayInfo) -> Result<Self, PeerError> {
-        let addrs: Vec<Multiaddr> = info.webrtc.iter().filter_map(|a| a.parse().ok()).collect();
-        if addrs.is_empty() {
-            return Err(PeerError::NoAddress {
-                reason: format!("the relay announced {:?}", info.webrtc),
-            });
-        }
-        Ok(PeerConfig {
+    fn with_addrs(relay: PeerId, addrs: Vec<Multiaddr>) -> Self {
+        PeerConfig {
+            relay,
             addrs,
             probe_interval_ms: 1_000,
             probe_timeout_ms: 3_000,
-        })
+        }
+    }
+
+    /// Parses the addresses of a relay's `/api/info`.
+    pub fn from_info(info: &RelayInfo) -> Result<Self, PeerError> {
+        let parsed: Vec<(PeerId, Multiaddr)> = info
+            .webrtc
+            .iter()
+            .filter_map(|a| parse_relay_addr(a).ok())
+            .collect();
+        let Some((relay, _)) = parsed.first() else {
+            return Err(PeerError::NoAddress {
+                reason: format!("the relay announced {:?}", info.webrtc),
+            });
+        };
+        let relay = *relay;
+        let addrs = parsed
+            .into_iter()
+            .filter(|(peer, _)| *peer == relay)
+            .map(|(_, addr)| addr)
+            .collect();
+        Ok(Self::with_addrs(relay, addrs))
+    }
+
+    /// One address typed or pasted by a person.
+    pub fn from_addr(text: &str) -> Result<Self, AddrError> {
+        let (relay, addr) = parse_relay_addr(text)?;
+        Ok(Self::with_addrs(relay, vec![addr]))
     }
 }
 
@@ -191,19 +229,37 @@ fn js_error(value: &JsValue) -> String {
         .unwrap_or_else(|| format!("{value:?}"))
 }
 
-/// What the page keeps of a running peer: a handle to open streams to the relay.
+/// What the page keeps of a running peer: a handle to open streams to relays, and to add or
+/// drop relays.
 #[derive(Clone)]
 pub struct PeerHandle {
     pub control: libp2p_stream::Control,
-    /// The relay's peer id, from its announced addresses.
-    pub relay: Option<PeerId>,
+    commands: mpsc::UnboundedSender<Command>,
 }
 
-/// Builds the swarm and starts the peer's task. Events go to `on_event` for the page's life.
+enum Command {
+    Add(PeerConfig),
+    Remove(PeerId),
+}
+
+impl PeerHandle {
+    /// Starts connecting to another relay (and keeps reconnecting to it) alongside the others.
+    pub fn add_relay(&self, config: PeerConfig) {
+        let _ = self.commands.unbounded_send(Command::Add(config));
+    }
+
+    /// Stops connecting to `relay` and closes its connection.
+    pub fn remove_relay(&self, relay: PeerId) {
+        let _ = self.commands.unbounded_send(Command::Remove(relay));
+    }
+}
+
+/// Builds the swarm and starts the peer's task, connecting to `first`. Events go to
+/// `on_event` for the page's life.
 ///
-/// The browser's network identity is a fresh key per page load for now; a wallet's key is
-/// not needed to reach a relay, only to sign requests.
-pub fn spawn(config: PeerConfig, on_event: Rc<dyn Fn(PeerEvent)>) -> Result<PeerHandle, PeerError> {
+/// The browser's network identity is a fresh key per page load; the wallet's key is not
+/// needed to reach a relay, only to sign requests.
+pub fn spawn(first: PeerConfig, on_event: Rc<dyn Fn(PeerEvent)>) -> Result<PeerHandle, PeerError> {
     let swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_wasm_bindgen()
         .with_other_transport(|key| {
@@ -216,20 +272,16 @@ pub fn spawn(config: PeerConfig, on_event: Rc<dyn Fn(PeerEvent)>) -> Result<Peer
         .map_err(|e| PeerError::Setup {
             reason: e.to_string(),
         })?
-        // Our status stream keeps the connection in use; this only matters once it is gone.
+        // Our status streams keep connections in use; this only matters once they are gone.
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    let relay = config.addrs.iter().find_map(|a| {
-        a.iter().find_map(|p| match p {
-            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-            _ => None,
-        })
-    });
+    let (commands, command_rx) = mpsc::unbounded();
     let handle = PeerHandle {
         control: swarm.behaviour().new_control(),
-        relay,
+        commands,
     };
-    wasm_bindgen_futures::spawn_local(run(swarm, config, on_event));
+    handle.add_relay(first);
+    wasm_bindgen_futures::spawn_local(run(swarm, command_rx, on_event));
     Ok(handle)
 }
 
@@ -241,43 +293,99 @@ async fn within<F: Future>(ms: u32, fut: F) -> Option<F::Output> {
     }
 }
 
+/// One relay the peer keeps a connection to.
+struct Slot {
+    config: PeerConfig,
+    /// The connection the probes run on; probe tasks of older connections stop when it changes.
+    current: Rc<Cell<Option<ConnectionId>>>,
+    attempt: u32,
+    dial_started: f64,
+    /// A retry timer is running for this relay.
+    retry_pending: bool,
+}
+
+type Retries = FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = PeerId>>>>;
+
 async fn run(
     mut swarm: Swarm<libp2p_stream::Behaviour>,
-    config: PeerConfig,
+    mut commands: mpsc::UnboundedReceiver<Command>,
     on_event: Rc<dyn Fn(PeerEvent)>,
 ) {
     let control = swarm.behaviour().new_control();
-    let (lost_tx, mut lost_rx) = mpsc::unbounded::<(ConnectionId, String)>();
-    // The connection the probes run on; probe tasks of older connections stop when it changes.
-    let current: Rc<Cell<Option<ConnectionId>>> = Rc::new(Cell::new(None));
-    let mut attempt: u32 = 0;
-    let mut dial_started = 0.0;
+    let (lost_tx, mut lost_rx) = mpsc::unbounded::<(PeerId, ConnectionId, String)>();
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut retries: Retries = FuturesUnordered::new();
+    // The page-load marks are about the first relay's first connection.
     let mut first_connection = true;
-    let mut retry = TimeoutFuture::new(0).fuse();
+
+    let dial = |swarm: &mut Swarm<libp2p_stream::Behaviour>,
+                slot: &mut Slot,
+                retries: &mut Retries,
+                first_connection: bool| {
+        let addr = slot.config.addrs[slot.attempt as usize % slot.config.addrs.len()].clone();
+        slot.dial_started = now_ms();
+        if first_connection {
+            mark("aqueduct:dial");
+        }
+        on_event(PeerEvent::Dialing {
+            relay: slot.config.relay,
+            addr: addr.to_string(),
+            attempt: slot.attempt,
+        });
+        if let Err(e) = swarm.dial(addr) {
+            schedule_retry(slot, retries, e.to_string(), &*on_event);
+        }
+    };
 
     loop {
         futures::select! {
-            () = retry => {
-                let addr = config.addrs[attempt as usize % config.addrs.len()].clone();
-                dial_started = now_ms();
-                if first_connection {
-                    mark("aqueduct:dial");
+            command = commands.select_next_some() => match command {
+                Command::Add(config) => {
+                    if config.addrs.is_empty() || slots.iter().any(|s| s.config.relay == config.relay) {
+                        continue;
+                    }
+                    slots.push(Slot {
+                        config,
+                        current: Rc::new(Cell::new(None)),
+                        attempt: 0,
+                        dial_started: 0.0,
+                        retry_pending: false,
+                    });
+                    if let Some(slot) = slots.last_mut() {
+                        dial(&mut swarm, slot, &mut retries, first_connection);
+                    }
                 }
-                on_event(PeerEvent::Dialing { addr: addr.to_string(), attempt });
-                if let Err(e) = swarm.dial(addr) {
-                    retry = schedule_retry(&mut attempt, e.to_string(), &*on_event);
+                Command::Remove(relay) => {
+                    if let Some(i) = slots.iter().position(|s| s.config.relay == relay) {
+                        let slot = slots.remove(i);
+                        slot.current.set(None);
+                        let _ = swarm.disconnect_peer_id(relay);
+                    }
+                }
+            },
+            relay = retries.select_next_some() => {
+                if let Some(slot) = slots.iter_mut().find(|s| s.config.relay == relay) {
+                    slot.retry_pending = false;
+                    if slot.current.get().is_none() {
+                        dial(&mut swarm, slot, &mut retries, first_connection);
+                    }
                 }
             }
             event = swarm.select_next_some() => match event {
                 SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
-                    if current.get().is_some() {
+                    let Some(slot) = slots.iter_mut().find(|s| s.config.relay == peer_id) else {
+                        // A relay we no longer want (removed while dialing).
+                        swarm.close_connection(connection_id);
+                        continue;
+                    };
+                    if slot.current.get().is_some() {
                         // Already connected: a second connection is redundant.
                         swarm.close_connection(connection_id);
                         continue;
                     }
-                    current.set(Some(connection_id));
-                    attempt = 0;
-                    let dial_ms = now_ms() - dial_started;
+                    slot.current.set(Some(connection_id));
+                    slot.attempt = 0;
+                    let dial_ms = now_ms() - slot.dial_started;
                     if first_connection {
                         mark("aqueduct:connected");
                         first_connection = false;
@@ -286,37 +394,44 @@ async fn run(
                         ConnectedPoint::Dialer { address, .. } => address.to_string(),
                         ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.to_string(),
                     };
-                    on_event(PeerEvent::Connected { peer_id: peer_id.to_string(), addr, dial_ms });
+                    on_event(PeerEvent::Connected { relay: peer_id, addr, dial_ms });
                     wasm_bindgen_futures::spawn_local(probe_loop(
                         control.clone(),
                         peer_id,
                         connection_id,
-                        Rc::clone(&current),
-                        config.clone(),
+                        Rc::clone(&slot.current),
+                        slot.config.clone(),
                         Rc::clone(&on_event),
                         lost_tx.clone(),
                     ));
                 }
-                SwarmEvent::ConnectionClosed { connection_id, cause, .. }
-                    if current.get() == Some(connection_id) =>
-                {
-                    current.set(None);
-                    let reason = cause.map(|c| c.to_string()).unwrap_or_else(|| "connection closed".into());
-                    retry = schedule_retry(&mut attempt, reason, &*on_event);
+                SwarmEvent::ConnectionClosed { peer_id, connection_id, cause, .. } => {
+                    if let Some(slot) = slots.iter_mut().find(|s| s.config.relay == peer_id)
+                        && slot.current.get() == Some(connection_id)
+                    {
+                        slot.current.set(None);
+                        let reason = cause.map(|c| c.to_string()).unwrap_or_else(|| "connection closed".into());
+                        schedule_retry(slot, &mut retries, reason, &*on_event);
+                    }
                 }
-                SwarmEvent::OutgoingConnectionError { error, .. }
-                    if current.get().is_none() && retry.is_terminated() =>
-                {
-                    retry = schedule_retry(&mut attempt, error.to_string(), &*on_event);
+                SwarmEvent::OutgoingConnectionError { peer_id: Some(peer_id), error, .. } => {
+                    if let Some(slot) = slots.iter_mut().find(|s| s.config.relay == peer_id)
+                        && slot.current.get().is_none()
+                        && !slot.retry_pending
+                    {
+                        schedule_retry(slot, &mut retries, error.to_string(), &*on_event);
+                    }
                 }
                 _ => {}
             },
             lost = lost_rx.select_next_some() => {
-                let (connection_id, reason) = lost;
-                if current.get() == Some(connection_id) {
-                    current.set(None);
+                let (relay, connection_id, reason) = lost;
+                if let Some(slot) = slots.iter_mut().find(|s| s.config.relay == relay)
+                    && slot.current.get() == Some(connection_id)
+                {
+                    slot.current.set(None);
                     swarm.close_connection(connection_id);
-                    retry = schedule_retry(&mut attempt, reason, &*on_event);
+                    schedule_retry(slot, &mut retries, reason, &*on_event);
                 }
             }
         }
@@ -324,17 +439,25 @@ async fn run(
 }
 
 fn schedule_retry(
-    attempt: &mut u32,
+    slot: &mut Slot,
+    retries: &mut Retries,
     reason: String,
     on_event: &dyn Fn(PeerEvent),
-) -> futures::future::Fuse<TimeoutFuture> {
-    let delay = backoff::delay_ms(*attempt, js_sys::Math::random());
-    *attempt = attempt.saturating_add(1);
+) {
+    let delay = backoff::delay_ms(slot.attempt, js_sys::Math::random());
+    slot.attempt = slot.attempt.saturating_add(1);
+    slot.retry_pending = true;
+    let relay = slot.config.relay;
     on_event(PeerEvent::Disconnected {
+        relay,
         reason,
         retry_in_ms: delay,
     });
-    TimeoutFuture::new(u32::try_from(delay).unwrap_or(u32::MAX)).fuse()
+    let ms = u32::try_from(delay).unwrap_or(u32::MAX);
+    retries.push(Box::pin(async move {
+        TimeoutFuture::new(ms).await;
+        relay
+    }));
 }
 
 async fn probe_loop(
@@ -344,10 +467,10 @@ async fn probe_loop(
     current: Rc<Cell<Option<ConnectionId>>>,
     config: PeerConfig,
     on_event: Rc<dyn Fn(PeerEvent)>,
-    lost: mpsc::UnboundedSender<(ConnectionId, String)>,
+    lost: mpsc::UnboundedSender<(PeerId, ConnectionId, String)>,
 ) {
     let report = |reason: String| {
-        let _ = lost.unbounded_send((connection, reason));
+        let _ = lost.unbounded_send((peer, connection, reason));
     };
     let protocol = StreamProtocol::new(STATUS_PROTOCOL);
     let mut stream =
@@ -409,6 +532,7 @@ async fn probe_loop(
             } if echoed == seq => {
                 measure("aqueduct:rtt", started, finished);
                 on_event(PeerEvent::Probe {
+                    relay: peer,
                     rtt_ms: finished - started,
                     status,
                 });

@@ -107,6 +107,9 @@ pub struct JobResult {
     /// The relay's own account of its execution time (not signed).
     pub run_ms: u64,
     stream: Stream,
+    /// To re-attach if the stream breaks while sampling.
+    control: libp2p_stream::Control,
+    relay: PeerId,
 }
 
 /// How long to wait for any message from the relay while a job is pending.
@@ -197,7 +200,7 @@ pub async fn submit(
     let mut attempt = 0;
     loop {
         match follow(&mut stream, job, cancel, on_event).await {
-            Ok(result) => return Ok(result.with_stream(stream)),
+            Ok(result) => return Ok(result.with_stream(stream, control.clone(), relay)),
             Err(JobClientError::Stream(reason)) if attempt < REATTACH_ATTEMPTS => {
                 attempt += 1;
                 on_event(JobEvent::Reattaching { attempt, reason });
@@ -221,8 +224,15 @@ struct Pending {
 }
 
 impl Pending {
-    fn with_stream(self, stream: Stream) -> JobResult {
+    fn with_stream(
+        self,
+        stream: Stream,
+        control: libp2p_stream::Control,
+        relay: PeerId,
+    ) -> JobResult {
         JobResult {
+            control,
+            relay,
             job: self.job,
             output: self.output,
             receipt: self.receipt,
@@ -310,8 +320,19 @@ async fn follow(
 pub enum VerifyProgress {
     Preparing,
     Reexecuting,
-    FetchingStates { received: usize, total: usize },
-    Segments { done: usize, total: usize },
+    FetchingStates {
+        received: usize,
+        total: usize,
+    },
+    Segments {
+        done: usize,
+        total: usize,
+    },
+    /// The stream broke while fetching sampled states; asking again on a new one.
+    Reattaching {
+        attempt: u32,
+        reason: String,
+    },
 }
 
 /// Step jobs with at most this many segments are re-executed in full rather than sampled.
@@ -391,28 +412,38 @@ async fn sample(
         &random_seed(),
     );
     let net = |e: JobClientError| VerifyError::Sampling(e.to_string());
-    send(
-        &mut result.stream,
-        &ClientMsg::Sample {
-            states: plan.states.clone(),
-            prove: plan.prove.clone(),
-        },
-    )
-    .await
-    .map_err(net)?;
-    let receipt = &result.receipt.body;
-    let mut check = SampleCheck::new(prepared, request, receipt, plan.clone());
-    let total = plan.states.len();
-    let mut received = 0;
-    let proof = loop {
-        match receive(&mut result.stream).await.map_err(net)? {
-            RelayMsg::State { index, state } => {
-                check.add_state(index, &state)?;
-                received += 1;
-                on_progress(VerifyProgress::FetchingStates { received, total });
+    // The relay keeps the checkpoint states after the result, so a stream that breaks while we
+    // fetch them (a connection lost and re-established) is re-attached and asked again.
+    let receipt = result.receipt.body.clone();
+    let mut attempt = 0;
+    let (mut check, proof) = loop {
+        match fetch_samples(
+            &mut result.stream,
+            prepared,
+            request,
+            &receipt,
+            &plan,
+            on_progress,
+        )
+        .await
+        {
+            Ok(fetched) => break fetched,
+            Err(SampleFetch::Check(e)) => return Err(e),
+            Err(SampleFetch::Net(e)) if attempt >= SAMPLE_REATTACH_ATTEMPTS => return Err(net(e)),
+            Err(SampleFetch::Net(e)) => {
+                attempt += 1;
+                on_progress(VerifyProgress::Reattaching {
+                    attempt,
+                    reason: e.to_string(),
+                });
+                TimeoutFuture::new(1000).await;
+                if let Err(e) = reattach(result).await {
+                    on_progress(VerifyProgress::Reattaching {
+                        attempt,
+                        reason: e.to_string(),
+                    });
+                }
             }
-            RelayMsg::Proof { proof } => break proof,
-            other => return Err(net(unexpected(other))),
         }
     };
     let _ = result.stream.close().await;
@@ -427,6 +458,74 @@ async fn sample(
     }
     on_progress(VerifyProgress::Segments { done: total, total });
     check.finish(&proof)
+}
+
+const SAMPLE_REATTACH_ATTEMPTS: u32 = 5;
+
+enum SampleFetch {
+    Net(JobClientError),
+    Check(VerifyError),
+}
+
+/// Asks for the sampled states and the proof on the result's stream and checks each state as
+/// it arrives.
+async fn fetch_samples<'a>(
+    stream: &mut Stream,
+    prepared: &'a Prepared,
+    request: &'a JobRequest,
+    receipt: &'a Receipt,
+    plan: &SamplePlan,
+    on_progress: &dyn Fn(VerifyProgress),
+) -> Result<(SampleCheck<'a>, Vec<u8>), SampleFetch> {
+    send(
+        stream,
+        &ClientMsg::Sample {
+            states: plan.states.clone(),
+            prove: plan.prove.clone(),
+        },
+    )
+    .await
+    .map_err(SampleFetch::Net)?;
+    let mut check = SampleCheck::new(prepared, request, receipt, plan.clone());
+    let total = plan.states.len();
+    let mut received = 0;
+    loop {
+        match receive(stream).await.map_err(SampleFetch::Net)? {
+            RelayMsg::State { index, state } => {
+                check.add_state(index, &state).map_err(SampleFetch::Check)?;
+                received += 1;
+                on_progress(VerifyProgress::FetchingStates { received, total });
+            }
+            RelayMsg::Proof { proof } => return Ok((check, proof)),
+            other => {
+                return Err(SampleFetch::Check(VerifyError::Sampling(
+                    unexpected(other).to_string(),
+                )));
+            }
+        }
+    }
+}
+
+/// Opens a new stream to the relay and attaches to the finished job: the relay restates the
+/// result, which must be the one we hold.
+async fn reattach(result: &mut JobResult) -> Result<(), JobClientError> {
+    let mut stream = open(&mut result.control, result.relay).await?;
+    send(&mut stream, &ClientMsg::Attach { job: result.job }).await?;
+    loop {
+        match receive(&mut stream).await? {
+            RelayMsg::Accepted { .. } | RelayMsg::Progress { .. } => {}
+            RelayMsg::Done { receipt, .. } if *receipt == result.receipt => {
+                result.stream = stream;
+                return Ok(());
+            }
+            RelayMsg::Done { .. } => {
+                return Err(JobClientError::Protocol(
+                    "after re-attaching, the relay returned a different receipt".into(),
+                ));
+            }
+            other => return Err(unexpected(other)),
+        }
+    }
 }
 
 /// Limits a page applies before it even asks a relay.
@@ -617,6 +716,9 @@ pub async fn run(
             }
             VerifyProgress::Segments { done, total } => {
                 format!("re-running sampled segments: {done} of {total}")
+            }
+            VerifyProgress::Reattaching { attempt, reason } => {
+                format!("{reason}; asking the relay again (attempt {attempt})")
             }
         };
         stage(Stage::Verifying, detail);

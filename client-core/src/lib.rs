@@ -20,6 +20,7 @@
 //! - [`job`]: job modules (validation, instrumentation, execution on any engine), receipts,
 //!   checkpoint commitments and the verification of results.
 //! - [`protocol`]: protocol names, message types and their size limits.
+//! - [`relay_addr`]: checking a relay's webrtc-direct address (certificate hash, peer id).
 //! - [`wire`]: length-prefixed frames over any async byte stream the caller hands in.
 //! - [`wallet`]: the recovery phrase (BIP-39), the account key derived from it, the key sealed
 //!   under a password (Argon2id, XChaCha20-Poly1305), backup files and the idle lock.
@@ -38,6 +39,7 @@ pub mod hash;
 pub mod identity;
 pub mod job;
 pub mod protocol;
+pub mod relay_addr;
 pub mod signed;
 pub mod stats;
 pub mod wallet;

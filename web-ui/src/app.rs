@@ -2,7 +2,9 @@
 
 use crate::jobs::{JobsPage, JobsState};
 use crate::network::NetworkState;
-use crate::pages::{network::NetworkPage, planned::Planned, wallet::WalletPage};
+use crate::pages::{
+    network::NetworkPage, planned::Planned, relays::RelaysPage, wallet::WalletPage,
+};
 use crate::wallet::WalletState;
 use crate::widgets::ConnectionBadge;
 use leptos::prelude::*;
@@ -23,6 +25,7 @@ pub fn App() -> impl IntoView {
                 <a class="brand" href="/">"Aqueduct"</a>
                 <nav aria-label="Main">
                     <A href="/" exact=true attr:data-testid="nav-network">"Network"</A>
+                    <A href="/relays" attr:data-testid="nav-relays">"Relays"</A>
                     <A href="/wallet" attr:data-testid="nav-wallet">"Wallet"</A>
                     <A href="/jobs" attr:data-testid="nav-jobs">"Jobs"</A>
                     <A href="/market" attr:data-testid="nav-market">"Marketplace"</A>
@@ -33,6 +36,7 @@ pub fn App() -> impl IntoView {
             <main>
                 <Routes fallback=|| view! { <p>"No such page."</p> }>
                     <Route path=path!("/") view=NetworkPage/>
+                    <Route path=path!("/relays") view=RelaysPage/>
                     <Route path=path!("/wallet") view=WalletPage/>
                     <Route path=path!("/jobs") view=JobsPage/>
                     <Route path=path!("/market") view=|| view! {

@@ -59,6 +59,9 @@ pub struct JobsState {
     pub history: RwSignal<Vec<JobRecord>>,
     pub history_error: RwSignal<Option<String>>,
     storage: StoredValue<Option<Storage>, LocalStorage>,
+    /// The example modules, fetched once from the serving relay: kept so that jobs still go
+    /// out (through another relay) if the relay that served the page goes away.
+    examples: StoredValue<Vec<(&'static str, Vec<u8>)>>,
 }
 
 impl JobsState {
@@ -67,7 +70,15 @@ impl JobsState {
             history: RwSignal::new(Vec::new()),
             history_error: RwSignal::new(None),
             storage: StoredValue::new_local(None),
+            examples: StoredValue::new(Vec::new()),
         };
+        // The examples are small (tens of KB together); fetch them once the page has settled.
+        leptos::task::spawn_local(async move {
+            browser::pause(1_500).await;
+            for ex in &EXAMPLES {
+                let _ = state.example(ex.name).await;
+            }
+        });
         leptos::task::spawn_local(async move {
             match Storage::open().await {
                 Ok(storage) => {
@@ -94,6 +105,23 @@ impl JobsState {
             }
         });
         state
+    }
+
+    /// An example module's bytes, from memory or fetched from the serving relay.
+    async fn example(&self, name: &'static str) -> Result<Vec<u8>, String> {
+        if let Some(bytes) = self
+            .examples
+            .with_value(|e| e.iter().find(|(n, _)| *n == name).map(|(_, b)| b.clone()))
+        {
+            return Ok(bytes);
+        }
+        let bytes = fetch_bytes(&format!("/jobs/{name}.wasm")).await?;
+        self.examples.update_value(|e| {
+            if !e.iter().any(|(n, _)| *n == name) {
+                e.push((name, bytes.clone()));
+            }
+        });
+        Ok(bytes)
     }
 
     /// Adds a finished job to the history (memory and IndexedDB), pruning the oldest.
@@ -398,8 +426,10 @@ pub fn JobForm() -> impl IntoView {
             input_error.set(Some("not connected to a relay yet".into()));
             return;
         };
-        let Some(relay) = handle.relay else {
-            input_error.set(Some("the relay's peer id is unknown".into()));
+        let Some(relay) = network.job_relay() else {
+            input_error.set(Some(
+                "no relay of this network is connected right now; see the Relays page".into(),
+            ));
             return;
         };
         let token = Cancel::new();
@@ -418,7 +448,7 @@ pub fn JobForm() -> impl IntoView {
             } else {
                 let name = EXAMPLES[which].name;
                 detail.set(format!("fetching /jobs/{name}.wasm"));
-                fetch_bytes(&format!("/jobs/{name}.wasm"))
+                jobs.example(name)
                     .await
                     .map(|bytes| (name.to_string(), bytes))
             };
@@ -474,7 +504,10 @@ pub fn JobForm() -> impl IntoView {
                     result.set(Some(record.clone()));
                     jobs.record(record).await;
                 }
-                None => status.set("idle".into()),
+                None => {
+                    status.set("idle".into());
+                    detail.set(String::new());
+                }
             }
             cancel.set_value(None);
             busy.set(false);

@@ -3,12 +3,11 @@
 //! All network logic is in `client_core::browser`; this module only turns its events into
 //! reactive state.
 
-use client_core::browser::{self, PeerConfig, PeerEvent, PeerHandle};
+use client_core::browser::{self, PeerConfig, PeerEvent, PeerHandle, PeerId};
 use client_core::protocol::RelayStatus;
 use client_core::stats::{RttSummary, RttWindow};
 use leptos::prelude::*;
-use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 /// Where the connection stands.
@@ -50,9 +49,32 @@ pub struct LogLine {
 
 const LOG_LINES: usize = 12;
 const RTT_WINDOW: usize = 100;
+const ADDED_RELAYS_KEY: &str = "aqueduct.relays";
+
+/// Where a relay in the list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The relay that served this page.
+    Serving,
+    /// Added by the user, by address (remembered in this browser).
+    Added,
+}
+
+/// One relay the app keeps a connection to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayEntry {
+    pub relay: PeerId,
+    pub source: Source,
+    pub addr: String,
+    pub phase: Phase,
+    pub dial_ms: Option<f64>,
+    pub rtt: Option<RttSummary>,
+    pub status: Option<RelayStatus>,
+}
 
 #[derive(Clone, Copy)]
 pub struct NetworkState {
+    /// The serving relay's connection (the network page is about it).
     pub phase: RwSignal<Phase>,
     pub relay_peer_id: RwSignal<Option<String>>,
     pub relay_addr: RwSignal<Option<String>>,
@@ -62,8 +84,15 @@ pub struct NetworkState {
     pub log: RwSignal<VecDeque<LogLine>>,
     /// The network the serving relay belongs to (requests are signed for it).
     pub network_id: RwSignal<Option<String>>,
-    /// Streams to the relay are opened through this, once the peer is started.
+    /// Every relay: the serving one first, then those the user added.
+    pub relays: RwSignal<Vec<RelayEntry>>,
+    /// Streams to relays are opened through this, once the peer is started.
     pub peer: StoredValue<Option<PeerHandle>, LocalStorage>,
+    windows: StoredValue<HashMap<PeerId, RttWindow>, LocalStorage>,
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
 }
 
 impl NetworkState {
@@ -78,7 +107,9 @@ impl NetworkState {
             status: RwSignal::new(None),
             log: RwSignal::new(VecDeque::new()),
             network_id: RwSignal::new(None),
+            relays: RwSignal::new(Vec::new()),
             peer: StoredValue::new_local(None),
+            windows: StoredValue::new_local(HashMap::new()),
         };
         leptos::task::spawn_local(state.connect());
         state
@@ -118,57 +149,227 @@ impl NetworkState {
             // Faster probing, used by the benchmark to collect many samples quickly.
             config.probe_interval_ms = ms.clamp(5, 60_000);
         }
-        self.relay_addr
-            .set(config.addrs.first().map(ToString::to_string));
-        let window = Rc::new(RefCell::new(RttWindow::new(RTT_WINDOW)));
-        let on_event = move |event: PeerEvent| self.apply(event, &window);
+        let addr = config
+            .addrs
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        self.relay_addr.set(Some(addr.clone()));
+        self.relays.set(vec![RelayEntry {
+            relay: config.relay,
+            source: Source::Serving,
+            addr,
+            phase: Phase::Connecting { attempt: 0 },
+            dial_ms: None,
+            rtt: None,
+            status: None,
+        }]);
         self.network_id.set(Some(info.network_id.clone()));
+        let on_event = move |event: PeerEvent| self.apply(event);
         match browser::spawn(config, Rc::new(on_event)) {
             Ok(handle) => self.peer.set_value(Some(handle)),
-            Err(e) => self.phase.set(Phase::Failed(e.to_string())),
+            Err(e) => {
+                self.phase.set(Phase::Failed(e.to_string()));
+                return;
+            }
+        }
+        // The relays added in earlier visits.
+        for text in self.saved_relays() {
+            if let Err(e) = self.add_relay(&text) {
+                self.note(format!("a remembered relay address was skipped: {e}"));
+            }
         }
     }
 
-    fn apply(&self, event: PeerEvent, window: &RefCell<RttWindow>) {
+    fn saved_relays(&self) -> Vec<String> {
+        local_storage()
+            .and_then(|s| s.get_item(ADDED_RELAYS_KEY).ok().flatten())
+            .map(|v| {
+                v.lines()
+                    .map(str::to_owned)
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn save_relays(&self) {
+        let added: Vec<String> = self.relays.with_untracked(|relays| {
+            relays
+                .iter()
+                .filter(|r| r.source == Source::Added)
+                .map(|r| r.addr.clone())
+                .collect()
+        });
+        if let Some(s) = local_storage() {
+            let _ = s.set_item(ADDED_RELAYS_KEY, &added.join("\n"));
+        }
+    }
+
+    /// Adds a relay by address and starts connecting to it.
+    pub fn add_relay(&self, text: &str) -> Result<(), String> {
+        let config = PeerConfig::from_addr(text).map_err(|e| e.to_string())?;
+        if self
+            .relays
+            .with_untracked(|r| r.iter().any(|e| e.relay == config.relay))
+        {
+            return Err(format!("relay {} is already in the list", config.relay));
+        }
+        let Some(handle) = self.peer.get_value() else {
+            return Err("the network is not started yet; try again in a moment".into());
+        };
+        self.relays.update(|relays| {
+            relays.push(RelayEntry {
+                relay: config.relay,
+                source: Source::Added,
+                addr: text.trim().to_owned(),
+                phase: Phase::Connecting { attempt: 0 },
+                dial_ms: None,
+                rtt: None,
+                status: None,
+            })
+        });
+        self.note(format!("added relay {}", config.relay));
+        handle.add_relay(config);
+        self.save_relays();
+        Ok(())
+    }
+
+    /// Forgets a relay the user added.
+    pub fn remove_relay(&self, relay: PeerId) {
+        self.relays
+            .update(|r| r.retain(|e| e.relay != relay || e.source == Source::Serving));
+        if let Some(handle) = self.peer.get_value() {
+            handle.remove_relay(relay);
+        }
+        self.windows.update_value(|w| {
+            w.remove(&relay);
+        });
+        self.save_relays();
+    }
+
+    /// The relay jobs go to: the first connected relay of this network, in list order (so the
+    /// serving relay while it is up, another one when it is not).
+    pub fn job_relay(&self) -> Option<PeerId> {
+        let network = self.network_id.get_untracked();
+        self.relays.with_untracked(|relays| {
+            relays
+                .iter()
+                .find(|r| {
+                    r.phase == Phase::Connected
+                        && r.status
+                            .as_ref()
+                            .is_none_or(|s| Some(&s.network_id) == network.as_ref())
+                })
+                .map(|r| r.relay)
+        })
+    }
+
+    /// The header's word: connected when any relay is.
+    pub fn overall(&self) -> &'static str {
+        let any = self
+            .relays
+            .with(|r| r.iter().any(|e| e.phase == Phase::Connected));
+        if any {
+            Phase::Connected.label()
+        } else {
+            self.phase.with(Phase::label)
+        }
+    }
+
+    fn update_entry(&self, relay: PeerId, f: impl FnOnce(&mut RelayEntry)) {
+        self.relays.update(|relays| {
+            if let Some(entry) = relays.iter_mut().find(|e| e.relay == relay) {
+                f(entry);
+            }
+        });
+    }
+
+    fn is_serving(&self, relay: PeerId) -> bool {
+        self.relays.with_untracked(|r| {
+            r.first()
+                .is_some_and(|e| e.relay == relay && e.source == Source::Serving)
+        })
+    }
+
+    fn apply(&self, event: PeerEvent) {
         match event {
-            PeerEvent::Dialing { addr, attempt } => {
+            PeerEvent::Dialing {
+                relay,
+                addr,
+                attempt,
+            } => {
                 self.note(format!("dialing {addr}"));
-                self.relay_addr.set(Some(addr));
-                self.phase.set(Phase::Connecting { attempt });
+                self.update_entry(relay, |e| e.phase = Phase::Connecting { attempt });
+                if self.is_serving(relay) {
+                    self.relay_addr.set(Some(addr));
+                    self.phase.set(Phase::Connecting { attempt });
+                }
             }
             PeerEvent::Connected {
-                peer_id,
+                relay,
                 addr,
                 dial_ms,
             } => {
                 self.note(format!(
-                    "connected in {dial_ms:.0} ms; the relay proved it holds the key of {peer_id}"
+                    "connected in {dial_ms:.0} ms; the relay proved it holds the key of {relay}"
                 ));
-                self.relay_peer_id.set(Some(peer_id));
-                self.relay_addr.set(Some(addr));
-                self.dial_ms.set(Some(dial_ms));
-                self.phase.set(Phase::Connected);
+                self.update_entry(relay, |e| {
+                    e.phase = Phase::Connected;
+                    e.dial_ms = Some(dial_ms);
+                });
+                if self.is_serving(relay) {
+                    self.relay_peer_id.set(Some(relay.to_string()));
+                    self.relay_addr.set(Some(addr));
+                    self.dial_ms.set(Some(dial_ms));
+                    self.phase.set(Phase::Connected);
+                }
             }
-            PeerEvent::Probe { rtt_ms, status } => {
-                let summary = {
-                    let mut window = window.borrow_mut();
+            PeerEvent::Probe {
+                relay,
+                rtt_ms,
+                status,
+            } => {
+                let mut summary = None;
+                self.windows.update_value(|windows| {
+                    let window = windows
+                        .entry(relay)
+                        .or_insert_with(|| RttWindow::new(RTT_WINDOW));
                     window.record(rtt_ms);
-                    window.summary()
-                };
-                self.rtt.set(summary);
-                if self.status.with_untracked(|s| s.as_ref() != Some(&status)) {
-                    self.status.set(Some(status));
+                    summary = window.summary();
+                });
+                let changed = self.relays.with_untracked(|r| {
+                    r.iter()
+                        .find(|e| e.relay == relay)
+                        .is_some_and(|e| e.status.as_ref() != Some(&status))
+                });
+                self.update_entry(relay, |e| {
+                    e.rtt = summary;
+                    if changed {
+                        e.status = Some(status.clone());
+                    }
+                });
+                if self.is_serving(relay) {
+                    self.rtt.set(summary);
+                    if self.status.with_untracked(|s| s.as_ref() != Some(&status)) {
+                        self.status.set(Some(status));
+                    }
                 }
             }
             PeerEvent::Disconnected {
+                relay,
                 reason,
                 retry_in_ms,
             } => {
-                self.note(format!("{reason}; retrying in {retry_in_ms} ms"));
-                self.phase.set(Phase::Disconnected {
+                self.note(format!("{relay}: {reason}; retrying in {retry_in_ms} ms"));
+                let phase = Phase::Disconnected {
                     reason,
                     retry_in_ms,
-                });
+                };
+                self.update_entry(relay, |e| e.phase = phase.clone());
+                if self.is_serving(relay) {
+                    self.phase.set(phase);
+                }
             }
         }
     }

@@ -1,17 +1,17 @@
 //! Widgets shared by several pages.
 
-use crate::network::{NetworkState, Phase};
+use crate::network::NetworkState;
 use leptos::prelude::*;
 
 /// The connection state in the header: a dot and a word, on every page.
 #[component]
 pub fn ConnectionBadge() -> impl IntoView {
     let network = expect_context::<NetworkState>();
-    let class = move || format!("badge badge-{}", network.phase.with(Phase::label));
+    let class = move || format!("badge badge-{}", network.overall());
     view! {
         <span class=class role="status" aria-live="polite">
             <span class="dot" aria-hidden="true"></span>
-            <span data-testid="connection-badge">{move || network.phase.with(Phase::label)}</span>
+            <span data-testid="connection-badge">{move || network.overall()}</span>
         </span>
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod network;
 pub mod planned;
+pub mod relays;
 pub mod wallet;
