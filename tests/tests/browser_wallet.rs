@@ -250,6 +250,22 @@ async fn an_invalid_module_is_refused_before_it_is_sent() -> anyhow::Result<()> 
         Some("5133 primes below 50000 (largest 49999)")
     );
 
+    // The same pages at a phone's width, for a person to look at.
+    browser.client.set_window_size(390, 844).await?;
+    browser.screenshot("phone-jobs").await?;
+    browser.nav("wallet").await?;
+    browser.screenshot("phone-wallet").await?;
+    browser.nav("relays").await?;
+    browser.screenshot("phone-relays").await?;
+    let overflow = browser
+        .eval("return document.documentElement.scrollWidth > window.innerWidth + 1;")
+        .await?;
+    assert_eq!(
+        overflow,
+        serde_json::json!(false),
+        "no sideways scrolling at 390 px"
+    );
+
     browser.close().await;
     drop(relay);
     let _ = std::fs::remove_dir_all(&data_dir);
