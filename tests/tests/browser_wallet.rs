@@ -272,3 +272,83 @@ async fn an_invalid_module_is_refused_before_it_is_sent() -> anyhow::Result<()> 
     let _ = std::fs::remove_dir_all(&files);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_file_imports_a_damaged_one_is_refused_and_delete_forgets() -> anyhow::Result<()> {
+    use client_core::wallet::{KdfParams, SealRandomness};
+    let (relay, data_dir) = start_relay("e2e-import")?;
+    let browser = Browser::start().await?;
+    browser.goto(&relay.page("/wallet")).await?;
+    wait_state(&browser, "none").await?;
+
+    // A backup written by the core (cheap Argon2 parameters keep the test quick; the file
+    // carries its parameters, so the page uses these).
+    let kdf = KdfParams {
+        memory_kib: 8 * 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let randomness = SealRandomness {
+        salt: [1; 16],
+        nonce: [2; 24],
+    };
+    let sealed = SealedWallet::seal(&Entropy::new([7; 32]), PASSWORD, kdf, randomness)?;
+    let text = sealed.to_backup();
+    let ciphertext = hex::encode(&sealed.ciphertext);
+    let mut flipped = ciphertext.clone().into_bytes();
+    flipped[0] = if flipped[0] == b'a' { b'b' } else { b'a' };
+    let damaged = text.replace(&ciphertext, std::str::from_utf8(&flipped)?);
+    let files = temp_dir("e2e-import-files");
+    let (good_path, damaged_path) = (files.join("backup.json"), files.join("damaged.json"));
+    std::fs::write(&good_path, &text)?;
+    std::fs::write(&damaged_path, &damaged)?;
+
+    for (path, password, expected) in [
+        (&damaged_path, PASSWORD, "corrupted"),
+        (&good_path, "not the password", "wrong password"),
+    ] {
+        browser.choose_file("wallet-import-file", path).await?;
+        browser
+            .set_value("wallet-import-password", password)
+            .await?;
+        browser.click("wallet-import").await?;
+        let error = browser
+            .wait_for("wallet-import-error", expected, WAIT, |t| {
+                t.contains(expected)
+            })
+            .await;
+        browser.screenshot("wallet-import-refused").await?;
+        error?;
+    }
+    browser
+        .choose_file("wallet-import-file", &good_path)
+        .await?;
+    browser
+        .set_value("wallet-import-password", PASSWORD)
+        .await?;
+    browser.click("wallet-import").await?;
+    wait_state(&browser, "unlocked").await?;
+    browser.screenshot("wallet-imported").await?;
+    assert_eq!(
+        browser.text("wallet-account").await,
+        Some(sealed.account_id())
+    );
+
+    // Export offers the file; delete asks first, then forgets the wallet in this browser.
+    browser.click("wallet-export").await?;
+    let note = browser
+        .wait_for("wallet-export-note", "a note", WAIT, |t| !t.is_empty())
+        .await?;
+    assert!(note.starts_with("Saved aqueduct-wallet-"), "{note}");
+    browser.click("wallet-delete").await?;
+    browser.screenshot("wallet-delete-confirm").await?;
+    browser.click("wallet-delete-confirm").await?;
+    wait_state(&browser, "none").await?;
+    assert_eq!(stored_wallet(&browser).await?, None);
+
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = std::fs::remove_dir_all(&files);
+    Ok(())
+}
