@@ -347,14 +347,6 @@ async fn yield_to_page() {
     TimeoutFuture::new(0).await;
 }
 
-fn random_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    if let Some(crypto) = web_sys::window().and_then(|w| w.crypto().ok()) {
-        let _ = crypto.get_random_values_with_u8_array(&mut seed);
-    }
-    seed
-}
-
 /// Checks a result: the receipt, then re-execution or sampling in this page's engine.
 pub async fn verify(
     result: &mut JobResult,
@@ -409,7 +401,7 @@ async fn sample(
         commitment,
         SAMPLING_FRACTION,
         SAMPLING_CONFIDENCE,
-        &random_seed(),
+        &crate::browser::random_bytes::<32>().map_err(|e| VerifyError::Sampling(e.to_string()))?,
     );
     let net = |e: JobClientError| VerifyError::Sampling(e.to_string());
     // The relay keeps the checkpoint states after the result, so a stream that breaks while we

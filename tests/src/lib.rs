@@ -435,33 +435,38 @@ impl Browser {
 
     /// The text of the element with `data-testid="{id}"`, or `None` if there is none.
     pub async fn text(&self, id: &str) -> Option<String> {
-        let selector = format!("[data-testid=\"{id}\"]");
-        let element = self
-            .client
-            .find(fantoccini::Locator::Css(&selector))
-            .await
-            .ok()?;
-        element.text().await.ok()
+        self.find(id).await.ok()?.text().await.ok()
     }
 
-    /// The attribute `name` of the element with `data-testid="{id}"`.
-    pub async fn attr(&self, id: &str, name: &str) -> Option<String> {
-        let selector = format!("[data-testid=\"{id}\"]");
-        let element = self
-            .client
-            .find(fantoccini::Locator::Css(&selector))
-            .await
-            .ok()?;
-        element.attr(name).await.ok().flatten()
-    }
-
-    /// Chooses `path` in the file input `data-testid="{id}"`.
-    pub async fn choose_file(&self, id: &str, path: &Path) -> anyhow::Result<()> {
+    /// The element with `data-testid="{id}"`.
+    async fn find(&self, id: &str) -> anyhow::Result<fantoccini::elements::Element> {
         let selector = format!("[data-testid=\"{id}\"]");
         self.client
             .find(fantoccini::Locator::Css(&selector))
             .await
-            .with_context(|| format!("finding [data-testid={id}]"))?
+            .with_context(|| format!("finding [data-testid={id}]"))
+    }
+
+    /// Waits until the job on the jobs page ends; returns `verified`, `failed` or `cancelled`.
+    pub async fn wait_job_end(&self, timeout: Duration) -> anyhow::Result<String> {
+        self.wait_for(
+            "job-status",
+            "verified, failed or cancelled",
+            timeout,
+            |t| matches!(t, "verified" | "failed" | "cancelled"),
+        )
+        .await
+    }
+
+    /// The attribute `name` of the element with `data-testid="{id}"`.
+    pub async fn attr(&self, id: &str, name: &str) -> Option<String> {
+        self.find(id).await.ok()?.attr(name).await.ok().flatten()
+    }
+
+    /// Chooses `path` in the file input `data-testid="{id}"`.
+    pub async fn choose_file(&self, id: &str, path: &Path) -> anyhow::Result<()> {
+        self.find(id)
+            .await?
             .send_keys(&path.display().to_string())
             .await
             .with_context(|| format!("choosing {} in [data-testid={id}]", path.display()))?;
@@ -510,11 +515,8 @@ impl Browser {
 
     /// Clicks the element with `data-testid="{id}"`.
     pub async fn click(&self, id: &str) -> anyhow::Result<()> {
-        let selector = format!("[data-testid=\"{id}\"]");
-        self.client
-            .find(fantoccini::Locator::Css(&selector))
-            .await
-            .with_context(|| format!("finding [data-testid={id}]"))?
+        self.find(id)
+            .await?
             .click()
             .await
             .with_context(|| format!("clicking [data-testid={id}]"))?;

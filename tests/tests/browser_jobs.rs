@@ -99,11 +99,7 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
         .wait_for("job-progress", "progress", JOB_TIMEOUT, |_| true)
         .await?;
     browser.click("job-cancel").await?;
-    let status = browser
-        .wait_for("job-status", "cancelled", Duration::from_secs(30), |t| {
-            matches!(t, "verified" | "failed" | "cancelled")
-        })
-        .await;
+    let status = browser.wait_job_end(Duration::from_secs(30)).await;
     browser.screenshot("job-cancelled").await?;
     assert_eq!(status?, "cancelled");
     assert_eq!(history_rows(&browser, "cancelled").await?, 1);

@@ -107,14 +107,7 @@ async fn jobs_carry_on_through_another_relay_when_one_drops() -> anyhow::Result<
     browser.set_value("job-example", "2").await?;
     browser.set_value("job-input", "100000").await?;
     browser.click("job-submit").await?;
-    let status = browser
-        .wait_for(
-            "job-status",
-            "verified or failed",
-            Duration::from_secs(120),
-            |t| matches!(t, "verified" | "failed" | "cancelled"),
-        )
-        .await;
+    let status = browser.wait_job_end(Duration::from_secs(120)).await;
     browser.screenshot("relays-job-through-b").await?;
     let verification = browser.text("job-verification").await.unwrap_or_default();
     assert_eq!(status?, "verified", "{verification}");

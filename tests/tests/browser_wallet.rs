@@ -235,14 +235,7 @@ async fn an_invalid_module_is_refused_before_it_is_sent() -> anyhow::Result<()> 
         .await?;
     browser.set_value("job-input", "50000").await?;
     browser.click("job-submit").await?;
-    let status = browser
-        .wait_for(
-            "job-status",
-            "verified or failed",
-            Duration::from_secs(120),
-            |t| matches!(t, "verified" | "failed" | "cancelled"),
-        )
-        .await;
+    let status = browser.wait_job_end(Duration::from_secs(120)).await;
     browser.screenshot("job-upload-verified").await?;
     assert_eq!(status?, "verified");
     assert_eq!(

@@ -127,7 +127,7 @@ impl JobsState {
     /// Adds a finished job to the history (memory and IndexedDB), pruning the oldest.
     async fn record(&self, record: JobRecord) {
         let mut all = self.history.get_untracked();
-        all.retain(|r| r.job != record.job);
+        all.retain(|r| r.base.job != record.base.job);
         all.push(record.clone());
         let dropped = history::newest_first(&mut all, history::MAX_RECORDS);
         all.truncate(history::MAX_RECORDS);
@@ -226,7 +226,7 @@ fn level_line(level: &Level) -> String {
 /// A finished job: output, verification panel, timing.
 #[component]
 fn RecordView(record: JobRecord) -> impl IntoView {
-    let relay = record.relay.clone();
+    let relay = record.base.relay.clone();
     match record.outcome {
         Outcome::Verified {
             output,
@@ -613,7 +613,8 @@ fn History() -> impl IntoView {
             .into_iter()
             .filter(|r| {
                 account.as_deref()
-                    == r.account
+                    == r.base
+                        .account
                         .to_peer_id()
                         .ok()
                         .map(|p| p.to_string())
@@ -646,8 +647,8 @@ fn History() -> impl IntoView {
                                     };
                                     view! {
                                         <tr data-testid="job-history-row" data-status=r.status()>
-                                            <td>{when(r.submitted_ms)}</td>
-                                            <td>{r.name.clone()}</td>
+                                            <td>{when(r.base.submitted_ms)}</td>
+                                            <td>{r.base.name.clone()}</td>
                                             <td>{r.status()}</td>
                                             <td class="num">{r.fuel_used().map(|f| f.to_string()).unwrap_or_else(|| "–".into())}</td>
                                             <td>{level}</td>
@@ -672,8 +673,8 @@ fn History() -> impl IntoView {
             };
             view! {
                 <section class="card" data-testid="job-history-view">
-                    <h2>{format!("{} — {}", record.name, when(record.submitted_ms))}</h2>
-                    <p class="muted mono wrap">{format!("job {}", record.job)}</p>
+                    <h2>{format!("{} — {}", record.base.name, when(record.base.submitted_ms))}</h2>
+                    <p class="muted mono wrap">{format!("job {}", record.base.job)}</p>
                     <p data-testid="job-history-recheck">{recheck}</p>
                     <RecordView record/>
                     <button type="button" on:click=move |_| shown.set(None)>"Close"</button>

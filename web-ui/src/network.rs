@@ -3,6 +3,7 @@
 //! All network logic is in `client_core::browser`; this module only turns its events into
 //! reactive state.
 
+use crate::widgets::local_storage;
 use client_core::browser::{self, PeerConfig, PeerEvent, PeerHandle, PeerId};
 use client_core::protocol::RelayStatus;
 use client_core::stats::{RttSummary, RttWindow};
@@ -89,10 +90,6 @@ pub struct NetworkState {
     /// Streams to relays are opened through this, once the peer is started.
     pub peer: StoredValue<Option<PeerHandle>, LocalStorage>,
     windows: StoredValue<HashMap<PeerId, RttWindow>, LocalStorage>,
-}
-
-fn local_storage() -> Option<web_sys::Storage> {
-    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
 }
 
 impl NetworkState {

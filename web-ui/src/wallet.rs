@@ -2,6 +2,7 @@
 //! actions on it. The cryptography is `client_core::wallet`; storage is
 //! `client_core::storage`; this module only sequences them and turns the results into signals.
 
+use crate::widgets::local_storage;
 use client_core::browser;
 use client_core::identity::Keypair;
 use client_core::storage::Storage;
@@ -67,10 +68,6 @@ pub struct WalletState {
     unlocked: StoredValue<Option<Unlocked>>,
     idle: StoredValue<IdleLock>,
     storage: StoredValue<Option<Storage>, LocalStorage>,
-}
-
-fn local_storage() -> Option<web_sys::Storage> {
-    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
 }
 
 fn minutes_ms(min: u32) -> f64 {

@@ -112,3 +112,8 @@ pub async fn read_file_bytes(
         .map_err(|_| format!("could not read {name}"))?;
     Ok((name, js_sys::Uint8Array::new(&buffer).to_vec()))
 }
+
+/// The page's `localStorage`, where small settings live (not secrets).
+pub fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
+}

@@ -92,20 +92,10 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// One job as the history keeps it.
+/// One job as the history keeps it: what was submitted, and how it ended.
 #[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
 pub struct JobRecord {
-    pub job: Hash,
-    pub account: PublicKey,
-    /// Unix time of the submission, ms.
-    pub submitted_ms: u64,
-    /// The example's name or the uploaded file's name.
-    pub name: String,
-    pub module: Hash,
-    pub input: Vec<u8>,
-    pub fuel_limit: u64,
-    /// The relay's peer id.
-    pub relay: String,
+    pub base: RecordBase,
     pub outcome: Outcome,
 }
 
@@ -131,7 +121,7 @@ impl JobRecord {
 
     /// The id under which it is stored.
     pub fn key(&self) -> String {
-        self.job.to_string()
+        self.base.job.to_string()
     }
 
     /// The short status shown in the history table.
@@ -161,10 +151,11 @@ impl JobRecord {
             return Ok(());
         };
         let body = receipt.verify().map_err(|_| RecheckError::Signature)?;
-        if body.job != self.job
-            || body.module != self.module
-            || body.input != Hash::of(&self.input)
-            || body.customer != self.account
+        let base = &self.base;
+        if body.job != base.job
+            || body.module != base.module
+            || body.input != Hash::of(&base.input)
+            || body.customer != base.account
         {
             return Err(RecheckError::Mismatch);
         }
@@ -176,29 +167,25 @@ impl JobRecord {
 }
 
 /// The fields of a record known when the job is submitted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
 pub struct RecordBase {
     pub job: Hash,
     pub account: PublicKey,
+    /// Unix time of the submission, ms.
     pub submitted_ms: u64,
+    /// The example's name or the uploaded file's name.
     pub name: String,
     pub module: Hash,
     pub input: Vec<u8>,
     pub fuel_limit: u64,
+    /// The relay's peer id.
     pub relay: String,
 }
 
 impl RecordBase {
     pub fn ended(self, outcome: Outcome) -> JobRecord {
         JobRecord {
-            job: self.job,
-            account: self.account,
-            submitted_ms: self.submitted_ms,
-            name: self.name,
-            module: self.module,
-            input: self.input,
-            fuel_limit: self.fuel_limit,
-            relay: self.relay,
+            base: self,
             outcome,
         }
     }
@@ -206,7 +193,9 @@ impl RecordBase {
 
 /// Sorts records newest first and returns the keys of those beyond `keep`.
 pub fn newest_first(records: &mut [JobRecord], keep: usize) -> Vec<String> {
-    records.sort_by(|a, b| b.submitted_ms.cmp(&a.submitted_ms).then(a.job.cmp(&b.job)));
+    records.sort_by(|a, b| {
+        (b.base.submitted_ms.cmp(&a.base.submitted_ms)).then(a.base.job.cmp(&b.base.job))
+    });
     records.iter().skip(keep).map(JobRecord::key).collect()
 }
 
@@ -235,14 +224,16 @@ mod tests {
             },
         );
         JobRecord {
-            job,
-            account: customer.public(),
-            submitted_ms: at,
-            name: "primes".into(),
-            module,
-            input,
-            fuel_limit: 10_000,
-            relay: relay.peer_id().to_string(),
+            base: RecordBase {
+                job,
+                account: customer.public(),
+                submitted_ms: at,
+                name: "primes".into(),
+                module,
+                input,
+                fuel_limit: 10_000,
+                relay: relay.peer_id().to_string(),
+            },
             outcome: Outcome::Verified {
                 output,
                 receipt: Box::new(receipt),
@@ -284,7 +275,7 @@ mod tests {
         assert_eq!(forged.recheck(), Err(RecheckError::Signature));
 
         let mut other_input = record(&relay, &customer, 10);
-        other_input.input = b"other".to_vec();
+        other_input.base.input = b"other".to_vec();
         assert_eq!(other_input.recheck(), Err(RecheckError::Mismatch));
     }
 
@@ -296,7 +287,7 @@ mod tests {
             .map(|at| record(&relay, &customer, *at))
             .collect();
         let dropped = newest_first(&mut records, 2);
-        let order: Vec<u64> = records.iter().map(|r| r.submitted_ms).collect();
+        let order: Vec<u64> = records.iter().map(|r| r.base.submitted_ms).collect();
         assert_eq!(order, vec![9, 5, 3, 1]);
         assert_eq!(dropped, vec![records[2].key(), records[3].key()]);
     }
