@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use client_core::protocol::RelayInfo;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -356,7 +357,7 @@ impl Drop for Relay {
 pub struct Browser {
     driver: Child,
     pub client: fantoccini::Client,
-    _profile: PathBuf,
+    profile: PathBuf,
 }
 
 fn chromedriver_path() -> PathBuf {
@@ -375,7 +376,10 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a new, empty profile.
     pub async fn start() -> anyhow::Result<Browser> {
         let port = free_tcp_port()?;
+        // Its own process group, so that Chromium and its helpers go with it on drop,
+        // even when a failing test never reaches `close`.
         let driver = Command::new(chromedriver_path())
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -422,7 +426,7 @@ impl Browser {
         Ok(Browser {
             driver,
             client,
-            _profile: profile,
+            profile: profile,
         })
     }
 
@@ -592,15 +596,23 @@ impl Browser {
         Ok(self.client.execute(script, vec![]).await?)
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Drop kills what is left of the process group.
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        if let Ok(group) = i32::try_from(self.driver.id()) {
+            // SAFETY: `kill` has no memory-safety preconditions; a negative pid names the
+            // process group chromedriver leads (set at spawn), which holds only its Chromium.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
         let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
