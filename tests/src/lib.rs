@@ -426,7 +426,7 @@ impl Browser {
         Ok(Browser {
             driver,
             client,
-            profile: profile,
+            profile,
         })
     }
 
