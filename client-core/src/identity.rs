@@ -16,6 +16,10 @@ pub enum KeyError {
     SeedLength { len: usize },
     #[error("{bytes} is not a valid ed25519 public key")]
     InvalidPublicKey { bytes: String },
+    #[error(
+        "{text:?} is not an account: expected a peer id of an ed25519 key (12D3KooW…) or 64 hex digits"
+    )]
+    NotAnAccount { text: String },
 }
 
 /// An ed25519 public key: the identity of an account, a relay or a validator.
@@ -31,6 +35,47 @@ impl PublicKey {
             }
         })?;
         Ok(libp2p_identity::PublicKey::from(key).to_peer_id())
+    }
+
+    /// The ed25519 key a peer id names. Peer ids of ed25519 keys embed the key itself (an
+    /// identity multihash), so no lookup is needed; other peer ids are refused.
+    pub fn from_peer_id(peer: &PeerId) -> Result<Self, KeyError> {
+        let not_ed25519 = || KeyError::NotAnAccount {
+            text: peer.to_string(),
+        };
+        let multihash: &multiaddr::multihash::Multihash<64> = peer.as_ref();
+        if multihash.code() != 0 {
+            return Err(not_ed25519());
+        }
+        let key = libp2p_identity::PublicKey::try_decode_protobuf(multihash.digest())
+            .map_err(|_| not_ed25519())?
+            .try_into_ed25519()
+            .map_err(|_| not_ed25519())?;
+        Ok(PublicKey(key.to_bytes()))
+    }
+
+    /// Reads an account written as a peer id (`12D3KooW…`, as the app shows accounts) or as
+    /// 64 hex digits.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let text = text.trim();
+        let key = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(text, &mut bytes).map_err(|_| KeyError::NotAnAccount {
+                text: text.to_owned(),
+            })?;
+            PublicKey(bytes)
+        } else {
+            let peer: PeerId = text.parse().map_err(|_| KeyError::NotAnAccount {
+                text: text.to_owned(),
+            })?;
+            Self::from_peer_id(&peer)?
+        };
+        // Refuse byte strings that are not curve points now, not when a signature fails.
+        key.verifying_key()
+            .ok_or_else(|| KeyError::InvalidPublicKey {
+                bytes: hex::encode(key.0),
+            })
+            .map(|_| key)
     }
 
     pub(crate) fn verifying_key(&self) -> Option<VerifyingKey> {
@@ -135,6 +180,25 @@ mod tests {
             Keypair::try_from_seed_slice(&[0; 31]).map(|k| k.public()),
             Err(KeyError::SeedLength { len: 31 })
         );
+    }
+
+    #[test]
+    fn accounts_parse_from_peer_ids_and_hex() {
+        let kp = Keypair::from_seed(&[5; 32]);
+        let key = kp.public();
+        assert_eq!(PublicKey::parse(&kp.peer_id().to_string()), Ok(key));
+        assert_eq!(PublicKey::parse(&hex::encode(key.0)), Ok(key));
+        assert_eq!(PublicKey::from_peer_id(&kp.peer_id()), Ok(key));
+        assert!(matches!(
+            PublicKey::parse("12D3KooWnotapeer"),
+            Err(KeyError::NotAnAccount { .. })
+        ));
+        // A peer id of a secp256k1 key hashes the key: not an account here.
+        let sha_peer = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N";
+        assert!(matches!(
+            PublicKey::parse(sha_peer),
+            Err(KeyError::NotAnAccount { .. })
+        ));
     }
 
     #[test]

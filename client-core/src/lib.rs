@@ -22,6 +22,8 @@
 //! - [`protocol`]: protocol names, message types and their size limits.
 //! - [`relay_addr`]: checking a relay's webrtc-direct address (certificate hash, peer id).
 //! - [`wire`]: length-prefixed frames over any async byte stream the caller hands in.
+//! - [`ledger`]: the marketplace ledger — state machine, Merkle-committed state, blocks,
+//!   commits, genesis and the light client that verifies every read.
 //! - [`wallet`]: the recovery phrase (BIP-39), the account key derived from it, the key sealed
 //!   under a password (Argon2id, XChaCha20-Poly1305), backup files and the idle lock.
 //! - [`backoff`]: the reconnection schedule, as a pure function of the attempt number.
@@ -38,6 +40,7 @@ pub mod envelope;
 pub mod hash;
 pub mod identity;
 pub mod job;
+pub mod ledger;
 pub mod protocol;
 pub mod relay_addr;
 pub mod signed;

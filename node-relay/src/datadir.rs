@@ -8,6 +8,7 @@
 
 use anyhow::{Context, bail};
 use client_core::identity::Keypair;
+use client_core::ledger::Genesis;
 use libp2p_webrtc::tokio::Certificate;
 use std::fs;
 use std::io::Write;
@@ -71,6 +72,45 @@ fn load_or_create_certificate(dir: &Path) -> anyhow::Result<Certificate> {
         .map_err(|e| anyhow::anyhow!("generating a WebRTC certificate: {e}"))?;
     write_atomic(&path, certificate.serialize_pem().as_bytes())?;
     Ok(certificate)
+}
+
+const GENESIS_FILE: &str = "genesis.json";
+
+/// The genesis to run: the file given, or the data directory's own development genesis
+/// (created on first start: this relay the only validator, a faucet). A genesis whose network
+/// id differs from `network_id` is refused, so jobs and the ledger never disagree.
+pub fn load_or_create_genesis(
+    dir: &Path,
+    given: Option<&Path>,
+    network_id: &str,
+    keypair: &Keypair,
+) -> anyhow::Result<Genesis> {
+    let (path, create) = match given {
+        Some(path) => (path.to_path_buf(), false),
+        None => (dir.join(GENESIS_FILE), true),
+    };
+    let genesis = if path.exists() || !create {
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading the genesis {}", path.display()))?;
+        Genesis::from_json(&text).with_context(|| format!("the genesis {}", path.display()))?
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
+            .unwrap_or(0);
+        let genesis = Genesis::dev(network_id, keypair.public(), now);
+        write_atomic(&path, genesis.to_json().as_bytes())?;
+        genesis
+    };
+    if genesis.network_id != network_id {
+        bail!(
+            "the genesis {} is for network {:?} but the relay runs network {:?} (--network-id)",
+            path.display(),
+            genesis.network_id,
+            network_id
+        );
+    }
+    Ok(genesis)
 }
 
 /// Writes `bytes` to `path` readable by the owner only, atomically (temporary file + rename).

@@ -4,6 +4,7 @@
 pub mod datadir;
 pub mod http;
 pub mod jobs;
+pub mod ledger;
 pub mod network;
 pub mod slots;
 pub mod status;

@@ -4,7 +4,7 @@
 //! relays over TCP), and answers our protocols. Its identity key and its WebRTC certificate
 //! live in the data directory, so its peer id and `/certhash/` multiaddr survive restarts.
 
-use node_relay::{datadir, http, jobs, network};
+use node_relay::{datadir, http, jobs, ledger, network};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -64,6 +64,14 @@ struct RunArgs {
     /// Wall-clock limit of one job, in seconds.
     #[arg(long, default_value_t = 60)]
     job_time_limit: u64,
+    /// The network's genesis file (JSON). Without it the relay starts a development network
+    /// of its own, with itself as the only validator and a faucet, and keeps that genesis in
+    /// the data directory (`genesis.json`).
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+    /// How often a block is made while transactions are waiting, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    block_interval_ms: u64,
     /// Testing only: lie in results in the given way, so tests can check that browsers catch it.
     #[cfg(feature = "faulty")]
     #[arg(long, value_enum)]
@@ -160,6 +168,32 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         job_config,
     )?;
 
+    let genesis = datadir::load_or_create_genesis(
+        &args.common.data_dir,
+        args.genesis.as_deref(),
+        &args.network_id,
+        &keys.keypair,
+    )?;
+    let ledger_config = ledger::LedgerConfig {
+        block_interval: std::time::Duration::from_millis(args.block_interval_ms.max(10)),
+        ..ledger::LedgerConfig::default()
+    };
+    let ledger = ledger::Ledger::open(
+        &args.common.data_dir,
+        &genesis,
+        Box::new(ledger::SoloValidator::new(keys.keypair.clone())),
+        ledger_config,
+    )?;
+    let producer = if ledger::is_validator(&genesis, &keys.keypair.public()) {
+        Some(ledger.spawn_producer(shutdown_rx.clone()))
+    } else {
+        tracing::warn!(
+            "this relay is not a validator of network {:?}: it serves the genesis state only              (following other validators' blocks is not supported yet)",
+            genesis.network_id
+        );
+        None
+    };
+
     let node = network::Node::start(
         &keys,
         network::Listen {
@@ -168,6 +202,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         },
         args.network_id.clone(),
         job_service,
+        Arc::clone(&ledger),
         shutdown_rx.clone(),
     )
     .await?;
@@ -192,6 +227,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
 
     println!("Aqueduct relay {}", shared.peer_id);
     println!("  network:  {}", shared.network_id);
+    println!("  genesis:  {}", genesis.hash());
     println!("  data dir: {}", args.common.data_dir.display());
     for addr in shared.webrtc_addrs() {
         println!("  webrtc:   {addr}");
@@ -203,6 +239,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     println!("Shutting down…");
     let _ = shutdown_tx.send(true);
     let (net, web) = tokio::join!(node.task, http);
+    if let Some(producer) = producer {
+        let _ = producer.await;
+    }
     net.context("network task")?;
     web.context("http task")??;
     println!("Stopped.");

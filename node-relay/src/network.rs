@@ -7,6 +7,7 @@
 
 use crate::datadir::RelayKeys;
 use crate::jobs::{self, JobService};
+use crate::ledger::{self, Ledger};
 use crate::status;
 use anyhow::Context;
 use futures::StreamExt;
@@ -136,6 +137,7 @@ impl Node {
         listen: Listen,
         network_id: String,
         jobs: Arc<JobService>,
+        ledger: Arc<Ledger>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Node> {
         let mut swarm = build_swarm(keys)?;
@@ -180,7 +182,8 @@ impl Node {
         });
         let control = swarm.behaviour().stream.new_control();
         status::spawn_server(control.clone(), Arc::clone(&shared), shutdown.clone())?;
-        jobs::protocol::spawn_server(control, jobs, shutdown.clone())?;
+        jobs::protocol::spawn_server(control.clone(), jobs, shutdown.clone())?;
+        ledger::protocol::spawn_server(control, ledger, shutdown.clone())?;
         let task = tokio::spawn(event_loop(swarm, Arc::clone(&shared), shutdown));
         Ok(Node { shared, task })
     }

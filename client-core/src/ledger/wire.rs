@@ -1,0 +1,69 @@
+//! `/aqueduct/ledger/1`: submitting transactions, proven state reads, headers and blocks.
+//!
+//! One request per stream. A `Submit` is answered with `Submitted` once the transaction is in
+//! the relay's mempool, then with `Included` (the height of the block holding it) or `Dropped`
+//! on the same stream; every other request gets one answer.
+
+use super::block::Block;
+use super::genesis::Genesis;
+use super::light::ProvenReads;
+use super::state::StateKey;
+use super::tx::SignedTx;
+use crate::hash::Hash;
+use borsh::{BorshDeserialize, BorshSerialize};
+
+pub const LEDGER_PROTOCOL: &str = "/aqueduct/ledger/1";
+
+/// The largest request frame: a transaction or a list of keys.
+pub const MAX_LEDGER_REQUEST: usize = 16 * 1024;
+/// The largest answer frame (a batch of blocks).
+pub const MAX_LEDGER_RESPONSE: usize = 8 * 1024 * 1024;
+/// The most keys one read may ask for.
+pub const MAX_READ_KEYS: usize = 64;
+/// The most blocks one request may ask for.
+pub const MAX_BLOCKS_PER_REQUEST: u32 = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum LedgerRequest {
+    /// The network's genesis.
+    Genesis,
+    /// Values of `keys` with proofs, at the latest block.
+    Read {
+        keys: Vec<StateKey>,
+    },
+    Submit {
+        tx: Box<SignedTx>,
+    },
+    /// Blocks from `from` on (headers, transactions, commits), for followers and audits.
+    Blocks {
+        from: u64,
+        count: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum LedgerResponse {
+    Genesis(Box<Genesis>),
+    /// The answer to a read. `None` before the first block: there is no commit to prove against.
+    Reads(Option<Box<ProvenReads>>),
+    /// In the mempool, `pending` transactions ahead of it or beside it.
+    Submitted {
+        tx: Hash,
+        pending: u32,
+    },
+    Included {
+        tx: Hash,
+        height: u64,
+    },
+    /// It was taken out of the mempool without being included (for instance because an earlier
+    /// transaction of the same sender spent the balance it needed).
+    Dropped {
+        tx: Hash,
+        reason: String,
+    },
+    Blocks(Vec<Block>),
+    /// The request was refused; `reason` says why in words a user can act on.
+    Refused {
+        reason: String,
+    },
+}

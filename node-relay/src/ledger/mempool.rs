@@ -1,0 +1,242 @@
+//! Transactions waiting for a block.
+//!
+//! Admission checks what can be checked without running the transaction — size, signature,
+//! network, fee, nonce window, that the sender can pay the fee — and bounds the pool in total
+//! and per sender, so that a flood from one key neither fills the pool nor costs the relay
+//! more than a signature check per transaction. What is admitted is ordered by sender and
+//! nonce; a block takes each sender's transactions in nonce order, without gaps.
+
+use client_core::encoding;
+use client_core::hash::Hash;
+use client_core::identity::PublicKey;
+use client_core::ledger::state::Account;
+use client_core::ledger::tx::{MAX_TX_BYTES, tx_id};
+use client_core::ledger::{Params, SignedTx, StateKey, StateRead, StateValue, TxError, TxKind};
+use std::collections::{BTreeMap, HashSet};
+
+/// Bounds of the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct MempoolLimits {
+    pub max_txs: usize,
+    /// Pending transactions per sender (also how far ahead of its nonce a sender may go).
+    pub per_sender: usize,
+}
+
+impl Default for MempoolLimits {
+    fn default() -> Self {
+        MempoolLimits {
+            max_txs: 20_000,
+            per_sender: 32,
+        }
+    }
+}
+
+/// Why a transaction was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    #[error("{0}")]
+    Tx(#[from] TxError),
+    #[error("the relay's mempool is full ({0} transactions); try again shortly")]
+    Full(usize),
+    #[error("this account has {0} transactions pending already; wait for a block")]
+    SenderLimit(usize),
+    #[error("nonce {nonce} is too far ahead: the account's next nonce is {next}")]
+    NonceTooFar { nonce: u64, next: u64 },
+    #[error("a transaction with nonce {0} from this account is already pending")]
+    NonceTaken(u64),
+    #[error("this transaction is already pending")]
+    Duplicate,
+}
+
+#[derive(Default)]
+pub struct Mempool {
+    limits: MempoolLimits,
+    by_sender: BTreeMap<PublicKey, BTreeMap<u64, (Hash, SignedTx)>>,
+    ids: HashSet<Hash>,
+}
+
+fn account(state: &impl StateRead, key: &PublicKey) -> Account {
+    match state.get(&StateKey::Account(*key)) {
+        Some(StateValue::Account(a)) => a,
+        _ => Account::default(),
+    }
+}
+
+impl Mempool {
+    pub fn new(limits: MempoolLimits) -> Self {
+        Mempool {
+            limits,
+            ..Mempool::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Checks `tx` against `state` (the latest block) and keeps it for a block.
+    pub fn admit(
+        &mut self,
+        state: &impl StateRead,
+        network_id: &str,
+        tx: SignedTx,
+    ) -> Result<Hash, AdmitError> {
+        let len = encoding::encode(&tx).len();
+        if len > MAX_TX_BYTES {
+            return Err(TxError::TooLarge {
+                len,
+                limit: MAX_TX_BYTES,
+            }
+            .into());
+        }
+        if tx.body.network_id != network_id {
+            return Err(TxError::WrongNetwork {
+                expected: network_id.to_owned(),
+                got: tx.body.network_id.clone(),
+            }
+            .into());
+        }
+        let id = tx_id(&tx);
+        if self.ids.contains(&id) {
+            return Err(AdmitError::Duplicate);
+        }
+        tx.verify().map_err(|_| TxError::BadSignature)?;
+        let params = match state.get(&StateKey::Params) {
+            Some(StateValue::Params(p)) => p,
+            _ => return Err(TxError::NoGenesis.into()),
+        };
+        check_fee(&params, len, &tx)?;
+        let sender = tx.signer;
+        let current = account(state, &sender);
+        if tx.body.nonce < current.nonce {
+            return Err(TxError::WrongNonce {
+                expected: current.nonce,
+                got: tx.body.nonce,
+            }
+            .into());
+        }
+        let window = u64::try_from(self.limits.per_sender).unwrap_or(u64::MAX);
+        if tx.body.nonce >= current.nonce.saturating_add(window) {
+            return Err(AdmitError::NonceTooFar {
+                nonce: tx.body.nonce,
+                next: current.nonce,
+            });
+        }
+        // The next transaction must be able to pay its fee from the committed balance; later
+        // ones depend on what the pending ones do and are checked when the block applies them
+        // (the per-sender bound caps what that can cost).
+        if tx.body.nonce == current.nonce
+            && !matches!(tx.body.kind, TxKind::Faucet)
+            && current.balance < tx.body.fee
+        {
+            return Err(TxError::InsufficientBalance {
+                needed: tx.body.fee,
+                available: current.balance,
+            }
+            .into());
+        }
+        let pending = self.by_sender.get(&sender);
+        if pending.is_some_and(|p| p.contains_key(&tx.body.nonce)) {
+            return Err(AdmitError::NonceTaken(tx.body.nonce));
+        }
+        if pending.is_some_and(|p| p.len() >= self.limits.per_sender) {
+            return Err(AdmitError::SenderLimit(self.limits.per_sender));
+        }
+        if self.ids.len() >= self.limits.max_txs {
+            return Err(AdmitError::Full(self.limits.max_txs));
+        }
+        self.ids.insert(id);
+        self.by_sender
+            .entry(sender)
+            .or_default()
+            .insert(tx.body.nonce, (id, tx));
+        Ok(id)
+    }
+
+    /// Up to `max` transactions for the next block: for each sender, its pending transactions
+    /// from its current nonce on, without gaps. Senders take turns, so one busy sender does not
+    /// crowd out the rest.
+    pub fn candidates(&self, state: &impl StateRead, max: usize) -> Vec<SignedTx> {
+        let mut queues: Vec<Vec<&SignedTx>> = self
+            .by_sender
+            .iter()
+            .map(|(sender, txs)| {
+                let first = account(state, sender).nonce;
+                // Consecutive nonces from the account's next one; a gap ends the run.
+                txs.range(first..)
+                    .zip(first..)
+                    .take_while(|((nonce, _), expected)| **nonce == *expected)
+                    .map(|((_, (_, tx)), _)| tx)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|run| !run.is_empty())
+            .collect();
+        let mut out = Vec::new();
+        let mut round = 0;
+        while out.len() < max && queues.iter().any(|q| q.len() > round) {
+            for queue in &mut queues {
+                if let Some(tx) = queue.get(round) {
+                    out.push((*tx).clone());
+                    if out.len() == max {
+                        break;
+                    }
+                }
+            }
+            round += 1;
+        }
+        out
+    }
+
+    /// After a block: forgets what was included or can no longer apply (nonce already used),
+    /// and the transactions in `dropped` together with their sender's later ones, which now
+    /// have a gap before them. Returns the ids removed as dropped.
+    pub fn prune(&mut self, state: &impl StateRead, dropped: &[(PublicKey, u64)]) -> Vec<Hash> {
+        let mut removed_dropped = Vec::new();
+        let mut dropped_from: BTreeMap<PublicKey, u64> = BTreeMap::new();
+        for (sender, nonce) in dropped {
+            let from = dropped_from.entry(*sender).or_insert(*nonce);
+            *from = (*from).min(*nonce);
+        }
+        let senders: Vec<PublicKey> = self.by_sender.keys().copied().collect();
+        for sender in senders {
+            let next = account(state, &sender).nonce;
+            let Some(txs) = self.by_sender.get_mut(&sender) else {
+                continue;
+            };
+            let stale: Vec<u64> = txs.range(..next).map(|(n, _)| *n).collect();
+            for nonce in stale {
+                if let Some((id, _)) = txs.remove(&nonce) {
+                    self.ids.remove(&id);
+                }
+            }
+            if let Some(from) = dropped_from.get(&sender) {
+                let gone: Vec<u64> = txs.range(*from..).map(|(n, _)| *n).collect();
+                for nonce in gone {
+                    if let Some((id, _)) = txs.remove(&nonce) {
+                        self.ids.remove(&id);
+                        removed_dropped.push(id);
+                    }
+                }
+            }
+            if txs.is_empty() {
+                self.by_sender.remove(&sender);
+            }
+        }
+        removed_dropped
+    }
+}
+
+fn check_fee(params: &Params, len: usize, tx: &SignedTx) -> Result<(), TxError> {
+    let minimum = params.min_fee(len);
+    if tx.body.fee < minimum {
+        return Err(TxError::FeeTooLow {
+            minimum,
+            offered: tx.body.fee,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! The ledger's database: one redb file, `ledger.redb`, in the data directory.
+//!
+//! Tables:
+//! - `tree_nodes`: Jellyfish Merkle tree nodes (encoded node key → encoded node);
+//! - `tree_values`: state values by (key hash, version), newest version wins;
+//! - `blocks`: height → encoded block (header, transactions, commit);
+//! - `meta`: the genesis, and the latest height.
+//!
+//! A block's nodes, values, the block and the new latest height are written in one write
+//! transaction with immediate durability: after `commit_block` returns, a SIGKILL loses
+//! nothing, and before it returns, a SIGKILL leaves the previous block as the latest — never
+//! half a block.
+
+use anyhow::{Context, bail};
+use client_core::encoding;
+use client_core::hash::Hash;
+use client_core::ledger::block::Block;
+use client_core::ledger::merkle::{self, TreeError};
+use client_core::ledger::{Genesis, Header, StateKey, StateRead, StateValue};
+use jmt::storage::{LeafNode, Node, NodeBatch, NodeKey, TreeReader};
+use jmt::{KeyHash, OwnedValue, Version};
+use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition};
+use std::path::Path;
+
+const NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_nodes");
+const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_values");
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const META_GENESIS: &str = "genesis";
+const META_HEIGHT: &str = "height";
+
+/// The file name inside the data directory.
+pub const LEDGER_FILE: &str = "ledger.redb";
+
+/// Blocks are at most this large when read back (a block holds a bounded number of
+/// bounded transactions).
+const MAX_BLOCK_BYTES: usize = 64 * 1024 * 1024;
+
+fn value_key(key_hash: &KeyHash, version: Version) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    out[..32].copy_from_slice(&key_hash.0);
+    out[32..].copy_from_slice(&version.to_be_bytes());
+    out
+}
+
+/// The ledger database.
+pub struct LedgerStore {
+    db: Database,
+    genesis: Genesis,
+}
+
+impl LedgerStore {
+    /// Opens (or creates, from `genesis`) the ledger in `dir`. An existing ledger of another
+    /// genesis is an error, never overwritten.
+    pub fn open(dir: &Path, genesis: &Genesis) -> anyhow::Result<Self> {
+        let path = dir.join(LEDGER_FILE);
+        let db = Database::create(&path)
+            .with_context(|| format!("opening the ledger database {}", path.display()))?;
+        let store = LedgerStore {
+            db,
+            genesis: genesis.clone(),
+        };
+        let stored = {
+            let read = store.db.begin_read()?;
+            match read.open_table(META) {
+                Ok(meta) => meta.get(META_GENESIS)?.map(|g| g.value().to_vec()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        match stored {
+            Some(bytes) => {
+                let stored: Genesis = encoding::decode(&bytes, MAX_BLOCK_BYTES)
+                    .context("the ledger database's genesis record is damaged")?;
+                if stored.hash() != genesis.hash() {
+                    bail!(
+                        "the ledger in {} belongs to network {:?} (genesis {}), not to the \
+                         configured genesis {} of {:?}; use another data directory or the \
+                         matching genesis file",
+                        path.display(),
+                        stored.network_id,
+                        stored.hash(),
+                        genesis.hash(),
+                        genesis.network_id
+                    );
+                }
+            }
+            None => store.write_genesis()?,
+        }
+        Ok(store)
+    }
+
+    fn write_genesis(&self) -> anyhow::Result<()> {
+        let snapshot = self.snapshot()?;
+        let (_, batch) = merkle::update(&snapshot, &self.genesis.initial_state(), 0)?;
+        drop(snapshot);
+        let write = self.db.begin_write()?;
+        {
+            write_nodes(&write, &batch)?;
+            let mut meta = write.open_table(META)?;
+            meta.insert(META_GENESIS, encoding::encode(&self.genesis).as_slice())?;
+            meta.insert(META_HEIGHT, 0u64.to_le_bytes().as_slice())?;
+            write.open_table(BLOCKS)?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// A consistent view of the database as it is now.
+    pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let txn = self.db.begin_read()?;
+        let height = match txn.open_table(META) {
+            Ok(meta) => meta
+                .get(META_HEIGHT)?
+                .and_then(|h| h.value().try_into().ok().map(u64::from_le_bytes)),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Snapshot {
+            txn,
+            height,
+            read_failed: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Writes a finalised block and its tree nodes, atomically and durably.
+    pub fn commit_block(&self, block: &Block, nodes: &NodeBatch) -> anyhow::Result<()> {
+        let write = self.db.begin_write()?;
+        {
+            write_nodes(&write, nodes)?;
+            let mut blocks = write.open_table(BLOCKS)?;
+            blocks.insert(block.header.height, encoding::encode(block).as_slice())?;
+            let mut meta = write.open_table(META)?;
+            meta.insert(META_HEIGHT, block.header.height.to_le_bytes().as_slice())?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Size of the database file in bytes.
+    pub fn file_size(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join(LEDGER_FILE))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+}
+
+fn write_nodes(write: &redb::WriteTransaction, batch: &NodeBatch) -> anyhow::Result<()> {
+    let mut nodes = write.open_table(NODES)?;
+    for (key, node) in batch.nodes() {
+        nodes.insert(
+            encoding::encode(key).as_slice(),
+            encoding::encode(node).as_slice(),
+        )?;
+    }
+    let mut values = write.open_table(VALUES)?;
+    for ((version, key_hash), value) in batch.values() {
+        values.insert(
+            value_key(key_hash, *version).as_slice(),
+            encoding::encode(value).as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
+/// A read transaction: the tree, the state and the blocks as of one moment.
+pub struct Snapshot {
+    txn: ReadTransaction,
+    height: Option<u64>,
+    /// Set when a state read failed: whatever was computed from this snapshot is then void.
+    read_failed: std::cell::Cell<bool>,
+}
+
+impl Snapshot {
+    /// The latest committed height (0: only the genesis).
+    pub fn height(&self) -> u64 {
+        self.height.unwrap_or(0)
+    }
+
+    /// Whether a state read through [`StateRead`] failed (and returned nothing).
+    pub fn read_failed(&self) -> bool {
+        self.read_failed.get()
+    }
+
+    pub fn block(&self, height: u64) -> anyhow::Result<Option<Block>> {
+        let blocks = match self.txn.open_table(BLOCKS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(bytes) = blocks.get(height)? else {
+            return Ok(None);
+        };
+        let block = encoding::decode(bytes.value(), MAX_BLOCK_BYTES)
+            .with_context(|| format!("block {height} in the database is damaged"))?;
+        Ok(Some(block))
+    }
+
+    /// The latest block's header, or `None` at genesis.
+    pub fn latest_block(&self) -> anyhow::Result<Option<Block>> {
+        match self.height() {
+            0 => Ok(None),
+            h => self.block(h),
+        }
+    }
+
+    /// The hash the next block names as its previous one.
+    pub fn tip_hash(&self, genesis: &Genesis) -> anyhow::Result<Hash> {
+        Ok(match self.latest_block()? {
+            Some(block) => block.header.hash(),
+            None => genesis.hash(),
+        })
+    }
+
+    pub fn latest_header(&self) -> anyhow::Result<Option<Header>> {
+        Ok(self.latest_block()?.map(|b| b.header))
+    }
+
+    pub fn state_root(&self) -> Result<Hash, TreeError> {
+        merkle::root(self, self.height())
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("ledger database: {e}")
+}
+
+impl TreeReader for Snapshot {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        let nodes = match self.txn.open_table(NODES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(backend(e)),
+        };
+        let Some(bytes) = nodes.get(encoding::encode(node_key).as_slice())? else {
+            return Ok(None);
+        };
+        let node = encoding::decode(bytes.value(), MAX_BLOCK_BYTES).map_err(backend)?;
+        Ok(Some(node))
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        let values = match self.txn.open_table(VALUES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(backend(e)),
+        };
+        let low = value_key(&key_hash, 0);
+        let high = value_key(&key_hash, max_version);
+        let mut range = values.range(low.as_slice()..=high.as_slice())?;
+        let Some(entry) = range.next_back() else {
+            return Ok(None);
+        };
+        let (_, bytes) = entry?;
+        let value: Option<OwnedValue> =
+            encoding::decode(bytes.value(), MAX_BLOCK_BYTES).map_err(backend)?;
+        Ok(value)
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        // Only used when restoring a tree from a snapshot, which the relay does not do.
+        bail!("restoring the state tree from a snapshot is not supported")
+    }
+}
+
+/// The latest state, for applying transactions and checking them in the mempool.
+impl StateRead for Snapshot {
+    fn get(&self, key: &StateKey) -> Option<StateValue> {
+        match merkle::read(self, key, self.height()) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::error!(%e, ?key, "reading the ledger state failed");
+                self.read_failed.set(true);
+                None
+            }
+        }
+    }
+}

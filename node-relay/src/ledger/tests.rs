@@ -1,0 +1,276 @@
+//! The ledger with its real database file: production, restart, replay, mempool admission.
+
+use super::mempool::{AdmitError, MempoolLimits};
+use super::*;
+use client_core::identity::Keypair;
+use client_core::ledger::chain::Replica;
+use client_core::ledger::state::UNITS_PER_TOKEN;
+use client_core::ledger::{StateRead, StateValue, Tx, TxError, TxKind};
+use client_core::signed::Signed;
+
+const NET: &str = "aqueduct-test";
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "aqueduct-ledger-{name}-{}-{}",
+        std::process::id(),
+        now_ms()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn key(n: u8) -> Keypair {
+    Keypair::from_seed(&[n; 32])
+}
+
+fn tx(who: &Keypair, nonce: u64, kind: TxKind) -> SignedTx {
+    Signed::sign(
+        who,
+        Tx {
+            network_id: NET.into(),
+            nonce,
+            fee: 10_000,
+            kind,
+        },
+    )
+}
+
+fn open(dir: &Path, limits: MempoolLimits) -> (Arc<Ledger>, Genesis) {
+    let validator = key(100);
+    let genesis = Genesis::dev(NET, validator.public(), 1_000);
+    let ledger = Ledger::open(
+        dir,
+        &genesis,
+        Box::new(SoloValidator::new(validator)),
+        LedgerConfig {
+            mempool: limits,
+            ..LedgerConfig::default()
+        },
+    )
+    .expect("open");
+    (ledger, genesis)
+}
+
+fn balance(ledger: &Ledger, who: &Keypair) -> u64 {
+    match ledger
+        .snapshot()
+        .expect("snapshot")
+        .get(&StateKey::Account(who.public()))
+    {
+        Some(StateValue::Account(a)) => a.balance,
+        _ => 0,
+    }
+}
+
+#[test]
+fn blocks_persist_and_replay_to_the_same_root() {
+    let dir = temp_dir("persist");
+    let (ledger, genesis) = open(&dir, MempoolLimits::default());
+    let (alice, bob) = (key(1), key(2));
+    ledger
+        .submit(tx(&alice, 0, TxKind::Faucet))
+        .expect("faucet");
+    let first = ledger
+        .produce_block(2_000, false)
+        .expect("produce")
+        .expect("a block");
+    assert_eq!(first.height, 1);
+    assert_eq!(first.prev, genesis.hash());
+    for nonce in 1..=5 {
+        ledger
+            .submit(tx(
+                &alice,
+                nonce,
+                TxKind::Transfer {
+                    to: bob.public(),
+                    amount: UNITS_PER_TOKEN,
+                },
+            ))
+            .expect("transfer");
+    }
+    let second = ledger
+        .produce_block(1_500, false)
+        .expect("produce")
+        .expect("a block");
+    assert!(second.time_ms > first.time_ms, "block time never goes back");
+    assert_eq!(second.prev, first.hash());
+    assert_eq!(balance(&ledger, &bob), 5 * UNITS_PER_TOKEN);
+    assert_eq!(ledger.pending(), 0, "everything was included");
+    // Nothing waiting and no heartbeat due: no block.
+    assert_eq!(ledger.produce_block(3_000, false).expect("produce"), None);
+    let root = ledger
+        .snapshot()
+        .expect("snapshot")
+        .state_root()
+        .expect("root");
+    assert_eq!(root, second.state_root);
+    drop(ledger);
+
+    // Reopened: same height, same root, same balances.
+    let (ledger, _) = open(&dir, MempoolLimits::default());
+    let snapshot = ledger.snapshot().expect("snapshot");
+    assert_eq!(snapshot.height(), 2);
+    assert_eq!(snapshot.state_root().expect("root"), root);
+    assert_eq!(balance(&ledger, &bob), 5 * UNITS_PER_TOKEN);
+
+    // Replaying the stored blocks from genesis reaches the same root.
+    let mut replica = Replica::new(&genesis).expect("replica");
+    for block in ledger.blocks(1, 10).expect("blocks") {
+        replica.apply_block(&block).expect("replays");
+    }
+    assert_eq!(replica.state_root(), root);
+    drop(snapshot);
+    drop(ledger);
+
+    // Another genesis refuses this database instead of overwriting it.
+    let other = Genesis::dev("aqueduct-other", key(100).public(), 1_000);
+    let refused = Ledger::open(
+        &dir,
+        &other,
+        Box::new(SoloValidator::new(key(100))),
+        LedgerConfig::default(),
+    );
+    let message = format!("{:#}", refused.err().expect("refused"));
+    assert!(message.contains("belongs to network"), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reads_come_with_proofs_the_light_client_accepts() {
+    let dir = temp_dir("reads");
+    let (ledger, genesis) = open(&dir, MempoolLimits::default());
+    let keys = [StateKey::Account(key(1).public())];
+    assert_eq!(ledger.read(&keys).expect("read"), None, "no block yet");
+    ledger
+        .submit(tx(&key(1), 0, TxKind::Faucet))
+        .expect("faucet");
+    ledger.produce_block(2_000, false).expect("produce");
+    let answer = ledger.read(&keys).expect("read").expect("an answer");
+    let mut light = client_core::ledger::light::LightClient::new(&genesis);
+    let verified = light.verify(&keys, &answer).expect("verified");
+    assert!(matches!(
+        &verified.value[0],
+        Some(StateValue::Account(a)) if a.balance == 1_000 * UNITS_PER_TOKEN - 10_000
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_mempool_refuses_what_cannot_apply_and_bounds_each_sender() {
+    let dir = temp_dir("mempool");
+    let (ledger, _) = open(
+        &dir,
+        MempoolLimits {
+            max_txs: 6,
+            per_sender: 4,
+        },
+    );
+    let (alice, rich) = (key(1), key(100));
+    let to = alice.public();
+    let transfer = |_nonce: u64| TxKind::Transfer { to, amount: 1 };
+
+    let mut bad = tx(&rich, 0, transfer(0));
+    bad.signature.0[5] ^= 1;
+    assert_eq!(
+        ledger.submit(bad),
+        Err(AdmitError::Tx(TxError::BadSignature))
+    );
+    let mut elsewhere = tx(&rich, 0, transfer(0)).body;
+    elsewhere.network_id = "elsewhere".into();
+    assert!(matches!(
+        ledger.submit(Signed::sign(&rich, elsewhere)),
+        Err(AdmitError::Tx(TxError::WrongNetwork { .. }))
+    ));
+    let mut cheap = tx(&rich, 0, transfer(0)).body;
+    cheap.fee = 0;
+    assert!(matches!(
+        ledger.submit(Signed::sign(&rich, cheap)),
+        Err(AdmitError::Tx(TxError::FeeTooLow { .. }))
+    ));
+    assert!(matches!(
+        ledger.submit(tx(&key(7), 0, transfer(0))),
+        Err(AdmitError::Tx(TxError::InsufficientBalance { .. }))
+    ));
+    assert_eq!(
+        ledger.submit(tx(&rich, 4, transfer(4))),
+        Err(AdmitError::NonceTooFar { nonce: 4, next: 0 })
+    );
+
+    let first = tx(&rich, 0, transfer(0));
+    ledger.submit(first.clone()).expect("admitted");
+    assert_eq!(ledger.submit(first), Err(AdmitError::Duplicate));
+    let mut same_nonce = tx(&rich, 0, transfer(0)).body;
+    same_nonce.fee += 1;
+    assert_eq!(
+        ledger.submit(Signed::sign(&rich, same_nonce)),
+        Err(AdmitError::NonceTaken(0))
+    );
+    for nonce in 1..4 {
+        ledger
+            .submit(tx(&rich, nonce, transfer(nonce)))
+            .expect("admitted");
+    }
+    // A faucet user and then the pool is full.
+    ledger
+        .submit(tx(&key(8), 0, TxKind::Faucet))
+        .expect("faucet");
+    ledger
+        .submit(tx(&key(9), 0, TxKind::Faucet))
+        .expect("faucet");
+    assert_eq!(
+        ledger.submit(tx(&key(10), 0, TxKind::Faucet)),
+        Err(AdmitError::Full(6))
+    );
+    ledger.produce_block(2_000, false).expect("produce");
+    assert_eq!(ledger.pending(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_refused_transaction_is_dropped_with_its_successors_and_reported() {
+    let dir = temp_dir("dropped");
+    let (ledger, _) = open(&dir, MempoolLimits::default());
+    let mut events = ledger.subscribe();
+    let alice = key(1);
+    // Alice has nothing: her faucet draw passes, then she tries to send more than she has,
+    // then a transaction that would have been fine after it.
+    ledger
+        .submit(tx(&alice, 0, TxKind::Faucet))
+        .expect("faucet");
+    let too_much = tx(
+        &alice,
+        1,
+        TxKind::Transfer {
+            to: key(2).public(),
+            amount: 2_000 * UNITS_PER_TOKEN,
+        },
+    );
+    let too_much_id = client_core::ledger::tx::tx_id(&too_much);
+    ledger
+        .submit(too_much)
+        .expect("admitted: the fee is affordable");
+    let after = tx(
+        &alice,
+        2,
+        TxKind::Transfer {
+            to: key(2).public(),
+            amount: 1,
+        },
+    );
+    let after_id = client_core::ledger::tx::tx_id(&after);
+    ledger.submit(after).expect("admitted");
+    ledger.produce_block(2_000, false).expect("produce");
+    let event = events.try_recv().expect("an event");
+    assert_eq!(event.included.len(), 1);
+    assert!(
+        event
+            .dropped
+            .iter()
+            .any(|(id, reason)| *id == too_much_id && reason.contains("insufficient"))
+    );
+    assert!(event.dropped.iter().any(|(id, _)| *id == after_id));
+    assert_eq!(ledger.pending(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
