@@ -104,6 +104,51 @@ pub async fn tcp_client(relay: &Relay) -> anyhow::Result<(libp2p_stream::Control
     Ok((control, peer))
 }
 
+/// One `/aqueduct/ledger/1` request; returns every answer until the relay closes the stream.
+pub async fn ledger_call(
+    control: &mut libp2p_stream::Control,
+    relay: libp2p::PeerId,
+    request: &client_core::ledger::wire::LedgerRequest,
+) -> anyhow::Result<Vec<client_core::ledger::wire::LedgerResponse>> {
+    use client_core::ledger::wire::{LEDGER_PROTOCOL, MAX_LEDGER_RESPONSE};
+    let step = Duration::from_secs(90);
+    let mut stream = tokio::time::timeout(
+        step,
+        control.open_stream(relay, libp2p::StreamProtocol::new(LEDGER_PROTOCOL)),
+    )
+    .await??;
+    client_core::wire::write_frame(&mut stream, &client_core::encoding::encode(request)).await?;
+    let mut answers = Vec::new();
+    while let Some(frame) = tokio::time::timeout(
+        step,
+        client_core::wire::read_frame(&mut stream, MAX_LEDGER_RESPONSE),
+    )
+    .await??
+    {
+        answers.push(client_core::encoding::decode(&frame, MAX_LEDGER_RESPONSE)?);
+    }
+    Ok(answers)
+}
+
+/// Every block a relay has, from height 1 on.
+pub async fn ledger_blocks(
+    control: &mut libp2p_stream::Control,
+    relay: libp2p::PeerId,
+) -> anyhow::Result<Vec<client_core::ledger::Block>> {
+    use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
+    let mut blocks: Vec<client_core::ledger::Block> = Vec::new();
+    loop {
+        let from = blocks.len() as u64 + 1;
+        let answer =
+            ledger_call(control, relay, &LedgerRequest::Blocks { from, count: 64 }).await?;
+        match answer.as_slice() {
+            [LedgerResponse::Blocks(batch)] if batch.is_empty() => return Ok(blocks),
+            [LedgerResponse::Blocks(batch)] => blocks.extend(batch.iter().cloned()),
+            other => bail!("unexpected answer to a block request: {other:?}"),
+        }
+    }
+}
+
 /// A job observer that keeps every checkpoint state, as a relay does for sampling.
 #[derive(Default)]
 pub struct KeepStates(pub Vec<client_core::job::exec::Snapshot>);
