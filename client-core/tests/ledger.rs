@@ -1003,3 +1003,48 @@ fn proofs_travel_in_their_encoding() {
         .expect("verifies after a round trip");
     assert!(matches!(value, Some(StateValue::Params(p)) if p == net.genesis.params));
 }
+
+#[test]
+fn a_batch_with_one_bad_signature_refuses_exactly_that_one() {
+    let net = Net::new();
+    let alice = key(1);
+    let mut txs: Vec<_> = (0..8)
+        .map(|nonce| {
+            Signed::sign(
+                &alice,
+                Tx {
+                    network_id: NET.into(),
+                    nonce,
+                    fee: 10_000,
+                    kind: TxKind::Transfer {
+                        to: key(2).public(),
+                        amount: 1,
+                    },
+                },
+            )
+        })
+        .collect();
+    let (_, outcomes) = client_core::ledger::apply_all(&net.tree, &net.ctx(), &txs);
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(
+        client_core::ledger::apply::verify_signatures(&txs),
+        vec![true; 8]
+    );
+
+    txs[5].signature.0[9] ^= 1;
+    assert_eq!(
+        client_core::ledger::apply::verify_signatures(&txs),
+        [true, true, true, true, true, false, true, true]
+    );
+    let (_, outcomes) = client_core::ledger::apply_all(&net.tree, &net.ctx(), &txs);
+    assert_eq!(outcomes[5], Err(TxError::BadSignature));
+    // The ones after it now have a nonce gap.
+    assert!(matches!(
+        outcomes[6],
+        Err(TxError::WrongNonce {
+            expected: 5,
+            got: 6
+        })
+    ));
+    assert!(outcomes[..5].iter().all(Result::is_ok));
+}

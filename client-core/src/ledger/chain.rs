@@ -1,7 +1,7 @@
 //! Following a chain: checking blocks one after another from genesis and re-applying their
 //! transactions, so that a node (or an auditor) arrives at the same state root by itself.
 
-use super::apply::{Overlay, apply};
+use super::apply::apply_all;
 use super::block::{Block, CommitError, verify_block};
 use super::genesis::Genesis;
 use super::merkle::{MemoryTree, TreeError};
@@ -88,16 +88,16 @@ impl Replica {
             height,
             time_ms: block.header.time_ms,
         };
-        let mut overlay = Overlay::new(&self.tree);
-        for (index, tx) in block.txs.iter().enumerate() {
-            let changes = apply(&overlay, &ctx, tx).map_err(|error| ReplayError::Tx {
+        let (changes, outcomes) = apply_all(&self.tree, &ctx, &block.txs);
+        if let Some((index, Err(error))) =
+            outcomes.into_iter().enumerate().find(|(_, o)| o.is_err())
+        {
+            return Err(ReplayError::Tx {
                 height,
                 index,
                 error,
-            })?;
-            overlay.extend(changes);
+            });
         }
-        let changes = overlay.into_changes();
         let (computed, _) = self.tree.commit(&changes)?;
         if computed != block.header.state_root {
             return Err(ReplayError::Root {

@@ -33,6 +33,22 @@ pub fn tx_id(tx: &SignedTx) -> Hash {
     Hash::of_encoded(tx)
 }
 
+/// The least fee a transaction of `kind` pays under `params`. Nonce, fee, signer and signature
+/// are fixed-size, so the size — and with it the fee — is known before signing.
+pub fn min_fee_for(params: &super::Params, network_id: &str, kind: &TxKind) -> Amount {
+    let probe = Signed {
+        body: Tx {
+            network_id: network_id.to_owned(),
+            nonce: u64::MAX,
+            fee: Amount::MAX,
+            kind: kind.clone(),
+        },
+        signer: PublicKey([0; 32]),
+        signature: crate::identity::Signature([0; 64]),
+    };
+    params.min_fee(crate::encoding::encode(&probe).len())
+}
+
 /// What a transaction does.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum TxKind {
