@@ -27,6 +27,7 @@ pub use libp2p::PeerId;
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, StreamProtocol, Swarm};
+pub use libp2p_stream::Control;
 use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;

@@ -30,6 +30,8 @@
 //! - [`stats`]: round-trip statistics (median, p90, max) over a bounded window.
 //! - `browser` (wasm32, feature `browser`): the browser peer that dials relays over WebRTC and
 //!   runs jobs on them.
+//! - `ledger_client` (wasm32, feature `browser`): proven ledger reads and transactions from the
+//!   page, through the light client.
 //! - `storage` (wasm32, feature `browser`): the page's IndexedDB (sealed wallet, job history).
 //! - `js_engine` (wasm32, feature `js-engine`): the page's own WebAssembly engine as a job
 //!   engine, for re-executing results.
@@ -54,6 +56,8 @@ pub mod browser;
 pub mod job_client;
 #[cfg(all(target_arch = "wasm32", feature = "js-engine"))]
 pub mod js_engine;
+#[cfg(all(target_arch = "wasm32", feature = "browser"))]
+pub mod ledger_client;
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]
 pub mod storage;
 

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the relay: HTTP (web app and API), WebRTC for browsers, TCP for relays.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the relay's peer id and the multiaddrs browsers dial (creating its keys if needed).
     Id(IdArgs),
 }
@@ -72,10 +72,30 @@ struct RunArgs {
     /// How often a block is made while transactions are waiting, in milliseconds.
     #[arg(long, default_value_t = 500)]
     block_interval_ms: u64,
+    /// Offer this relay's compute in the marketplace: register as a provider (bonding
+    /// --stake from its own account) and publish the offer below, or update it if it changed.
+    #[arg(long)]
+    provide: bool,
+    /// Tokens to bond when registering as a provider.
+    #[arg(long, default_value_t = 100, requires = "provide")]
+    stake: u64,
+    /// Price per million fuel units, in base units (a millionth of a token).
+    #[arg(long, default_value_t = 5, requires = "provide")]
+    price_per_mfuel: u64,
+    /// Free-form attributes of the offer, as key=value (repeatable), e.g. --attribute region=eu.
+    #[arg(long = "attribute", requires = "provide", value_parser = parse_attribute)]
+    attributes: Vec<(String, String)>,
     /// Testing only: lie in results in the given way, so tests can check that browsers catch it.
     #[cfg(feature = "faulty")]
     #[arg(long, value_enum)]
     faulty: Option<FaultArg>,
+}
+
+fn parse_attribute(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{text:?} is not key=value")),
+    }
 }
 
 #[cfg(feature = "faulty")]
@@ -97,7 +117,7 @@ fn main() -> std::process::ExitCode {
     init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Id(args) => print_id(args),
     };
     match result {
@@ -161,6 +181,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             job_config.fault
         );
     }
+    let (job_config_max_fuel, job_workers) = (job_config.max_fuel, job_config.workers);
     let job_service = jobs::JobService::start(
         &args.common.data_dir,
         keys.keypair.clone(),
@@ -207,6 +228,36 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     )
     .await?;
     let shared = Arc::clone(&node.shared);
+    if args.provide {
+        use client_core::ledger::state::{Offer, UNITS_PER_TOKEN, VerificationLevel};
+        let mut attributes = args.attributes.clone();
+        attributes.push((
+            "software".into(),
+            format!("node-relay {}", client_core::VERSION),
+        ));
+        let offer = Offer {
+            price_per_mfuel: args.price_per_mfuel,
+            max_fuel: job_config_max_fuel,
+            concurrency: u32::try_from(job_workers).unwrap_or(u32::MAX),
+            levels: vec![
+                VerificationLevel::Receipt,
+                VerificationLevel::Sampled,
+                VerificationLevel::Full,
+            ],
+            addrs: shared
+                .webrtc_addrs()
+                .iter()
+                .map(ToString::to_string)
+                .take(client_core::ledger::state::MAX_OFFER_ADDRS)
+                .collect(),
+            attributes,
+        };
+        let stake = args.stake.saturating_mul(UNITS_PER_TOKEN);
+        match ledger::ensure_provider(&ledger, &keys.keypair, stake, offer) {
+            Ok(what) => println!("  provider: {what}"),
+            Err(e) => eprintln!("  provider: not registered: {e:#}"),
+        }
+    }
 
     let http_listener = tokio::net::TcpListener::bind(args.http)
         .await

@@ -619,6 +619,36 @@ impl Browser {
         }
     }
 
+    /// Like [`Browser::wait_for`], for an attribute of the element.
+    pub async fn wait_attr(
+        &self,
+        id: &str,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            let value = self.attr(id, name).await;
+            if let Some(v) = &value
+                && check(v)
+            {
+                return Ok(v.clone());
+            }
+            last = value.or(last);
+            if Instant::now() > deadline {
+                let problem = self.text("ledger-problem").await;
+                bail!(
+                    "after {timeout:?}, [data-testid={id}] {name} is {last:?}, expected {what} \
+                     (ledger problem shown: {problem:?})"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the page says it is connected to its relay.
     pub async fn wait_connected(&self, timeout: Duration) -> anyhow::Result<()> {
         self.wait_for("connection-badge", "connected", timeout, |t| {

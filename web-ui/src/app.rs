@@ -1,9 +1,11 @@
 //! The app shell: header, navigation and the page routes.
 
 use crate::jobs::{JobsPage, JobsState};
+use crate::ledger::LedgerState;
 use crate::network::NetworkState;
 use crate::pages::{
-    network::NetworkPage, planned::Planned, relays::RelaysPage, wallet::WalletPage,
+    market::MarketPage, network::NetworkPage, planned::Planned, relays::RelaysPage,
+    wallet::WalletPage,
 };
 use crate::wallet::WalletState;
 use crate::widgets::ConnectionBadge;
@@ -18,6 +20,7 @@ pub fn App() -> impl IntoView {
     provide_context(network);
     provide_context(WalletState::start());
     provide_context(JobsState::start());
+    provide_context(LedgerState::start(network));
 
     view! {
         <Router>
@@ -39,9 +42,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/relays") view=RelaysPage/>
                     <Route path=path!("/wallet") view=WalletPage/>
                     <Route path=path!("/jobs") view=JobsPage/>
-                    <Route path=path!("/market") view=|| view! {
-                        <Planned title="Marketplace" what="Compare providers' offers and pay for jobs through escrowed channels."/>
-                    }/>
+                    <Route path=path!("/market") view=MarketPage/>
                     <Route path=path!("/dao") view=|| view! {
                         <Planned title="DAO" what="Read proposals, delegate and vote with your key."/>
                     }/>

@@ -6,6 +6,8 @@ mod app;
 #[cfg(target_arch = "wasm32")]
 mod jobs;
 #[cfg(target_arch = "wasm32")]
+mod ledger;
+#[cfg(target_arch = "wasm32")]
 mod network;
 #[cfg(target_arch = "wasm32")]
 mod pages;

@@ -117,3 +117,29 @@ pub async fn read_file_bytes(
 pub fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window().and_then(|w| w.local_storage().ok().flatten())
 }
+
+/// What the ledger values on a page were checked against: the block, its state root, and the
+/// validator signatures behind it.
+#[leptos::component]
+pub fn VerifiedLine() -> impl leptos::IntoView {
+    use leptos::prelude::*;
+    let ledger = expect_context::<crate::ledger::LedgerState>();
+    move || {
+        ledger.head.get().map(|head| {
+            let root = head.state_root.to_string();
+            let age_s = ((js_sys::Date::now() - head.time_ms as f64) / 1000.0).max(0.0);
+            view! {
+                <p class="verified" data-testid="ledger-head" data-height=head.height.to_string()>
+                    "✓ Verified against block " <strong>{format!("#{}", head.height)}</strong>
+                    " (state root " <span class="mono" title=root.clone()>{format!("{}…", &root[..12])}</span>
+                    {format!(
+                        "): each value by Merkle proof, the block by the signatures of validators holding over two thirds of the voting power ({} validator{} in the genesis). Block made {:.0} s before it was read.",
+                        head.validators,
+                        if head.validators == 1 { "" } else { "s" },
+                        age_s
+                    )}
+                </p>
+            }
+        })
+    }
+}

@@ -105,6 +105,12 @@ fn run(relay_args: &[String]) -> anyhow::Result<()> {
         .arg(&data_dir)
         .arg("--www")
         .arg(&www)
+        // The dev network's relay offers its compute, so the marketplace has an offer.
+        .args(if relay_args.iter().any(|a| a == "--provide") {
+            &[][..]
+        } else {
+            &["--provide"][..]
+        })
         .args(relay_args)
         .status()
         .context("starting node-relay")?;

@@ -327,6 +327,59 @@ impl Ledger {
     }
 }
 
+/// Makes sure `keypair` is registered as a provider with `offer`: registers it (bonding
+/// `stake`) if it is not, updates the offer if it differs, and does nothing if it matches.
+/// Returns what it did, for the operator.
+pub fn ensure_provider(
+    ledger: &Ledger,
+    keypair: &Keypair,
+    stake: client_core::ledger::Amount,
+    offer: client_core::ledger::state::Offer,
+) -> anyhow::Result<String> {
+    use client_core::ledger::state::Account;
+    use client_core::ledger::tx::min_fee_for;
+    use client_core::ledger::{StateRead, StateValue, Tx, TxKind};
+    let snapshot = ledger.snapshot()?;
+    let me = keypair.public();
+    let existing = match snapshot.get(&StateKey::Provider(me)) {
+        Some(StateValue::Provider(p)) => Some(p),
+        _ => None,
+    };
+    let account = match snapshot.get(&StateKey::Account(me)) {
+        Some(StateValue::Account(a)) => a,
+        _ => Account::default(),
+    };
+    let params = match snapshot.get(&StateKey::Params) {
+        Some(StateValue::Params(p)) => p,
+        _ => bail!("the ledger has no parameters"),
+    };
+    drop(snapshot);
+    let (kind, what) = match existing {
+        Some(p) if !p.active() => {
+            bail!(
+                "this relay's provider registration is unbonding; withdraw it before registering again"
+            )
+        }
+        Some(p) if p.offer == offer => return Ok("already registered with this offer".into()),
+        Some(_) => (TxKind::UpdateOffer { offer }, "offer updated"),
+        None => (TxKind::RegisterProvider { stake, offer }, "registered"),
+    };
+    let fee = min_fee_for(&params, ledger.network_id(), &kind);
+    let tx = client_core::signed::Signed::sign(
+        keypair,
+        Tx {
+            network_id: ledger.network_id().to_owned(),
+            nonce: account.nonce,
+            fee,
+            kind,
+        },
+    );
+    ledger
+        .submit(tx)
+        .map_err(|e| anyhow::anyhow!("the provider transaction was refused: {e}"))?;
+    Ok(format!("{what} (transaction submitted, in the next block)"))
+}
+
 /// Whether `key` is a validator of `genesis`.
 pub fn is_validator(genesis: &Genesis, key: &PublicKey) -> bool {
     genesis.validators.iter().any(|v| v.key == *key)

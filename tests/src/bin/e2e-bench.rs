@@ -103,6 +103,52 @@ async fn unlock_timings(
     Ok(out)
 }
 
+/// Opens the wallet and marketplace pages (balance, channels, every offer: all proven reads)
+/// and returns how long the page took to verify each answer, and per key read.
+async fn ledger_read_timings(browser: &Browser) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    for _ in 0..10 {
+        browser.nav("market").await?;
+        browser
+            .wait_attr(
+                "market-offer",
+                "data-provider",
+                "an offer",
+                Duration::from_secs(60),
+                |_| true,
+            )
+            .await?;
+        browser.nav("wallet").await?;
+        browser
+            .wait_attr(
+                "wallet-balance",
+                "data-units",
+                "a balance",
+                Duration::from_secs(60),
+                |_| true,
+            )
+            .await?;
+    }
+    let entries = browser
+        .eval(
+            "return performance.getEntriesByType('measure').filter(e => e.name.startsWith('aqueduct:ledger-verify:'))
+                .map(e => [Number(e.name.split(':')[2]), e.duration]);",
+        )
+        .await?;
+    let mut per_answer = Vec::new();
+    let mut per_key = Vec::new();
+    for entry in entries.as_array().into_iter().flatten() {
+        let keys = entry[0].as_f64().unwrap_or(1.0).max(1.0);
+        let ms = entry[1].as_f64().unwrap_or(f64::NAN);
+        per_answer.push(ms);
+        per_key.push(ms / keys);
+    }
+    anyhow::ensure!(
+        !per_answer.is_empty(),
+        "the page recorded no verified ledger reads"
+    );
+    Ok((per_answer, per_key))
+}
+
 async fn job_timings(browser: &Browser) -> anyhow::Result<Vec<serde_json::Value>> {
     browser.nav("jobs").await?;
     browser.wait_connected(Duration::from_secs(30)).await?;
@@ -162,7 +208,8 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("bench");
-    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
+    // Offering its compute, so the marketplace has an offer to read.
+    let relay = Relay::start_with(&bin, &www, &data_dir, &RelayPorts::pick()?, &["--provide"])?;
     let url = relay.url();
 
     let mut nav_to_connected = Vec::new();
@@ -222,6 +269,7 @@ async fn main() -> anyhow::Result<()> {
 
     let browser = Browser::start().await?;
     let unlocks = unlock_timings(&browser, &relay, 5).await?;
+    let (ledger_answers, ledger_keys) = ledger_read_timings(&browser).await?;
     let jobs = job_timings(&browser).await?;
     browser.close().await;
     let transferred: f64 = transfers
@@ -243,6 +291,8 @@ async fn main() -> anyhow::Result<()> {
         "dial_to_connected_ms": summarize(dial_to_connected),
         "round_trip_ms": summarize(rtts),
         "unlock_ms": summarize(unlocks),
+        "ledger_answer_verify_ms": summarize(ledger_answers),
+        "ledger_verify_per_key_ms": summarize(ledger_keys),
         "cold_load_transfer_bytes": transferred,
         "cold_load_resources": transfers,
         "jobs": jobs,
@@ -260,6 +310,8 @@ async fn main() -> anyhow::Result<()> {
         "dial_to_connected_ms",
         "round_trip_ms",
         "unlock_ms",
+        "ledger_answer_verify_ms",
+        "ledger_verify_per_key_ms",
     ] {
         let s = &results[key];
         let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);

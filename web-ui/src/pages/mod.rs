@@ -1,5 +1,6 @@
 //! One module per page.
 
+pub mod market;
 pub mod network;
 pub mod planned;
 pub mod relays;

@@ -1,8 +1,14 @@
 //! The wallet page: create, restore, import, unlock, lock, export, delete.
 
+use crate::ledger::LedgerState;
+use crate::pages::market::{LedgerProblem, TxStatus};
 use crate::wallet::{WalletState, WalletStatus};
+use crate::widgets::VerifiedLine;
 use crate::widgets::{copy_text, download_text, read_file_text};
 use client_core::browser;
+use client_core::identity::PublicKey;
+use client_core::ledger::TxKind;
+use client_core::ledger::state::format_amount;
 use client_core::wallet::{Entropy, IdleLock, MIN_PASSWORD_CHARS};
 use leptos::prelude::*;
 
@@ -29,6 +35,7 @@ pub fn WalletPage() -> impl IntoView {
             {move || wallet.notice.get().map(|n| view! { <p class="notice" role="status" data-testid="wallet-notice">{n}</p> })}
             {move || wallet.status.get().account().map(|account| view! { <Account account/> })}
         </section>
+        {move || wallet.status.get().account().map(|account| view! { <Balance account/> })}
         {move || match wallet.status.get() {
             WalletStatus::Loading => ().into_any(),
             WalletStatus::Empty | WalletStatus::Unavailable(_) => view! {
@@ -60,6 +67,57 @@ pub fn Busy() -> impl IntoView {
                 </p>
             }
         })
+    }
+}
+
+/// The account's balance, read from the ledger with a proof; the faucet on dev networks.
+#[component]
+fn Balance(account: String) -> impl IntoView {
+    let wallet = expect_context::<WalletState>();
+    let ledger = expect_context::<LedgerState>();
+    let key = PublicKey::parse(&account).ok();
+    // Re-read whenever the ledger becomes available or a new block was verified elsewhere.
+    Effect::new(move |_| {
+        if ledger.genesis.get().is_some()
+            && let Some(key) = key
+        {
+            ledger.refresh_account(key);
+        }
+    });
+    let faucet = move |_| {
+        if let Some(keypair) = wallet.keypair() {
+            ledger.transact(keypair, TxKind::Faucet, "draw from the faucet".into());
+        }
+    };
+    let faucet_amount = move || ledger.genesis.get().and_then(|g| g.params.faucet_amount);
+    view! {
+        <section class="card">
+            <h2>"Balance"</h2>
+            <LedgerProblem/>
+            {move || match ledger.account.get() {
+                None => view! {
+                    <p class="busy" data-testid="wallet-balance-loading"><span class="spinner" aria-hidden="true"></span>"Reading the balance with a proof…"</p>
+                }.into_any(),
+                Some(verified) => view! {
+                    <p class="balance">
+                        <strong data-testid="wallet-balance" data-units=verified.value.balance.to_string()>{format_amount(verified.value.balance)}</strong>
+                        <span class="muted">{format!(" · {} transaction{} sent", verified.value.nonce, if verified.value.nonce == 1 { "" } else { "s" })}</span>
+                    </p>
+                }.into_any(),
+            }}
+            <VerifiedLine/>
+            {move || faucet_amount().map(|amount| {
+                let used = ledger.account.get().is_some_and(|a| a.value.faucet_used);
+                let unlocked = matches!(wallet.status.get(), WalletStatus::Unlocked { .. });
+                view! {
+                    <p class="muted">{format!("This is a development network: its faucet gives each new account {} once.", format_amount(amount))}</p>
+                    <button type="button" data-testid="wallet-faucet" on:click=faucet disabled=move || used || !unlocked>
+                        {if used { "Faucet already used" } else if unlocked { "Get test tokens" } else { "Unlock to use the faucet" }}
+                    </button>
+                }
+            })}
+            <TxStatus testid="wallet-tx-status"/>
+        </section>
     }
 }
 

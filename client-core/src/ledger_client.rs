@@ -1,0 +1,280 @@
+//! The ledger from the browser (wasm32, feature `browser`): fetching the genesis, proven reads
+//! checked by the light client, and submitting signed transactions.
+//!
+//! Nothing a relay says about the ledger is used until [`LightClient::verify`] has checked the
+//! header's validator signatures and every value's Merkle proof.
+
+use crate::encoding::{decode, encode};
+use crate::hash::Hash;
+use crate::identity::{Keypair, PublicKey};
+use crate::ledger::light::{LightClient, ReadError, Verified};
+use crate::ledger::state::{Account, Channel, Provider};
+use crate::ledger::tx::tx_id;
+use crate::ledger::wire::{LEDGER_PROTOCOL, LedgerRequest, LedgerResponse, MAX_LEDGER_RESPONSE};
+use crate::ledger::{Genesis, StateKey, StateValue, Tx, TxKind};
+use crate::signed::Signed;
+use crate::wire::{read_frame, write_frame};
+use futures::future::{Either, select};
+use gloo_timers::future::TimeoutFuture;
+use libp2p::{PeerId, StreamProtocol};
+
+/// How long to wait for one answer (a submission's inclusion can take a block or two).
+const ANSWER_TIMEOUT_MS: u32 = 70_000;
+
+/// Why a ledger request did not give a verified answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LedgerClientError {
+    #[error("the relay could not be reached: {0}")]
+    Stream(String),
+    #[error("the relay's answer was malformed: {0}")]
+    Protocol(String),
+    #[error("the relay refused: {0}")]
+    Refused(String),
+    #[error("the relay's answer failed verification: {0}")]
+    Unverified(#[from] ReadError),
+    #[error("the relay has not produced a block yet; try again in a moment")]
+    NoBlockYet,
+    #[error("the transaction was dropped: {0}")]
+    Dropped(String),
+}
+
+/// Sends one request and collects every answer until the relay closes the stream; `on_answer`
+/// sees each as it arrives.
+pub async fn call(
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+    request: &LedgerRequest,
+    on_answer: &dyn Fn(&LedgerResponse),
+) -> Result<Vec<LedgerResponse>, LedgerClientError> {
+    let mut stream = control
+        .open_stream(relay, StreamProtocol::new(LEDGER_PROTOCOL))
+        .await
+        .map_err(|e| LedgerClientError::Stream(e.to_string()))?;
+    write_frame(&mut stream, &encode(request))
+        .await
+        .map_err(|e| LedgerClientError::Stream(e.to_string()))?;
+    let mut answers = Vec::new();
+    loop {
+        let read = read_frame(&mut stream, MAX_LEDGER_RESPONSE);
+        let frame = match select(Box::pin(read), TimeoutFuture::new(ANSWER_TIMEOUT_MS)).await {
+            Either::Left((frame, _)) => frame,
+            Either::Right(_) => {
+                return Err(LedgerClientError::Stream(
+                    "no answer from the relay in time".into(),
+                ));
+            }
+        };
+        match frame.map_err(|e| LedgerClientError::Stream(e.to_string()))? {
+            Some(bytes) => {
+                let answer: LedgerResponse = decode(&bytes, MAX_LEDGER_RESPONSE)
+                    .map_err(|e| LedgerClientError::Protocol(e.to_string()))?;
+                on_answer(&answer);
+                if let LedgerResponse::Refused { reason } = answer {
+                    return Err(LedgerClientError::Refused(reason));
+                }
+                answers.push(answer);
+            }
+            None => return Ok(answers),
+        }
+    }
+}
+
+/// The relay's genesis. Whether to trust it is the caller's decision (the page compares its
+/// hash with the one it has pinned).
+pub async fn fetch_genesis(
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+) -> Result<Genesis, LedgerClientError> {
+    let answers = call(control, relay, &LedgerRequest::Genesis, &|_| {}).await?;
+    match answers.into_iter().next() {
+        Some(LedgerResponse::Genesis(genesis)) => {
+            genesis
+                .check()
+                .map_err(|e| LedgerClientError::Protocol(e.to_string()))?;
+            Ok(*genesis)
+        }
+        other => Err(LedgerClientError::Protocol(format!(
+            "expected the genesis, got {other:?}"
+        ))),
+    }
+}
+
+/// Reads `keys` and verifies the answer with `light`.
+pub async fn read(
+    light: &std::cell::RefCell<LightClient>,
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+    keys: Vec<StateKey>,
+) -> Result<Verified<Vec<Option<StateValue>>>, LedgerClientError> {
+    let request = LedgerRequest::Read { keys: keys.clone() };
+    let answers = call(control, relay, &request, &|_| {}).await?;
+    match answers.into_iter().next() {
+        Some(LedgerResponse::Reads(Some(reads))) => {
+            let started = crate::browser::now_ms();
+            let verified = light.borrow_mut().verify(&keys, &reads)?;
+            // For the end-to-end benchmark: how long the page took to check this answer.
+            crate::browser::measure(
+                &format!("aqueduct:ledger-verify:{}", keys.len()),
+                started,
+                crate::browser::now_ms(),
+            );
+            Ok(verified)
+        }
+        Some(LedgerResponse::Reads(None)) => Err(LedgerClientError::NoBlockYet),
+        other => Err(LedgerClientError::Protocol(format!(
+            "expected proven reads, got {other:?}"
+        ))),
+    }
+}
+
+/// An account's verified state (a default account if it has never received anything).
+pub async fn account(
+    light: &std::cell::RefCell<LightClient>,
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+    who: PublicKey,
+) -> Result<Verified<Account>, LedgerClientError> {
+    let verified = read(light, control, relay, vec![StateKey::Account(who)]).await?;
+    let account = match verified.value.first() {
+        Some(Some(StateValue::Account(a))) => a.clone(),
+        _ => Account::default(),
+    };
+    Ok(Verified {
+        value: account,
+        height: verified.height,
+        state_root: verified.state_root,
+        time_ms: verified.time_ms,
+    })
+}
+
+/// Every registered provider, verified: the provider list (one proven value, so none can be
+/// left out), then each provider's entry, in batches.
+pub async fn providers(
+    light: &std::cell::RefCell<LightClient>,
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+) -> Result<Verified<Vec<(PublicKey, Provider)>>, LedgerClientError> {
+    let list = read(light, control, relay, vec![StateKey::Providers]).await?;
+    let keys = match list.value.first() {
+        Some(Some(StateValue::Keys(keys))) => keys.clone(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(crate::ledger::wire::MAX_READ_KEYS) {
+        let batch = read(
+            light,
+            control,
+            relay,
+            chunk.iter().map(|k| StateKey::Provider(*k)).collect(),
+        )
+        .await?;
+        for (key, value) in chunk.iter().zip(batch.value.iter()) {
+            if let Some(StateValue::Provider(p)) = value {
+                out.push((*key, p.clone()));
+            }
+        }
+    }
+    Ok(Verified {
+        value: out,
+        height: list.height,
+        state_root: list.state_root,
+        time_ms: list.time_ms,
+    })
+}
+
+/// The channels `customer` has open, verified.
+pub async fn channels(
+    light: &std::cell::RefCell<LightClient>,
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+    customer: PublicKey,
+) -> Result<Vec<(Hash, Channel)>, LedgerClientError> {
+    let list = read(
+        light,
+        control,
+        relay,
+        vec![StateKey::CustomerChannels(customer)],
+    )
+    .await?;
+    let ids = match list.value.first() {
+        Some(Some(StateValue::Hashes(ids))) => ids.clone(),
+        _ => Vec::new(),
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values = read(
+        light,
+        control,
+        relay,
+        ids.iter().map(|id| StateKey::Channel(*id)).collect(),
+    )
+    .await?;
+    Ok(ids
+        .iter()
+        .zip(values.value)
+        .filter_map(|(id, v)| match v {
+            Some(StateValue::Channel(c)) => Some((*id, c)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// What happens to a submitted transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxEvent {
+    Signed { tx: Hash },
+    Pending { pending: u32 },
+    Included { height: u64 },
+}
+
+/// Signs `kind` with `keypair` at the account's current (verified) nonce, submits it and waits
+/// for its block. Returns the transaction id and the block height.
+#[allow(clippy::too_many_arguments)]
+pub async fn transact(
+    light: &std::cell::RefCell<LightClient>,
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+    keypair: &Keypair,
+    kind: TxKind,
+    fee: u64,
+    on_event: &dyn Fn(TxEvent),
+) -> Result<(Hash, u64), LedgerClientError> {
+    let network_id = light.borrow().network_id().to_owned();
+    let nonce = match account(light, control, relay, keypair.public()).await {
+        Ok(verified) => verified.value.nonce,
+        // Before the first block every account is fresh.
+        Err(LedgerClientError::NoBlockYet) => 0,
+        Err(e) => return Err(e),
+    };
+    let tx = Signed::sign(
+        keypair,
+        Tx {
+            network_id,
+            nonce,
+            fee,
+            kind,
+        },
+    );
+    let id = tx_id(&tx);
+    on_event(TxEvent::Signed { tx: id });
+    let request = LedgerRequest::Submit { tx: Box::new(tx) };
+    let answers = call(control, relay, &request, &|answer| {
+        if let LedgerResponse::Submitted { pending, .. } = answer {
+            on_event(TxEvent::Pending { pending: *pending });
+        }
+    })
+    .await?;
+    match answers.last() {
+        Some(LedgerResponse::Included { tx, height }) if *tx == id => {
+            on_event(TxEvent::Included { height: *height });
+            Ok((id, *height))
+        }
+        Some(LedgerResponse::Dropped { reason, .. }) => {
+            Err(LedgerClientError::Dropped(reason.clone()))
+        }
+        other => Err(LedgerClientError::Protocol(format!(
+            "expected the transaction's inclusion, got {other:?}"
+        ))),
+    }
+}

@@ -1,0 +1,279 @@
+//! The ledger as the app sees it: the genesis it trusts, the latest verified header, and
+//! verified reads (balance, offers, channels) — plus signing and submitting transactions.
+//!
+//! Reads go to the relay that served the page; its genesis is pinned in this browser the first
+//! time it is seen, so a relay that later presents another history for the same network is
+//! caught instead of believed.
+
+use crate::network::{NetworkState, Phase};
+use crate::widgets::local_storage;
+use client_core::browser::{self, PeerId};
+use client_core::hash::Hash;
+use client_core::identity::{Keypair, PublicKey};
+use client_core::ledger::light::{LightClient, Verified};
+use client_core::ledger::state::{Account, Channel, Provider};
+use client_core::ledger::tx::min_fee_for;
+use client_core::ledger::{Genesis, TxKind};
+use client_core::ledger_client::{self, LedgerClientError, TxEvent};
+use leptos::prelude::*;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// What the page shows about the chain it verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    pub height: u64,
+    pub state_root: Hash,
+    pub time_ms: u64,
+    pub validators: usize,
+    /// When this page verified it.
+    pub verified_at_ms: f64,
+}
+
+/// Every registered provider and its entry.
+pub type Offers = Vec<(PublicKey, Provider)>;
+
+/// A transaction in progress or just finished, for the progress line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxProgress {
+    Working(String),
+    Done(String),
+    Failed(String),
+}
+
+#[derive(Clone, Copy)]
+pub struct LedgerState {
+    pub genesis: RwSignal<Option<Genesis>>,
+    /// Why the ledger cannot be used (no relay, untrusted genesis, …).
+    pub problem: RwSignal<Option<String>>,
+    pub head: RwSignal<Option<Head>>,
+    /// The wallet account's verified state, with the block it was proven against.
+    pub account: RwSignal<Option<Verified<Account>>>,
+    pub providers: RwSignal<Option<Verified<Offers>>>,
+    pub channels: RwSignal<Vec<(Hash, Channel)>>,
+    pub progress: RwSignal<Option<TxProgress>>,
+    /// The offer the jobs form uses.
+    pub chosen: RwSignal<Option<PublicKey>>,
+    light: StoredValue<Option<Rc<RefCell<LightClient>>>, LocalStorage>,
+    network: NetworkState,
+}
+
+fn pin_key(network_id: &str) -> String {
+    format!("aqueduct.genesis.{network_id}")
+}
+
+impl LedgerState {
+    pub fn start(network: NetworkState) -> Self {
+        let state = LedgerState {
+            genesis: RwSignal::new(None),
+            problem: RwSignal::new(None),
+            head: RwSignal::new(None),
+            account: RwSignal::new(None),
+            providers: RwSignal::new(None),
+            channels: RwSignal::new(Vec::new()),
+            progress: RwSignal::new(None),
+            chosen: RwSignal::new(None),
+            light: StoredValue::new_local(None),
+            network,
+        };
+        leptos::task::spawn_local(state.load_genesis());
+        state
+    }
+
+    /// The serving relay, once connected, with a stream control.
+    async fn relay(&self) -> Result<(browser::Control, PeerId), String> {
+        let network = self.network;
+        for _ in 0..600 {
+            if let Phase::Failed(reason) = network.phase.get_untracked() {
+                return Err(format!("the relay cannot be reached: {reason}"));
+            }
+            let relay = network
+                .relay_peer_id
+                .get_untracked()
+                .and_then(|p| p.parse::<PeerId>().ok());
+            let connected = network.phase.get_untracked() == Phase::Connected;
+            if let (Some(relay), true, Some(peer)) = (relay, connected, network.peer.get_value()) {
+                return Ok((peer.control, relay));
+            }
+            browser::pause(100).await;
+        }
+        Err("the relay did not connect within a minute".into())
+    }
+
+    async fn load_genesis(self) {
+        let (mut control, relay) = match self.relay().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.problem.set(Some(e));
+                return;
+            }
+        };
+        let genesis = match ledger_client::fetch_genesis(&mut control, relay).await {
+            Ok(g) => g,
+            Err(e) => {
+                self.problem
+                    .set(Some(format!("the relay's genesis could not be read: {e}")));
+                return;
+            }
+        };
+        let hash = genesis.hash().to_string();
+        if let Some(storage) = local_storage() {
+            let key = pin_key(&genesis.network_id);
+            match storage.get_item(&key).ok().flatten() {
+                Some(pinned) if pinned != hash => {
+                    self.problem.set(Some(format!(
+                        "this relay presents a different history for network {:?} (genesis {}…) \
+                         than the one this browser trusted before ({}…). Nothing it says about \
+                         the ledger is believed. If the network was deliberately reset, forget \
+                         the old genesis below.",
+                        genesis.network_id,
+                        &hash[..12],
+                        &pinned[..pinned.len().min(12)]
+                    )));
+                    self.genesis.set(Some(genesis));
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    let _ = storage.set_item(&key, &hash);
+                }
+            }
+        }
+        self.light
+            .set_value(Some(Rc::new(RefCell::new(LightClient::new(&genesis)))));
+        self.genesis.set(Some(genesis));
+        self.refresh_market();
+    }
+
+    /// Forgets the pinned genesis of the current network and trusts the relay's.
+    pub fn forget_pinned_genesis(&self) {
+        if let (Some(storage), Some(genesis)) = (local_storage(), self.genesis.get_untracked()) {
+            let _ = storage.remove_item(&pin_key(&genesis.network_id));
+        }
+        self.problem.set(None);
+        leptos::task::spawn_local(self.load_genesis());
+    }
+
+    fn light(&self) -> Option<Rc<RefCell<LightClient>>> {
+        self.light.get_value()
+    }
+
+    fn note_head(&self, light: &RefCell<LightClient>) {
+        let light = light.borrow();
+        if let Some(header) = light.latest() {
+            let head = Head {
+                height: header.height,
+                state_root: header.state_root,
+                time_ms: header.time_ms,
+                validators: light.validators().validators.len(),
+                verified_at_ms: browser::now_ms(),
+            };
+            if self.head.get_untracked().map(|h| h.height) != Some(head.height) {
+                self.head.set(Some(head));
+            }
+        }
+    }
+
+    /// Reads `who`'s account with a proof.
+    pub fn refresh_account(&self, who: PublicKey) {
+        let state = *self;
+        leptos::task::spawn_local(async move {
+            let Some(light) = state.light() else { return };
+            let Ok((mut control, relay)) = state.relay().await else {
+                return;
+            };
+            match ledger_client::account(&light, &mut control, relay, who).await {
+                Ok(verified) => {
+                    state.note_head(&light);
+                    state.account.set(Some(verified));
+                }
+                Err(LedgerClientError::NoBlockYet) => {}
+                Err(e) => state.problem.set(Some(e.to_string())),
+            }
+            if let Ok(channels) = ledger_client::channels(&light, &mut control, relay, who).await {
+                state.note_head(&light);
+                state.channels.set(channels);
+            }
+        });
+    }
+
+    /// Reads every provider with proofs.
+    pub fn refresh_market(&self) {
+        let state = *self;
+        leptos::task::spawn_local(async move {
+            let Some(light) = state.light() else { return };
+            let Ok((mut control, relay)) = state.relay().await else {
+                return;
+            };
+            match ledger_client::providers(&light, &mut control, relay).await {
+                Ok(verified) => {
+                    state.note_head(&light);
+                    state.providers.set(Some(verified));
+                }
+                Err(LedgerClientError::NoBlockYet) => {}
+                Err(e) => state.problem.set(Some(e.to_string())),
+            }
+        });
+    }
+
+    /// Signs `kind` with `keypair`, submits it at the minimum fee and waits for its block,
+    /// showing progress; then re-reads the account and the market.
+    pub fn transact(&self, keypair: Keypair, kind: TxKind, what: String) {
+        let state = *self;
+        leptos::task::spawn_local(async move {
+            let (Some(light), Some(genesis)) = (state.light(), state.genesis.get_untracked())
+            else {
+                state.progress.set(Some(TxProgress::Failed(
+                    "the ledger is not available".into(),
+                )));
+                return;
+            };
+            let fee = min_fee_for(&genesis.params, &genesis.network_id, &kind);
+            state
+                .progress
+                .set(Some(TxProgress::Working(format!("{what}: signing…"))));
+            let (mut control, relay) = match state.relay().await {
+                Ok(r) => r,
+                Err(e) => {
+                    state.progress.set(Some(TxProgress::Failed(e)));
+                    return;
+                }
+            };
+            let on_event = |event: TxEvent| {
+                let line = match event {
+                    TxEvent::Signed { tx } => {
+                        format!("{what}: signed ({}…), sending…", &tx.to_string()[..12])
+                    }
+                    TxEvent::Pending { pending } => format!(
+                        "{what}: in the relay's mempool ({pending} pending), waiting for a block…"
+                    ),
+                    TxEvent::Included { height } => format!("{what}: included in block {height}"),
+                };
+                state.progress.set(Some(TxProgress::Working(line)));
+            };
+            let result = ledger_client::transact(
+                &light,
+                &mut control,
+                relay,
+                &keypair,
+                kind,
+                fee,
+                &on_event,
+            )
+            .await;
+            match result {
+                Ok((_, height)) => {
+                    state.progress.set(Some(TxProgress::Done(format!(
+                        "{what}: included in block {height}; fee {}",
+                        client_core::ledger::state::format_amount(fee)
+                    ))));
+                }
+                Err(e) => state
+                    .progress
+                    .set(Some(TxProgress::Failed(format!("{what}: {e}")))),
+            }
+            state.refresh_account(keypair.public());
+            state.refresh_market();
+        });
+    }
+}
