@@ -294,5 +294,27 @@ fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
                 "jobs",
             ])
             .env("AQUEDUCT_WWW", &www),
-    )
+    )?;
+    step("ledger: applying transactions, proofs, block production (criterion)");
+    run_cmd(cargo().args([
+        "bench",
+        "--quiet",
+        "-p",
+        "aqueduct-tests",
+        "--bench",
+        "ledger",
+    ]))?;
+    step("ledger database size for 100 000 accounts");
+    run_cmd(cargo().args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "aqueduct-tests",
+        "--bin",
+        "ledger-size",
+        "--",
+        "--accounts",
+        "100000",
+    ]))
 }
