@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         ledger
             .produce_block(blocks, false)?
             .ok_or_else(|| anyhow::anyhow!("no block made"))?;
-        if blocks % 10 == 0 {
+        if blocks.is_multiple_of(10) {
             eprintln!("{created} accounts, {blocks} blocks");
         }
     }
