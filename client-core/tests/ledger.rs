@@ -1,5 +1,12 @@
 //! The ledger's state machine, commitment and light client: every transaction kind, every
-//! refusal, and proofs that fail when anything is tampered with.
+//! refusal, and proofs that fail when anything is tampered with. Run natively and, by
+//! `cargo xtask test`, compiled to wasm32 inside headless Chromium: the page's light client
+//! is this code.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 use client_core::encoding;
 use client_core::identity::{Keypair, PublicKey};
