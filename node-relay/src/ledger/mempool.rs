@@ -11,7 +11,10 @@ use client_core::hash::Hash;
 use client_core::identity::PublicKey;
 use client_core::ledger::state::Account;
 use client_core::ledger::tx::{MAX_TX_BYTES, tx_id};
-use client_core::ledger::{Params, SignedTx, StateKey, StateRead, StateValue, TxError, TxKind};
+use client_core::ledger::{
+    BlockContext, Params, SignedTx, StateKey, StateRead, StateValue, TxError, TxKind,
+    apply_verified,
+};
 use std::collections::{BTreeMap, HashSet};
 
 /// Bounds of the pool.
@@ -42,6 +45,10 @@ pub enum AdmitError {
     SenderLimit(usize),
     #[error("nonce {nonce} is too far ahead: the account's next nonce is {next}")]
     NonceTooFar { nonce: u64, next: u64 },
+    #[error(
+        "nonce {nonce} leaves a gap: the account's next nonce, after what is pending, is {next}"
+    )]
+    NonceGap { nonce: u64, next: u64 },
     #[error("a transaction with nonce {0} from this account is already pending")]
     NonceTaken(u64),
     #[error("this transaction is already pending")]
@@ -83,6 +90,7 @@ impl Mempool {
         &mut self,
         state: &impl StateRead,
         network_id: &str,
+        now_ms: u64,
         tx: SignedTx,
     ) -> Result<Hash, AdmitError> {
         let len = encoding::encode(&tx).len();
@@ -126,25 +134,58 @@ impl Mempool {
                 next: current.nonce,
             });
         }
-        // The next transaction must be able to pay its fee from the committed balance; later
-        // ones depend on what the pending ones do and are checked when the block applies them
-        // (the per-sender bound caps what that can cost).
-        if tx.body.nonce == current.nonce
-            && !matches!(tx.body.kind, TxKind::Faucet)
-            && current.balance < tx.body.fee
-        {
-            return Err(TxError::InsufficientBalance {
-                needed: tx.body.fee,
-                available: current.balance,
-            }
-            .into());
-        }
         let pending = self.by_sender.get(&sender);
         if pending.is_some_and(|p| p.contains_key(&tx.body.nonce)) {
             return Err(AdmitError::NonceTaken(tx.body.nonce));
         }
         if pending.is_some_and(|p| p.len() >= self.limits.per_sender) {
             return Err(AdmitError::SenderLimit(self.limits.per_sender));
+        }
+        // No gaps: a transaction must follow the account's nonce and what is already pending,
+        // so nothing can sit in the pool that no block could ever take.
+        let run: Vec<&SignedTx> = pending
+            .map(|p| {
+                p.range(current.nonce..)
+                    .zip(current.nonce..)
+                    .take_while(|((nonce, _), expected)| **nonce == *expected)
+                    .map(|((_, (_, tx)), _)| tx)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let next = current.nonce + run.len() as u64;
+        if tx.body.nonce != next {
+            return Err(AdmitError::NonceGap {
+                nonce: tx.body.nonce,
+                next,
+            });
+        }
+        // Every pending fee, this one included, must be payable from the committed balance
+        // (plus the faucet's amount if a pending transaction draws it).
+        let faucet = |t: &SignedTx| matches!(t.body.kind, TxKind::Faucet);
+        let mut available = current.balance;
+        if run.iter().any(|t| faucet(t)) || faucet(&tx) {
+            available = available.saturating_add(params.faucet_amount.unwrap_or(0));
+        }
+        let fees = run
+            .iter()
+            .fold(tx.body.fee, |sum, t| sum.saturating_add(t.body.fee));
+        if fees > available {
+            return Err(TxError::InsufficientBalance {
+                needed: fees,
+                available,
+            }
+            .into());
+        }
+        // The first in line runs against the latest state now: what would be refused in the
+        // next block (faucet off or used, an invalid offer, an unknown channel, …) is refused
+        // here, before it costs a block anything.
+        if run.is_empty() {
+            let ctx = BlockContext {
+                network_id: network_id.to_owned(),
+                height: 0,
+                time_ms: now_ms,
+            };
+            apply_verified(state, &ctx, &tx)?;
         }
         if self.ids.len() >= self.limits.max_txs {
             return Err(AdmitError::Full(self.limits.max_txs));
@@ -160,7 +201,12 @@ impl Mempool {
     /// Up to `max` transactions for the next block: for each sender, its pending transactions
     /// from its current nonce on, without gaps. Senders take turns, so one busy sender does not
     /// crowd out the rest.
-    pub fn candidates(&self, state: &impl StateRead, max: usize) -> Vec<SignedTx> {
+    pub fn candidates(
+        &self,
+        state: &impl StateRead,
+        max: usize,
+        max_bytes: usize,
+    ) -> Vec<SignedTx> {
         let mut queues: Vec<Vec<&SignedTx>> = self
             .by_sender
             .iter()
@@ -176,14 +222,16 @@ impl Mempool {
             .filter(|run| !run.is_empty())
             .collect();
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let mut round = 0;
-        while out.len() < max && queues.iter().any(|q| q.len() > round) {
+        'rounds: while out.len() < max && queues.iter().any(|q| q.len() > round) {
             for queue in &mut queues {
                 if let Some(tx) = queue.get(round) {
-                    out.push((*tx).clone());
-                    if out.len() == max {
-                        break;
+                    bytes += encoding::encode(*tx).len();
+                    if bytes > max_bytes || out.len() == max {
+                        break 'rounds;
                     }
+                    out.push((*tx).clone());
                 }
             }
             round += 1;

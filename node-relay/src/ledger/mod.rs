@@ -24,6 +24,12 @@ use std::time::Duration;
 use store::LedgerStore;
 use tokio::sync::{broadcast, watch};
 
+/// The most transaction bytes one block holds, so that any block fits in a protocol answer.
+pub const MAX_BLOCK_TX_BYTES: usize = 2 * 1024 * 1024;
+
+/// How many bytes of blocks one `Blocks` answer carries at most.
+pub const BLOCKS_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Makes a proposed header final: the place of a consensus engine.
 pub trait Finalizer: Send {
     fn finalize(&mut self, header: &Header) -> anyhow::Result<Commit>;
@@ -144,7 +150,7 @@ impl Ledger {
         let snapshot = self.store.snapshot().map_err(|_| AdmitError::Full(0))?;
         let id = {
             let mut pool = self.mempool.lock().map_err(|_| AdmitError::Full(0))?;
-            pool.admit(&snapshot, self.network_id(), tx)?
+            pool.admit(&snapshot, self.network_id(), now_ms(), tx)?
         };
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
         Ok(id)
@@ -173,15 +179,22 @@ impl Ledger {
         }))
     }
 
-    /// Blocks `from..from + count` that exist.
+    /// Blocks from `from` on that exist: at most `count`, and no more than
+    /// [`BLOCKS_ANSWER_BYTES`] of them in all (always at least one, which fits: blocks are
+    /// bounded by [`MAX_BLOCK_TX_BYTES`]).
     pub fn blocks(&self, from: u64, count: u32) -> anyhow::Result<Vec<Block>> {
         let snapshot = self.store.snapshot()?;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for height in from..from.saturating_add(u64::from(count)) {
-            match snapshot.block(height)? {
-                Some(block) => out.push(block),
-                None => break,
+            let Some(block) = snapshot.block(height)? else {
+                break;
+            };
+            bytes += client_core::encoding::encode(&block).len();
+            if bytes > BLOCKS_ANSWER_BYTES && !out.is_empty() {
+                break;
             }
+            out.push(block);
         }
         Ok(out)
     }
@@ -195,7 +208,7 @@ impl Ledger {
                 .mempool
                 .lock()
                 .map_err(|_| anyhow::anyhow!("mempool lock poisoned"))?;
-            pool.candidates(&snapshot, self.config.max_block_txs)
+            pool.candidates(&snapshot, self.config.max_block_txs, MAX_BLOCK_TX_BYTES)
         };
         if candidates.is_empty() && !force {
             return Ok(None);

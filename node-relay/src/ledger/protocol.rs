@@ -54,15 +54,9 @@ pub fn spawn_server(
                     });
                 }
                 None => {
-                    tokio::spawn(async move {
-                        let refused = LedgerResponse::Refused {
-                            reason: format!(
-                                "at most {MAX_STREAMS_PER_PEER} ledger requests at once per peer"
-                            ),
-                        };
-                        let _ = send(&mut stream, &refused).await;
-                        let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.close()).await;
-                    });
+                    // Over the cap: dropped without an answer, so a flood costs no task.
+                    tracing::debug!(%peer, "ledger stream refused: too many open");
+                    drop(stream);
                 }
             }
         }

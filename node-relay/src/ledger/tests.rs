@@ -274,3 +274,58 @@ fn a_refused_transaction_is_dropped_with_its_successors_and_reported() {
     assert_eq!(ledger.pending(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn nothing_that_no_block_could_take_is_admitted() {
+    let dir = temp_dir("admission");
+    let (ledger, _) = open(&dir, MempoolLimits::default());
+    let (fresh, rich) = (key(20), key(100));
+    let to = fresh.public();
+    // A fresh key cannot park transactions ahead of its nonce.
+    assert_eq!(
+        ledger.submit(tx(&fresh, 3, TxKind::Faucet)),
+        Err(AdmitError::NonceGap { nonce: 3, next: 0 })
+    );
+    // Nor pile up fees it cannot pay.
+    let transfer = TxKind::Transfer {
+        to: rich.public(),
+        amount: 1,
+    };
+    assert!(matches!(
+        ledger.submit(tx(&fresh, 0, transfer.clone())),
+        Err(AdmitError::Tx(TxError::InsufficientBalance { .. }))
+    ));
+    // What the next block would refuse is refused now: a second faucet draw, a channel to
+    // nobody, an invalid offer.
+    ledger
+        .submit(tx(&fresh, 0, TxKind::Faucet))
+        .expect("faucet");
+    ledger.produce_block(2_000, false).expect("block");
+    assert_eq!(
+        ledger.submit(tx(&fresh, 1, TxKind::Faucet)),
+        Err(AdmitError::Tx(TxError::FaucetUsed))
+    );
+    assert_eq!(
+        ledger.submit(tx(
+            &fresh,
+            1,
+            TxKind::OpenChannel {
+                provider: key(21).public(),
+                amount: 1
+            }
+        )),
+        Err(AdmitError::Tx(TxError::UnknownProvider(key(21).public())))
+    );
+    // Contiguous nonces are fine, and a gap after them is not.
+    ledger
+        .submit(tx(&rich, 0, TxKind::Transfer { to, amount: 1 }))
+        .expect("0");
+    ledger
+        .submit(tx(&rich, 1, TxKind::Transfer { to, amount: 1 }))
+        .expect("1");
+    assert_eq!(
+        ledger.submit(tx(&rich, 3, TxKind::Transfer { to, amount: 1 })),
+        Err(AdmitError::NonceGap { nonce: 3, next: 2 })
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
