@@ -602,21 +602,10 @@ impl Browser {
         timeout: Duration,
         check: impl Fn(&str) -> bool,
     ) -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
-        let mut last = None;
-        loop {
-            let text = self.text(id).await;
-            if let Some(t) = &text
-                && check(t)
-            {
-                return Ok(t.clone());
-            }
-            last = text.or(last);
-            if Instant::now() > deadline {
-                bail!("after {timeout:?}, [data-testid={id}] is {last:?}, expected {what}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let last = self.poll(timeout, || self.text(id), &check).await;
+        last.map_err(|last| {
+            anyhow::anyhow!("after {timeout:?}, [data-testid={id}] is {last:?}, expected {what}")
+        })
     }
 
     /// Like [`Browser::wait_for`], for an attribute of the element.
@@ -628,10 +617,30 @@ impl Browser {
         timeout: Duration,
         check: impl Fn(&str) -> bool,
     ) -> anyhow::Result<String> {
+        match self.poll(timeout, || self.attr(id, name), &check).await {
+            Ok(value) => Ok(value),
+            Err(last) => {
+                let problem = self.text("ledger-problem").await;
+                bail!(
+                    "after {timeout:?}, [data-testid={id}] {name} is {last:?}, expected {what} \
+                     (ledger problem shown: {problem:?})"
+                )
+            }
+        }
+    }
+
+    /// Reads with `read` every 50 ms until `check` holds (`Ok` with the value) or `timeout`
+    /// passes (`Err` with the last value read, if any).
+    async fn poll<F: std::future::Future<Output = Option<String>>>(
+        &self,
+        timeout: Duration,
+        read: impl Fn() -> F,
+        check: &impl Fn(&str) -> bool,
+    ) -> Result<String, Option<String>> {
         let deadline = Instant::now() + timeout;
         let mut last = None;
         loop {
-            let value = self.attr(id, name).await;
+            let value = read().await;
             if let Some(v) = &value
                 && check(v)
             {
@@ -639,11 +648,7 @@ impl Browser {
             }
             last = value.or(last);
             if Instant::now() > deadline {
-                let problem = self.text("ledger-problem").await;
-                bail!(
-                    "after {timeout:?}, [data-testid={id}] {name} is {last:?}, expected {what} \
-                     (ledger problem shown: {problem:?})"
-                );
+                return Err(last);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -143,15 +143,7 @@ impl Mempool {
         }
         // No gaps: a transaction must follow the account's nonce and what is already pending,
         // so nothing can sit in the pool that no block could ever take.
-        let run: Vec<&SignedTx> = pending
-            .map(|p| {
-                p.range(current.nonce..)
-                    .zip(current.nonce..)
-                    .take_while(|((nonce, _), expected)| **nonce == *expected)
-                    .map(|((_, (_, tx)), _)| tx)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let run = pending.map_or_else(Vec::new, |p| ready_run(p, current.nonce));
         let next = current.nonce + run.len() as u64;
         if tx.body.nonce != next {
             return Err(AdmitError::NonceGap {
@@ -210,15 +202,7 @@ impl Mempool {
         let mut queues: Vec<Vec<&SignedTx>> = self
             .by_sender
             .iter()
-            .map(|(sender, txs)| {
-                let first = account(state, sender).nonce;
-                // Consecutive nonces from the account's next one; a gap ends the run.
-                txs.range(first..)
-                    .zip(first..)
-                    .take_while(|((nonce, _), expected)| **nonce == *expected)
-                    .map(|((_, (_, tx)), _)| tx)
-                    .collect::<Vec<_>>()
-            })
+            .map(|(sender, txs)| ready_run(txs, account(state, sender).nonce))
             .filter(|run| !run.is_empty())
             .collect();
         let mut out = Vec::new();
@@ -276,6 +260,15 @@ impl Mempool {
         }
         removed_dropped
     }
+}
+
+/// A sender's pending transactions with consecutive nonces from `first` on; a gap ends it.
+fn ready_run(txs: &BTreeMap<u64, (Hash, SignedTx)>, first: u64) -> Vec<&SignedTx> {
+    txs.range(first..)
+        .zip(first..)
+        .take_while(|((nonce, _), expected)| **nonce == *expected)
+        .map(|((_, (_, tx)), _)| tx)
+        .collect()
 }
 
 fn check_fee(params: &Params, len: usize, tx: &SignedTx) -> Result<(), TxError> {
