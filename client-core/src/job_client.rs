@@ -539,6 +539,10 @@ pub struct Order {
     pub module: Vec<u8>,
     pub input: Vec<u8>,
     pub fuel_limit: u64,
+    /// The voucher paying the relay, where it charges (see [`crate::ledger::pay`]).
+    pub payment: Option<Signed<crate::ledger::Voucher>>,
+    /// The price the voucher pays (the offer's price for the fuel limit).
+    pub price: crate::ledger::Amount,
 }
 
 /// Where a job stands, for the page.
@@ -585,6 +589,9 @@ pub struct Submitter<'a> {
     pub relay: PeerId,
 }
 
+/// The failed check of a job whose payment the relay refused (the voucher was not taken).
+pub const PAYMENT_REFUSED: &str = "payment";
+
 /// How long a signed job request stays valid.
 pub const REQUEST_TTL_MS: u64 = 5 * 60 * 1000;
 
@@ -621,6 +628,7 @@ pub async fn run(
                 module: module_hash,
                 input: order.input.clone(),
                 fuel_limit: order.fuel_limit,
+                payment: order.payment.clone().map(Box::new),
             },
         ),
     );
@@ -633,6 +641,7 @@ pub async fn run(
         input: order.input.clone(),
         fuel_limit: order.fuel_limit,
         relay: submitter.relay.to_string(),
+        paid: order.payment.as_ref().map(|_| order.price),
     };
     let failed = |check: &str, reason: String| Outcome::Failed {
         check: check.to_owned(),
@@ -691,6 +700,10 @@ pub async fn run(
         Err(JobClientError::Failed(JobFailure::Cancelled)) => {
             return base.ended(Outcome::Cancelled);
         }
+        Err(JobClientError::Refused {
+            reason: Refusal::Payment,
+            message,
+        }) => return base.ended(failed(PAYMENT_REFUSED, message)),
         Err(e) => return base.ended(failed("execution", e.to_string())),
     };
     if cancel.is_requested() {

@@ -1055,3 +1055,151 @@ fn a_batch_with_one_bad_signature_refuses_exactly_that_one() {
     ));
     assert!(outcomes[..5].iter().all(Result::is_ok));
 }
+
+fn open_channel(customer: &Keypair, provider: &Keypair, deposit: u64, settled: u64) -> Channel {
+    Channel {
+        customer: customer.public(),
+        provider: provider.public(),
+        deposit,
+        settled,
+        expires_at_ms: 1_000_000,
+    }
+}
+
+#[test]
+fn a_job_voucher_must_pay_the_price_on_the_customers_channel() {
+    use client_core::ledger::pay::{Payment, PaymentError, check_voucher, voucher_for};
+    let (customer, provider, stranger) = (key(1), key(2), key(3));
+    let id = channel_id(&customer.public(), 0);
+    let channel = open_channel(&customer, &provider, 100, 10);
+    let check = |v: &Signed<Voucher>, channel: Option<&Channel>, accepted: u64, now: u64| {
+        check_voucher(
+            v,
+            NET,
+            &customer.public(),
+            &provider.public(),
+            channel,
+            accepted,
+            7,
+            now,
+            1_000,
+        )
+    };
+    // Built on what was settled: 10 + 7.
+    let good = voucher_for(&customer, NET, id, 10, 7);
+    assert_eq!(
+        check(&good, Some(&channel), 0, 0),
+        Ok(Payment {
+            channel: id,
+            cumulative: 17,
+            price: 7
+        })
+    );
+    // Built on what the provider already holds: 17 + 7 needed, 17 offered again.
+    assert_eq!(
+        check(&good, Some(&channel), 17, 0),
+        Err(PaymentError::TooLow {
+            cumulative: 17,
+            accepted: 17,
+            price: 7,
+            needed: 24
+        })
+    );
+    assert!(matches!(
+        check(
+            &voucher_for(&customer, NET, id, 10, 6),
+            Some(&channel),
+            0,
+            0
+        ),
+        Err(PaymentError::TooLow { needed: 17, .. })
+    ));
+    // Signed by someone else, or for another network.
+    assert_eq!(
+        check(
+            &voucher_for(&stranger, NET, id, 10, 7),
+            Some(&channel),
+            0,
+            0
+        ),
+        Err(PaymentError::Signature)
+    );
+    let mut forged = good.clone();
+    forged.body.cumulative = 90;
+    assert_eq!(
+        check(&forged, Some(&channel), 0, 0),
+        Err(PaymentError::Signature)
+    );
+    assert!(matches!(
+        check(
+            &voucher_for(&customer, "other", id, 10, 7),
+            Some(&channel),
+            0,
+            0
+        ),
+        Err(PaymentError::Network { .. })
+    ));
+    // Unknown channel, someone else's, over the deposit, or closing too soon to settle.
+    assert_eq!(
+        check(&good, None, 0, 0),
+        Err(PaymentError::UnknownChannel(id))
+    );
+    let theirs = open_channel(&customer, &stranger, 100, 0);
+    assert_eq!(
+        check(&good, Some(&theirs), 0, 0),
+        Err(PaymentError::NotYourChannel(id))
+    );
+    assert!(matches!(
+        check(
+            &voucher_for(&customer, NET, id, 95, 7),
+            Some(&channel),
+            0,
+            0
+        ),
+        Err(PaymentError::OverDeposit {
+            cumulative: 102,
+            deposit: 100
+        })
+    ));
+    assert!(matches!(
+        check(&good, Some(&channel), 0, 999_500),
+        Err(PaymentError::ExpiresTooSoon { .. })
+    ));
+}
+
+#[test]
+fn a_job_pays_from_the_channel_with_the_most_left() {
+    use client_core::ledger::pay::{PickError, pick_channel};
+    let (customer, provider, other) = (key(1), key(2), key(3));
+    let (a, b, c) = (
+        channel_id(&customer.public(), 0),
+        channel_id(&customer.public(), 1),
+        channel_id(&customer.public(), 2),
+    );
+    let channels = vec![
+        (a, open_channel(&customer, &provider, 50, 0)),
+        (b, open_channel(&customer, &provider, 80, 0)),
+        (c, open_channel(&customer, &other, 500, 0)),
+    ];
+    // b has 80 left unless this browser already promised 60 of it.
+    assert_eq!(
+        pick_channel(&channels, &provider.public(), 10, |_| None),
+        Ok((b, 0))
+    );
+    let promised = |id: &client_core::hash::Hash| (*id == b).then_some(60);
+    assert_eq!(
+        pick_channel(&channels, &provider.public(), 10, promised),
+        Ok((a, 0))
+    );
+    assert_eq!(
+        pick_channel(&channels, &provider.public(), 60, promised),
+        Err(PickError::NotEnough {
+            available: 50,
+            price: 60
+        })
+    );
+    assert_eq!(
+        pick_channel(&channels, &key(4).public(), 1, |_| None),
+        Err(PickError::NoChannel)
+    );
+}

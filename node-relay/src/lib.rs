@@ -6,5 +6,6 @@ pub mod http;
 pub mod jobs;
 pub mod ledger;
 pub mod network;
+pub mod payments;
 pub mod slots;
 pub mod status;

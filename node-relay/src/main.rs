@@ -4,7 +4,7 @@
 //! relays over TCP), and answers our protocols. Its identity key and its WebRTC certificate
 //! live in the data directory, so its peer id and `/certhash/` multiaddr survive restarts.
 
-use node_relay::{datadir, http, jobs, ledger, network};
+use node_relay::{datadir, http, jobs, ledger, network, payments};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -85,6 +85,16 @@ struct RunArgs {
     /// Free-form attributes of the offer, as key=value (repeatable), e.g. --attribute region=eu.
     #[arg(long = "attribute", requires = "provide", value_parser = parse_attribute)]
     attributes: Vec<(String, String)>,
+    /// Stop providing: take the offer off the marketplace and start the unbonding delay of the
+    /// stake (the relay keeps running, and runs jobs for free).
+    #[arg(long, conflicts_with_all = ["provide", "withdraw"])]
+    unbond: bool,
+    /// After the unbonding delay: return the stake to the relay's balance.
+    #[arg(long, conflicts_with_all = ["provide", "unbond"])]
+    withdraw: bool,
+    /// How often the relay settles the vouchers it was paid with, in seconds.
+    #[arg(long, default_value_t = 30)]
+    settle_interval_secs: u64,
     /// Testing only: lie in results in the given way, so tests can check that browsers catch it.
     #[cfg(feature = "faulty")]
     #[arg(long, value_enum)]
@@ -181,14 +191,6 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             job_config.fault
         );
     }
-    let (job_config_max_fuel, job_workers) = (job_config.max_fuel, job_config.workers);
-    let job_service = jobs::JobService::start(
-        &args.common.data_dir,
-        keys.keypair.clone(),
-        args.network_id.clone(),
-        job_config,
-    )?;
-
     let genesis = datadir::load_or_create_genesis(
         &args.common.data_dir,
         args.genesis.as_deref(),
@@ -209,11 +211,30 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         Some(ledger.spawn_producer(shutdown_rx.clone()))
     } else {
         tracing::warn!(
-            "this relay is not a validator of network {:?}: it serves the genesis state only              (following other validators' blocks is not supported yet)",
+            "this relay is not a validator of network {:?}: it serves the genesis state only \
+             (following other validators' blocks is not supported yet)",
             genesis.network_id
         );
         None
     };
+
+    let payments = payments::Payments::open(
+        Arc::clone(&ledger),
+        keys.keypair.clone(),
+        payments::PaymentConfig {
+            settle_interval: std::time::Duration::from_secs(args.settle_interval_secs.max(1)),
+            ..payments::PaymentConfig::default()
+        },
+    )?;
+    let settler = payments.spawn_settler(shutdown_rx.clone());
+    let (job_config_max_fuel, job_workers) = (job_config.max_fuel, job_config.workers);
+    let job_service = jobs::JobService::start(
+        &args.common.data_dir,
+        keys.keypair.clone(),
+        args.network_id.clone(),
+        job_config,
+        Arc::clone(&payments),
+    )?;
 
     let node = network::Node::start(
         &keys,
@@ -258,6 +279,24 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => eprintln!("  provider: not registered: {e:#}"),
         }
     }
+    if args.unbond || args.withdraw {
+        use client_core::ledger::TxKind;
+        let (kind, done) = if args.unbond {
+            (
+                TxKind::Unbond,
+                "unbonding: the offer is withdrawn and the stake locked for the unbonding delay",
+            )
+        } else {
+            (
+                TxKind::Withdraw,
+                "withdrawn: the stake returns to the relay's balance",
+            )
+        };
+        match ledger.submit_own(&keys.keypair, kind) {
+            Ok(tx) => println!("  provider: {done} (transaction {tx}, in the next block)"),
+            Err(e) => eprintln!("  provider: {e:#}"),
+        }
+    }
 
     let http_listener = tokio::net::TcpListener::bind(args.http)
         .await
@@ -293,6 +332,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     if let Some(producer) = producer {
         let _ = producer.await;
     }
+    let _ = settler.await;
     net.context("network task")?;
     web.context("http task")??;
     println!("Stopped.");

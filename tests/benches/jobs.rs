@@ -124,6 +124,7 @@ fn verification(c: &mut Criterion) {
         module: prepared.module_hash,
         input: input.clone(),
         fuel_limit: fuel,
+        payment: None,
     };
     let request = Signed::sign(&customer, Request::new("bench", 1, 0, 60_000, spec));
     let mut kept = KeepStates::default();
@@ -138,6 +139,7 @@ fn verification(c: &mut Criterion) {
         output: Hash::of(&outcome.output),
         fuel_used: outcome.fuel_used,
         commitment: Some(tree.commitment()),
+        payment: None,
         completed_at_ms: 0,
     };
     let sparse: Vec<_> = kept.0.iter().map(exec::Snapshot::to_sparse).collect();

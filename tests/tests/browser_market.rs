@@ -1,13 +1,15 @@
 //! The marketplace end to end: a relay that offers its compute, a new wallet in headless
-//! Chromium that draws from the faucet, sees the offer and opens a payment channel — every
-//! balance, offer and channel read in the page with a proof against a validator-signed block,
-//! and checked again here by a native light client.
+//! Chromium that draws from the faucet, sees the offer, opens a payment channel and pays for a
+//! job with a voucher; the relay settles it — every balance, offer and channel read in the page
+//! with a proof against a validator-signed block, and checked again here by a native light
+//! client, on the customer's side and on the provider's.
 
 use aqueduct_tests::{
     Browser, Relay, RelayPorts, ledger_call, relay_bin, tcp_client, temp_dir, www_dir,
 };
-use client_core::identity::PublicKey;
+use client_core::identity::{Keypair, PublicKey};
 use client_core::ledger::light::LightClient;
+use client_core::ledger::pay::voucher_for;
 use client_core::ledger::state::{UNITS_PER_TOKEN, format_amount};
 use client_core::ledger::tx::min_fee_for;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
@@ -17,7 +19,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread")]
-async fn new_wallet_faucet_offer_and_channel_all_verified() -> anyhow::Result<()> {
+async fn new_wallet_faucet_channel_paid_job_and_settlement_all_verified() -> anyhow::Result<()> {
     let data_dir = temp_dir("e2e-market");
     let ports = RelayPorts::pick()?;
     let relay = Relay::start_with(
@@ -33,6 +35,8 @@ async fn new_wallet_faucet_offer_and_channel_all_verified() -> anyhow::Result<()
             "100",
             "--attribute",
             "region=test",
+            "--settle-interval-secs",
+            "1",
         ],
     )?;
     let relay_id = relay.info()?.peer_id;
@@ -194,10 +198,145 @@ async fn new_wallet_faucet_offer_and_channel_all_verified() -> anyhow::Result<()
         format_amount(expected_balance)
     );
 
+    // Pay for a job under the relay's offer.
+    let Some(StateValue::Hashes(ids)) = &verified.value[1] else {
+        anyhow::bail!("no channel list");
+    };
+    let channel = ids[0];
+    let provider_before = match read_verified(&genesis, &relay, StateKey::Account(provider)).await?
+    {
+        Some(StateValue::Account(a)) => a.balance,
+        other => anyhow::bail!("provider account: {other:?}"),
+    };
+    browser.nav("market").await?;
+    browser
+        .wait_attr("market-offer", "data-provider", "the offer", WAIT, |v| {
+            v == relay_id
+        })
+        .await?;
+    browser.click("market-offer").await?;
+    browser
+        .wait_for("market-use-offer", "the offer's detail", WAIT, |_| true)
+        .await?;
+    browser.click("market-use-offer").await?;
+    browser.nav("jobs").await?;
+    let price_line = browser
+        .wait_for("job-price", "the job's price and channel", WAIT, |t| {
+            t.starts_with("Price:") && t.contains("paid by a voucher")
+        })
+        .await?;
+    let fuel: u64 = browser
+        .eval("return document.querySelector('[data-testid=job-fuel]').value;")
+        .await?
+        .as_str()
+        .unwrap_or_default()
+        .parse()?;
+    let price = (fuel * 7).div_ceil(1_000_000);
+    assert!(
+        price_line.contains(&format_amount(price)),
+        "{price_line:?} names the price {price}"
+    );
+    browser.screenshot("market-job-priced").await?;
+    browser.click("job-submit").await?;
+    assert_eq!(browser.wait_job_end(WAIT).await?, "verified");
+    let checks = browser.text("job-verification").await.unwrap_or_default();
+    assert!(
+        checks.contains("receipt names the payment"),
+        "the verification names the payment: {checks}"
+    );
+    let paid = browser.text("job-paid").await.unwrap_or_default();
+    assert!(paid.contains(&format_amount(price)), "{paid:?}");
+    browser.screenshot("market-job-paid").await?;
+
+    // The relay settles the voucher; both sides' balances, proven.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let settled = match read_verified(&genesis, &relay, StateKey::Channel(channel)).await? {
+            Some(StateValue::Channel(c)) => c.settled,
+            other => anyhow::bail!("channel: {other:?}"),
+        };
+        if settled == price {
+            break;
+        }
+        assert!(settled < price, "settled {settled} is more than was paid");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the relay did not settle the voucher in {WAIT:?}:\n{}",
+            relay.output()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The settle transaction's fee depends only on its size, which any voucher of this
+    // network shares.
+    let settle_fee = min_fee_for(
+        &genesis.params,
+        &genesis.network_id,
+        &TxKind::Settle {
+            voucher: voucher_for(
+                &Keypair::from_seed(&[9; 32]),
+                &genesis.network_id,
+                channel,
+                0,
+                price,
+            ),
+        },
+    );
+    let provider_after = match read_verified(&genesis, &relay, StateKey::Account(provider)).await? {
+        Some(StateValue::Account(a)) => a.balance,
+        other => anyhow::bail!("provider account: {other:?}"),
+    };
+    assert_eq!(
+        provider_after,
+        provider_before + price - settle_fee,
+        "the provider gains the price less the settle fee"
+    );
+    browser.nav("market").await?;
+    browser
+        .wait_attr(
+            "market-channel",
+            "data-settled",
+            "the settled voucher in the page",
+            WAIT,
+            |v| v == price.to_string(),
+        )
+        .await?;
+    browser.nav("wallet").await?;
+    browser
+        .wait_attr(
+            "wallet-balance",
+            "data-units",
+            "the customer's balance, unchanged by the escrowed payment",
+            WAIT,
+            |v| v == expected_balance.to_string(),
+        )
+        .await?;
+    browser.screenshot("market-settled").await?;
+
     let errors = browser.eval("return window.aqueductErrors;").await?;
     assert_eq!(errors, serde_json::json!([]), "no page errors");
     browser.close().await;
     drop(relay);
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
+}
+
+/// One state value read from the relay and verified by a native light client.
+async fn read_verified(
+    genesis: &client_core::ledger::Genesis,
+    relay: &Relay,
+    key: StateKey,
+) -> anyhow::Result<Option<StateValue>> {
+    let (mut control, peer) = tcp_client(relay).await?;
+    let keys = vec![key];
+    let answer = ledger_call(
+        &mut control,
+        peer,
+        &LedgerRequest::Read { keys: keys.clone() },
+    )
+    .await?;
+    let Some(LedgerResponse::Reads(Some(reads))) = answer.first() else {
+        anyhow::bail!("unexpected answer {answer:?}");
+    };
+    let mut verified = LightClient::new(genesis).verify(&keys, reads)?;
+    Ok(verified.value.pop().flatten())
 }

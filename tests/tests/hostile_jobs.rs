@@ -58,6 +58,7 @@ impl Client {
             module: Hash::of(module),
             input: input.to_vec(),
             fuel_limit: fuel,
+            payment: None,
         };
         Signed::sign(
             &self.key,
@@ -236,6 +237,7 @@ async fn hostile_session(relay: &Relay) -> anyhow::Result<()> {
                 module: Hash::of(&primes),
                 input: b"1000".to_vec(),
                 fuel_limit: 1_000_000_000,
+                payment: None,
             },
         ),
     );
@@ -376,6 +378,136 @@ async fn a_job_past_the_wall_clock_limit_is_stopped() -> anyhow::Result<()> {
         Some(JobFailure::TimedOut { limit_ms: 1000 })
     );
     assert!(started.elapsed() < Duration::from_secs(20));
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// Submits `kind` from `who` at `nonce` with the minimum fee and waits for its block.
+async fn transact(
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+    genesis: &client_core::ledger::Genesis,
+    who: &Keypair,
+    nonce: u64,
+    kind: client_core::ledger::TxKind,
+) -> anyhow::Result<()> {
+    use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
+    let fee = client_core::ledger::tx::min_fee_for(&genesis.params, &genesis.network_id, &kind);
+    let tx = Signed::sign(
+        who,
+        client_core::ledger::Tx {
+            network_id: genesis.network_id.clone(),
+            nonce,
+            fee,
+            kind,
+        },
+    );
+    let answer =
+        aqueduct_tests::ledger_call(control, relay, &LedgerRequest::Submit { tx: Box::new(tx) })
+            .await?;
+    anyhow::ensure!(
+        matches!(answer.last(), Some(LedgerResponse::Included { .. })),
+        "transaction not included: {answer:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_takes_only_jobs_whose_voucher_pays_its_price() -> anyhow::Result<()> {
+    use client_core::ledger::TxKind;
+    use client_core::ledger::pay::{Payment, voucher_for};
+    use client_core::ledger::tx::channel_id;
+    use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
+    let data_dir = temp_dir("paid-jobs");
+    let relay = Relay::start_with(
+        &relay_bin()?,
+        &www_dir()?,
+        &data_dir,
+        &RelayPorts::pick()?,
+        &[
+            "--provide",
+            "--price-per-mfuel",
+            "1000",
+            "--block-interval-ms",
+            "100",
+        ],
+    )?;
+    let mut client = Client::connect(&relay, 42).await?;
+    let mut control = client.control.clone();
+    let genesis =
+        match aqueduct_tests::ledger_call(&mut control, client.relay, &LedgerRequest::Genesis)
+            .await?
+            .as_slice()
+        {
+            [LedgerResponse::Genesis(g)] => (**g).clone(),
+            other => anyhow::bail!("unexpected answer {other:?}"),
+        };
+    let provider = client_core::identity::PublicKey::from_peer_id(&client.relay)?;
+    let customer = client.key.clone();
+    transact(
+        &mut control,
+        client.relay,
+        &genesis,
+        &customer,
+        0,
+        TxKind::Faucet,
+    )
+    .await?;
+    let channel = channel_id(&customer.public(), 1);
+    let open = TxKind::OpenChannel {
+        provider,
+        amount: 1_000_000,
+    };
+    transact(&mut control, client.relay, &genesis, &customer, 1, open).await?;
+
+    let primes = job_module("primes")?;
+    let fuel = 10_000_000;
+    let price = 10_000; // 1000 per million fuel
+    // No voucher: refused, saying what it costs.
+    let request = client.request(&primes, b"1000", fuel);
+    let msgs = client.run(request, &primes).await?;
+    let (reason, message) = refusal(&msgs).expect("refused");
+    assert_eq!(reason, Refusal::Payment);
+    assert!(message.contains("10000"), "{message}");
+    // A voucher one unit short: refused.
+    let paid = |client: &mut Client, cumulative: u64| {
+        let mut request = client.request(&primes, b"1000", fuel);
+        request.body.body.payment = Some(Box::new(voucher_for(
+            &customer,
+            &genesis.network_id,
+            channel,
+            0,
+            cumulative,
+        )));
+        // Re-signed with the voucher in it.
+        Signed::sign(&customer, request.body)
+    };
+    let request = paid(&mut client, price - 1);
+    let msgs = client.run(request, &primes).await?;
+    let (reason, message) = refusal(&msgs).expect("refused");
+    assert_eq!(reason, Refusal::Payment);
+    assert!(message.contains("at least 10000"), "{message}");
+    // Enough: run, and the receipt names the payment.
+    let request = paid(&mut client, price);
+    let msgs = client.run(request, &primes).await?;
+    let RelayMsg::Done { receipt, .. } = last(&msgs) else {
+        anyhow::bail!("expected a result: {:?}", last(&msgs));
+    };
+    assert_eq!(
+        receipt.body.payment,
+        Some(Payment {
+            channel,
+            cumulative: price,
+            price
+        })
+    );
+    // The same amount again pays nothing new: refused.
+    let request = paid(&mut client, price);
+    let msgs = client.run(request, &primes).await?;
+    let (reason, message) = refusal(&msgs).expect("refused");
+    assert_eq!(reason, Refusal::Payment);
+    assert!(message.contains("at least 20000"), "{message}");
     drop(relay);
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())

@@ -249,6 +249,7 @@ fn signed_request(customer: &Keypair, module: Hash, input: &[u8], fuel_limit: u6
         module,
         input: input.to_vec(),
         fuel_limit,
+        payment: None,
     };
     Signed::sign(customer, Request::new("test-net", 1, 1_000, 60_000, spec))
 }
@@ -271,6 +272,7 @@ fn receipt(
         fuel_used: outcome.fuel_used,
         commitment: (form == JobForm::Steps)
             .then(|| CheckpointTree::new(&outcome.checkpoints).commitment()),
+        payment: None,
         completed_at_ms: 2_000,
     };
     tamper(&mut body);

@@ -2,15 +2,22 @@
 //! cancel, see the output and what was verified, and reopen past results. The work is in
 //! `client_core::job_client::run`; the history records are `client_core::job::history`.
 
+use crate::ledger::LedgerState;
 use crate::network::NetworkState;
 use crate::pages::wallet::UnlockForm;
 use crate::wallet::{WalletState, WalletStatus};
-use crate::widgets::{chosen_file_name, read_file_bytes};
+use crate::widgets::{chosen_file_name, local_storage, read_file_bytes};
 use client_core::browser;
+use client_core::browser::PeerId;
+use client_core::hash::Hash;
+use client_core::identity::PublicKey;
 use client_core::job::MAX_INPUT_BYTES;
 use client_core::job::history::{self, JobRecord, Level, Outcome};
 use client_core::job::profile::{self, JobForm as Form, Profile};
-use client_core::job_client::{self, Cancel, Order, RunEvent, Submitter};
+use client_core::job_client::{self, Cancel, Order, PAYMENT_REFUSED, RunEvent, Submitter};
+use client_core::ledger::Amount;
+use client_core::ledger::pay::{pick_channel, voucher_for};
+use client_core::ledger::state::{Offer, format_amount};
 use client_core::storage::Storage;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -223,10 +230,24 @@ fn level_line(level: &Level) -> String {
     }
 }
 
+/// What a job paid, for tables: nothing when its payment was refused.
+fn paid_cell(record: &JobRecord) -> String {
+    let refused =
+        matches!(&record.outcome, Outcome::Failed { check, .. } if check == PAYMENT_REFUSED);
+    match record.base.paid {
+        Some(amount) if !refused => format_amount(amount),
+        _ => "–".into(),
+    }
+}
+
 /// A finished job: output, verification panel, timing.
 #[component]
 fn RecordView(record: JobRecord) -> impl IntoView {
     let relay = record.base.relay.clone();
+    let paid = paid_cell(&record);
+    let paid = (paid != "–").then(|| {
+        view! { <p class="muted" data-testid="job-paid">{format!("Paid {paid} by a voucher on the payment channel.")}</p> }
+    });
     match record.outcome {
         Outcome::Verified {
             output,
@@ -245,6 +266,7 @@ fn RecordView(record: JobRecord) -> impl IntoView {
                 </ul>
                 <p class="muted">{level_line(&level)}</p>
                 <p class="muted">"Run by relay "<span class="mono">{relay}</span></p>
+                {paid}
                 <p class="muted" data-testid="job-timing" data-run-ms=run_ms.to_string() data-verify-ms=verify_ms.to_string()>
                     {format!("The relay ran it in {run_ms} ms; checking it here took {verify_ms} ms.")}
                 </p>
@@ -257,6 +279,7 @@ fn RecordView(record: JobRecord) -> impl IntoView {
                 <p class="bad">{format!("Failed check: {check}")}</p>
                 <p>{reason}</p>
                 <p class="muted">"Relay "<span class="mono">{relay}</span></p>
+                {paid}
             </div>
         }
         .into_any(),
@@ -264,6 +287,7 @@ fn RecordView(record: JobRecord) -> impl IntoView {
             <div data-testid="job-verification" class="verification">
                 <h3>"Cancelled"</h3>
                 <p class="muted">"You stopped this job before it finished; there is nothing to verify."</p>
+                {paid}
             </div>
         }
         .into_any(),
@@ -310,11 +334,125 @@ pub fn JobsPage() -> impl IntoView {
     }
 }
 
+/// Where a job goes, and the offer it pays under (`None`: the relay is not a provider, the job
+/// is free). The chosen offer (Marketplace page) wins; otherwise the first connected relay.
+fn job_target(
+    network: NetworkState,
+    ledger: LedgerState,
+) -> Result<(PeerId, Option<(PublicKey, Offer)>), String> {
+    let relay = match ledger.chosen.get() {
+        Some(key) => {
+            let peer = key
+                .to_peer_id()
+                .map_err(|e| format!("the chosen provider's key: {e}"))?;
+            if !network.is_connected(&peer) {
+                return Err(format!(
+                    "the chosen provider {peer} is not connected: add its address on the Relays page, or choose another offer on the Marketplace page"
+                ));
+            }
+            peer
+        }
+        None => network.job_relay().ok_or_else(|| {
+            "no relay of this network is connected right now; see the Relays page".to_string()
+        })?,
+    };
+    let key = PublicKey::from_peer_id(&relay).ok();
+    let offer = ledger.providers.get().and_then(|verified| {
+        verified
+            .value
+            .into_iter()
+            .find(|(k, p)| Some(*k) == key && p.active())
+            .map(|(k, p)| (k, p.offer))
+    });
+    Ok((relay, offer))
+}
+
+fn promised_key(channel: &Hash) -> String {
+    format!("aqueduct.promised.{channel}")
+}
+
+/// What this browser last promised on `channel` (its latest voucher), if it remembers.
+fn promised(channel: &Hash) -> Option<Amount> {
+    local_storage()?
+        .get_item(&promised_key(channel))
+        .ok()
+        .flatten()?
+        .parse()
+        .ok()
+}
+
+fn set_promised(channel: &Hash, cumulative: Amount) {
+    if let Some(storage) = local_storage() {
+        let _ = storage.set_item(&promised_key(channel), &cumulative.to_string());
+    }
+}
+
+/// The price line above the submit button: what the job will cost and where it is paid from.
+fn price_line(
+    network: NetworkState,
+    ledger: LedgerState,
+    fuel_limit: Option<u64>,
+) -> (bool, String) {
+    let (relay, offer) = match job_target(network, ledger) {
+        Ok(t) => t,
+        Err(e) => return (false, e),
+    };
+    let Some((provider, offer)) = offer else {
+        return (
+            true,
+            format!(
+                "Free: relay {relay} is not a provider on this network's ledger, so no payment is sent."
+            ),
+        );
+    };
+    let Some(fuel) = fuel_limit else {
+        return (false, "Enter a fuel limit to see the price.".into());
+    };
+    let price = offer.price_for(fuel);
+    let what = format!(
+        "Price: {} ({} per million fuel × {fuel} fuel) to provider {relay}",
+        format_amount(price),
+        format_amount(offer.price_per_mfuel)
+    );
+    if price == 0 {
+        return (true, format!("{what}."));
+    }
+    let channels = ledger.channels.get();
+    match pick_channel(&channels, &provider, price, promised) {
+        Ok((channel, previous)) => {
+            let left = channels
+                .iter()
+                .find(|(id, _)| *id == channel)
+                .map_or(0, |(_, c)| c.deposit.saturating_sub(previous));
+            let short = channel.to_string();
+            (
+                true,
+                format!(
+                    "{what}, paid by a voucher on channel {}… ({} left to spend on it).",
+                    &short[..12],
+                    format_amount(left)
+                ),
+            )
+        }
+        Err(e) => (false, format!("{what}: {e}.")),
+    }
+}
+
 #[component]
 pub fn JobForm() -> impl IntoView {
     let network = expect_context::<NetworkState>();
     let wallet = expect_context::<WalletState>();
     let jobs = expect_context::<JobsState>();
+    let ledger = expect_context::<LedgerState>();
+    // The offers and this account's channels, verified, for the price line.
+    Effect::new(move |_| {
+        if ledger.genesis.get().is_some() {
+            ledger.refresh_market();
+            if let Some(keypair) = wallet.keypair() {
+                ledger.refresh_account(keypair.public());
+            }
+        }
+    });
     let source = RwSignal::new(0usize);
     let input = RwSignal::new(EXAMPLES[0].input.to_string());
     let fuel = RwSignal::new(EXAMPLES[0].fuel.to_string());
@@ -426,11 +564,35 @@ pub fn JobForm() -> impl IntoView {
             input_error.set(Some("not connected to a relay yet".into()));
             return;
         };
-        let Some(relay) = network.job_relay() else {
-            input_error.set(Some(
-                "no relay of this network is connected right now; see the Relays page".into(),
-            ));
-            return;
+        let (relay, offer) = match job_target(network, ledger) {
+            Ok(target) => target,
+            Err(e) => {
+                input_error.set(Some(e));
+                return;
+            }
+        };
+        // Pay under the relay's verified offer: a voucher on the customer's channel to it.
+        let (payment, price) = match offer {
+            Some((provider, offer)) if offer.price_for(fuel_limit) > 0 => {
+                let price = offer.price_for(fuel_limit);
+                let channels = ledger.channels.get_untracked();
+                match pick_channel(&channels, &provider, price, promised) {
+                    Ok((channel, previous)) => {
+                        let voucher = voucher_for(&keypair, &network_id, channel, previous, price);
+                        // Remembered before sending: a voucher once sent may be settled.
+                        set_promised(&channel, voucher.body.cumulative);
+                        (Some((voucher, previous)), price)
+                    }
+                    Err(e) => {
+                        input_error.set(Some(format!(
+                            "this job costs {}: {e}",
+                            format_amount(price)
+                        )));
+                        return;
+                    }
+                }
+            }
+            _ => (None, 0),
         };
         let token = Cancel::new();
         cancel.set_value(Some(token.clone()));
@@ -474,6 +636,8 @@ pub fn JobForm() -> impl IntoView {
                         module,
                         input: input_bytes,
                         fuel_limit,
+                        payment: payment.as_ref().map(|(voucher, _)| voucher.clone()),
+                        price,
                     };
                     Some(
                         job_client::run(
@@ -496,6 +660,20 @@ pub fn JobForm() -> impl IntoView {
                     None
                 }
             };
+            // A refused payment was not taken: the next voucher builds on the previous one.
+            let refused = record.as_ref().is_none_or(
+                |r| matches!(&r.outcome, Outcome::Failed { check, .. } if check == PAYMENT_REFUSED),
+            );
+            if let (true, Some((voucher, previous))) = (refused, &payment)
+                && promised(&voucher.body.channel) == Some(voucher.body.cumulative)
+            {
+                set_promised(&voucher.body.channel, *previous);
+            }
+            if payment.is_some()
+                && let Some(keypair) = wallet.keypair()
+            {
+                ledger.refresh_account(keypair.public());
+            }
             match record {
                 Some(record) => {
                     status.set(record.status().into());
@@ -562,6 +740,12 @@ pub fn JobForm() -> impl IntoView {
             <input id="job-fuel" data-testid="job-fuel" inputmode="numeric" class="mono"
                 prop:value=move || fuel.get()
                 on:input=move |ev| fuel.set(event_target_value(&ev))/>
+            <span></span>
+            {move || {
+                let fuel_limit = fuel.get().trim().replace('_', "").parse::<u64>().ok().filter(|f| *f > 0);
+                let (ok, line) = price_line(network, ledger, fuel_limit);
+                view! { <p class=if ok { "muted" } else { "warn" } data-testid="job-price">{line}</p> }
+            }}
             <span></span>
             <div class="actions">
                 <button type="submit" data-testid="job-submit"
@@ -636,7 +820,7 @@ fn History() -> impl IntoView {
                         <table data-testid="job-history">
                             <thead><tr>
                                 <th scope="col">"When"</th><th scope="col">"Module"</th><th scope="col">"Status"</th>
-                                <th scope="col">"Fuel used"</th><th scope="col">"Verification"</th><th scope="col"></th>
+                                <th scope="col">"Fuel used"</th><th scope="col">"Paid"</th><th scope="col">"Verification"</th><th scope="col"></th>
                             </tr></thead>
                             <tbody>
                                 {rows.into_iter().map(|r| {
@@ -651,6 +835,7 @@ fn History() -> impl IntoView {
                                             <td>{r.base.name.clone()}</td>
                                             <td>{r.status()}</td>
                                             <td class="num">{r.fuel_used().map(|f| f.to_string()).unwrap_or_else(|| "–".into())}</td>
+                                            <td class="num">{paid_cell(&r)}</td>
                                             <td>{level}</td>
                                             <td><button type="button" class="small" data-testid="job-history-open"
                                                 on:click=move |_| shown.set(Some(open.clone()))>"Open"</button></td>

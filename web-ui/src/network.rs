@@ -245,6 +245,15 @@ impl NetworkState {
         self.save_relays();
     }
 
+    /// Whether `peer` is one of the relays connected now.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.relays.with(|relays| {
+            relays
+                .iter()
+                .any(|r| r.relay == *peer && r.phase == Phase::Connected)
+        })
+    }
+
     /// The relay jobs go to: the first connected relay of this network, in list order (so the
     /// serving relay while it is up, another one when it is not).
     pub fn job_relay(&self) -> Option<PeerId> {

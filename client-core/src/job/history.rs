@@ -180,6 +180,8 @@ pub struct RecordBase {
     pub fuel_limit: u64,
     /// The relay's peer id.
     pub relay: String,
+    /// What the job's voucher paid the relay, if it charged.
+    pub paid: Option<u64>,
 }
 
 impl RecordBase {
@@ -220,6 +222,7 @@ mod tests {
                 output: Hash::of(&output),
                 fuel_used: 1234,
                 commitment: None,
+                payment: None,
                 completed_at_ms: at,
             },
         );
@@ -233,6 +236,7 @@ mod tests {
                 input,
                 fuel_limit: 10_000,
                 relay: relay.peer_id().to_string(),
+                paid: Some(20),
             },
             outcome: Outcome::Verified {
                 output,

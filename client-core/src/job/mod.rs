@@ -19,6 +19,8 @@ pub mod verify;
 use crate::envelope::Request;
 use crate::hash::Hash;
 use crate::identity::PublicKey;
+use crate::ledger::Voucher;
+use crate::ledger::pay::Payment;
 use crate::signed::{Domain, Signed};
 use borsh::{BorshDeserialize, BorshSerialize};
 use commit::Commitment;
@@ -41,6 +43,8 @@ pub struct JobSpec {
     pub module: Hash,
     pub input: Vec<u8>,
     pub fuel_limit: u64,
+    /// The customer's voucher paying for the job, where the relay's offer has a price.
+    pub payment: Option<Box<Signed<Voucher>>>,
 }
 
 impl Domain for JobSpec {
@@ -69,6 +73,8 @@ pub struct Receipt {
     pub fuel_used: u64,
     /// Step jobs: the Merkle root of the checkpoint states.
     pub commitment: Option<Commitment>,
+    /// What the job paid, if the relay charged for it.
+    pub payment: Option<Payment>,
     pub completed_at_ms: u64,
 }
 
@@ -166,4 +172,6 @@ pub enum Refusal {
     /// The module bytes do not hash to the module named in the request.
     ModuleMismatch,
     Input,
+    /// The job's voucher is missing or does not pay the relay's price.
+    Payment,
 }

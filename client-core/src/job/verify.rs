@@ -44,6 +44,8 @@ pub enum VerifyError {
     FuelOverLimit { used: u64, limit: u64 },
     #[error("receipt: {0}")]
     Commitment(&'static str),
+    #[error("receipt: the payment it names is not the voucher this job carried")]
+    Payment,
     #[error("re-execution: the output differs (relay {claimed}, local {actual})")]
     Output { claimed: Hash, actual: Hash },
     #[error("re-execution: fuel differs (relay {claimed}, local {actual})")]
@@ -76,7 +78,8 @@ impl VerifyError {
             | VerifyError::WrongProfile { .. }
             | VerifyError::OutputHash
             | VerifyError::FuelOverLimit { .. }
-            | VerifyError::Commitment(_) => "receipt contents",
+            | VerifyError::Commitment(_)
+            | VerifyError::Payment => "receipt contents",
             VerifyError::Output { .. } => "output",
             VerifyError::Fuel { .. } => "fuel",
             VerifyError::CheckpointRoot { .. }
@@ -211,6 +214,20 @@ pub fn check_receipt(
         }
         (JobForm::Steps, Some(_)) => {}
     }
+    let paid = match (&spec.payment, &body.payment) {
+        (None, None) => "no payment: the relay did not charge for this job".to_owned(),
+        (Some(voucher), Some(payment))
+            if payment.channel == voucher.body.channel
+                && payment.cumulative == voucher.body.cumulative
+                && payment.price <= payment.cumulative =>
+        {
+            format!(
+                "receipt names the payment: {} on channel {} (voucher for {} in total)",
+                payment.price, payment.channel, payment.cumulative
+            )
+        }
+        _ => return Err(VerifyError::Payment),
+    };
     Ok(vec![
         format!(
             "receipt signed by relay {}",
@@ -222,6 +239,7 @@ pub fn check_receipt(
             "fuel used {} is within the limit {}",
             body.fuel_used, spec.fuel_limit
         ),
+        paid,
     ])
 }
 

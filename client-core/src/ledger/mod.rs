@@ -21,6 +21,7 @@ pub mod chain;
 pub mod genesis;
 pub mod light;
 pub mod merkle;
+pub mod pay;
 pub mod state;
 pub mod tx;
 pub mod wire;

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod protocol;
 
 use crate::datadir::write_atomic;
+use crate::payments::Payments;
 use anyhow::Context;
 use client_core::encoding::{decode, encode};
 use client_core::envelope::{ReplayGuard, RequestPolicy, verify_request};
@@ -26,6 +27,7 @@ use client_core::job::commit::CheckpointTree;
 use client_core::job::exec::{self, JobError, Observer, SparseSnapshot};
 use client_core::job::profile::{self, JobForm, ModuleError, Prepared, Profile};
 use client_core::job::{JobFailure, JobRequest, MAX_INPUT_BYTES, Receipt, Refusal, job_id};
+use client_core::ledger::pay::Payment;
 use client_core::signed::Signed;
 use engine::{CompiledJob, DEADLINE_MESSAGE, JobEngine};
 use std::collections::{HashMap, VecDeque};
@@ -139,6 +141,7 @@ struct Queued {
     live: Arc<Live>,
     module: Arc<LoadedModule>,
     request: JobRequest,
+    payment: Option<Payment>,
 }
 
 /// A checkpoint state as kept: globals and memory in 4 KiB chunks (`None` for zeros), chunks
@@ -241,6 +244,7 @@ pub struct JobService {
     jobs_dir: PathBuf,
     modules_dir: PathBuf,
     modules: Mutex<HashMap<Hash, Arc<LoadedModule>>>,
+    payments: Arc<Payments>,
     inner: Mutex<Inner>,
     queue: SyncSender<Queued>,
 }
@@ -278,6 +282,7 @@ impl JobService {
         keypair: Keypair,
         network_id: String,
         config: JobConfig,
+        payments: Arc<Payments>,
     ) -> anyhow::Result<Arc<JobService>> {
         let jobs_dir = data_dir.join("jobs");
         let modules_dir = data_dir.join("modules");
@@ -304,6 +309,7 @@ impl JobService {
             jobs_dir,
             modules_dir,
             modules: Mutex::new(HashMap::new()),
+            payments,
             inner: Mutex::new(Inner {
                 live: HashMap::new(),
                 finished: VecDeque::new(),
@@ -466,24 +472,31 @@ impl JobService {
             finished_at: Mutex::new(None),
         });
         let position = inner.queued as u32;
-        match self.queue.try_send(Queued {
+        let voucher = request.body.body.payment.clone();
+        let fuel_limit = request.body.body.fuel_limit;
+        let enqueue = |payment| match self.queue.try_send(Queued {
             live: Arc::clone(&live),
             module,
             request,
+            payment,
         }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err(SubmitError::Refused(
-                    Refusal::Busy,
-                    "the relay's job queue is full; try again shortly".into(),
-                ));
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(SubmitError::Refused(
-                    Refusal::Busy,
-                    "the relay is stopping".into(),
-                ));
-            }
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(SubmitError::Refused(
+                Refusal::Busy,
+                "the relay's job queue is full; try again shortly".into(),
+            )),
+            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Refused(
+                Refusal::Busy,
+                "the relay is stopping".into(),
+            )),
+        };
+        let paid = self
+            .payments
+            .accept(&customer, voucher.as_deref(), fuel_limit, enqueue)
+            .map_err(|e| SubmitError::Refused(Refusal::Payment, e.to_string()))?;
+        let payment = paid?;
+        if let Some(p) = payment {
+            tracing::info!(job = %job, channel = %p.channel, price = p.price, "job paid");
         }
         inner.queued += 1;
         inner.per_customer.insert(customer, held + 1);
@@ -576,6 +589,7 @@ impl JobService {
             live,
             module,
             request,
+            payment,
         } = queued;
         if live.cancel.load(Ordering::Relaxed) {
             return Err(JobFailure::Cancelled);
@@ -636,6 +650,7 @@ impl JobService {
             output: Hash::of(&output),
             fuel_used,
             commitment: tree.as_ref().map(CheckpointTree::commitment),
+            payment,
             completed_at_ms: now_ms(),
         };
         let mut receipt = Signed::sign(&self.keypair, receipt);

@@ -85,6 +85,21 @@ impl Mempool {
         self.ids.is_empty()
     }
 
+    /// The nonce `sender`'s next transaction needs: its account's `state_nonce` plus what
+    /// it already has waiting here.
+    pub fn next_nonce(&self, sender: &PublicKey, state_nonce: u64) -> u64 {
+        let waiting = self
+            .by_sender
+            .get(sender)
+            .map_or(0, |p| ready_run(p, state_nonce).len());
+        state_nonce + waiting as u64
+    }
+
+    /// How many of `sender`'s transactions are waiting.
+    pub fn pending_from(&self, sender: &PublicKey) -> usize {
+        self.by_sender.get(sender).map_or(0, BTreeMap::len)
+    }
+
     /// Checks `tx` against `state` (the latest block) and keeps it for a block.
     pub fn admit(
         &mut self,

@@ -16,7 +16,11 @@ use client_core::ledger::block::{Block, txs_root};
 use client_core::ledger::light::{ProvenRead, ProvenReads};
 use client_core::ledger::merkle;
 use client_core::ledger::tx::tx_id;
-use client_core::ledger::{BlockContext, Commit, Genesis, Header, SignedTx, StateKey, apply_all};
+use client_core::ledger::{
+    BlockContext, Commit, Genesis, Header, SignedTx, StateKey, StateRead, StateValue, Tx, TxKind,
+    apply_all,
+};
+use client_core::signed::Signed;
 use mempool::{AdmitError, Mempool, MempoolLimits};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -133,6 +137,11 @@ impl Ledger {
         &self.store.genesis().network_id
     }
 
+    /// The database (for records beside the state, such as accepted vouchers).
+    pub fn store(&self) -> &LedgerStore {
+        &self.store
+    }
+
     pub fn snapshot(&self) -> anyhow::Result<store::Snapshot> {
         self.store.snapshot()
     }
@@ -154,6 +163,50 @@ impl Ledger {
         };
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
         Ok(id)
+    }
+
+    /// Signs `kind` with `keypair` as its next transaction (after those it has waiting), with
+    /// the minimum fee, and admits it. For the relay's own transactions.
+    pub fn submit_own(&self, keypair: &Keypair, kind: TxKind) -> anyhow::Result<Hash> {
+        let snapshot = self.store.snapshot()?;
+        let me = keypair.public();
+        let nonce = match snapshot.get(&StateKey::Account(me)) {
+            Some(StateValue::Account(a)) => a.nonce,
+            _ => 0,
+        };
+        let params = match snapshot.get(&StateKey::Params) {
+            Some(StateValue::Params(p)) => p,
+            _ => anyhow::bail!("the ledger has no parameters"),
+        };
+        let fee = client_core::ledger::tx::min_fee_for(&params, self.network_id(), &kind);
+        let name = kind.name();
+        let id = {
+            let mut pool = self
+                .mempool
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the mempool is unavailable"))?;
+            let tx = Signed::sign(
+                keypair,
+                Tx {
+                    network_id: self.network_id().to_owned(),
+                    nonce: pool.next_nonce(&me, nonce),
+                    fee,
+                    kind,
+                },
+            );
+            pool.admit(&snapshot, self.network_id(), now_ms(), tx)
+                .map_err(|e| anyhow::anyhow!("the {name} transaction was refused: {e}"))?
+        };
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(id)
+    }
+
+    /// How many of `key`'s transactions wait for a block.
+    pub fn pending_from(&self, key: &PublicKey) -> usize {
+        self.mempool
+            .lock()
+            .map(|m| m.pending_from(key))
+            .unwrap_or(0)
     }
 
     /// Values of `keys` at the latest block, with proofs. `None` before the first block.
@@ -349,22 +402,10 @@ pub fn ensure_provider(
     stake: client_core::ledger::Amount,
     offer: client_core::ledger::state::Offer,
 ) -> anyhow::Result<String> {
-    use client_core::ledger::state::Account;
-    use client_core::ledger::tx::min_fee_for;
-    use client_core::ledger::{StateRead, StateValue, Tx, TxKind};
     let snapshot = ledger.snapshot()?;
-    let me = keypair.public();
-    let existing = match snapshot.get(&StateKey::Provider(me)) {
+    let existing = match snapshot.get(&StateKey::Provider(keypair.public())) {
         Some(StateValue::Provider(p)) => Some(p),
         _ => None,
-    };
-    let account = match snapshot.get(&StateKey::Account(me)) {
-        Some(StateValue::Account(a)) => a,
-        _ => Account::default(),
-    };
-    let params = match snapshot.get(&StateKey::Params) {
-        Some(StateValue::Params(p)) => p,
-        _ => bail!("the ledger has no parameters"),
     };
     drop(snapshot);
     let (kind, what) = match existing {
@@ -377,19 +418,7 @@ pub fn ensure_provider(
         Some(_) => (TxKind::UpdateOffer { offer }, "offer updated"),
         None => (TxKind::RegisterProvider { stake, offer }, "registered"),
     };
-    let fee = min_fee_for(&params, ledger.network_id(), &kind);
-    let tx = client_core::signed::Signed::sign(
-        keypair,
-        Tx {
-            network_id: ledger.network_id().to_owned(),
-            nonce: account.nonce,
-            fee,
-            kind,
-        },
-    );
-    ledger
-        .submit(tx)
-        .map_err(|e| anyhow::anyhow!("the provider transaction was refused: {e}"))?;
+    ledger.submit_own(keypair, kind)?;
     Ok(format!("{what} (transaction submitted, in the next block)"))
 }
 

@@ -4,7 +4,9 @@
 //! - `tree_nodes`: Jellyfish Merkle tree nodes (encoded node key → encoded node);
 //! - `tree_values`: state values by (key hash, version), newest version wins;
 //! - `blocks`: height → encoded block (header, transactions, commit);
-//! - `meta`: the genesis, and the latest height.
+//! - `meta`: the genesis, and the latest height;
+//! - `vouchers`: channel id → the latest voucher this relay accepted as a provider on it (not
+//!   part of the state: what it may still settle).
 //!
 //! A block's nodes, values, the block and the new latest height are written in one write
 //! transaction with immediate durability: after `commit_block` returns, a SIGKILL loses
@@ -16,16 +18,21 @@ use client_core::encoding;
 use client_core::hash::Hash;
 use client_core::ledger::block::Block;
 use client_core::ledger::merkle::{self, TreeError};
-use client_core::ledger::{Genesis, Header, StateKey, StateRead, StateValue};
+use client_core::ledger::{Genesis, Header, StateKey, StateRead, StateValue, Voucher};
+use client_core::signed::Signed;
 use jmt::storage::{LeafNode, Node, NodeBatch, NodeKey, TreeReader};
 use jmt::{KeyHash, OwnedValue, Version};
-use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 
 const NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_nodes");
 const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_values");
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const VOUCHERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vouchers");
+
+/// A stored voucher is at most this large (its network id is short).
+const MAX_VOUCHER_BYTES: usize = 4096;
 
 const META_GENESIS: &str = "genesis";
 const META_HEIGHT: &str = "height";
@@ -140,6 +147,51 @@ impl LedgerStore {
         }
         write.commit()?;
         Ok(())
+    }
+
+    /// Keeps `voucher` as the latest accepted on its channel, durably.
+    pub fn put_voucher(&self, voucher: &Signed<Voucher>) -> anyhow::Result<()> {
+        let write = self.db.begin_write()?;
+        {
+            let mut table = write.open_table(VOUCHERS)?;
+            table.insert(
+                voucher.body.channel.0.as_slice(),
+                encoding::encode(voucher).as_slice(),
+            )?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Forgets the voucher of `channel` (settled in full, or the channel is gone).
+    pub fn remove_voucher(&self, channel: &Hash) -> anyhow::Result<()> {
+        let write = self.db.begin_write()?;
+        {
+            let mut table = write.open_table(VOUCHERS)?;
+            table.remove(channel.0.as_slice())?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Every kept voucher. A damaged record is skipped with a warning (the channel's payment
+    /// is then lost to this relay, not its other records).
+    pub fn vouchers(&self) -> anyhow::Result<Vec<Signed<Voucher>>> {
+        let read = self.db.begin_read()?;
+        let table = match read.open_table(VOUCHERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            match encoding::decode::<Signed<Voucher>>(value.value(), MAX_VOUCHER_BYTES) {
+                Ok(v) if v.body.channel.0.as_slice() == key.value() => out.push(v),
+                _ => tracing::warn!("a stored voucher is damaged; skipping it"),
+            }
+        }
+        Ok(out)
     }
 
     /// Size of the database file in bytes.

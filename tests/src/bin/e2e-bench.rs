@@ -208,8 +208,15 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("bench");
-    // Offering its compute, so the marketplace has an offer to read.
-    let relay = Relay::start_with(&bin, &www, &data_dir, &RelayPorts::pick()?, &["--provide"])?;
+    // Offering its compute, so the marketplace has an offer to read; at price zero, so the
+    // job timings measure running and verifying, not funding a channel.
+    let relay = Relay::start_with(
+        &bin,
+        &www,
+        &data_dir,
+        &RelayPorts::pick()?,
+        &["--provide", "--price-per-mfuel", "0"],
+    )?;
     let url = relay.url();
 
     let mut nav_to_connected = Vec::new();

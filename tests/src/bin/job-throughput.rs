@@ -69,6 +69,7 @@ async fn one_job(
         module: Hash::of(module),
         input: INPUT.to_vec(),
         fuel_limit: 1_000_000_000,
+        payment: None,
     };
     let request = Signed::sign(
         key,

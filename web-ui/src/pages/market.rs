@@ -134,7 +134,10 @@ pub fn MarketPage() -> impl IntoView {
                         prop:value=move || max_price.get()
                         on:input=move |ev| max_price.set(event_target_value(&ev))/>
                 </label>
-                <button type="button" data-testid="market-refresh" on:click=move |_| ledger.refresh_market()>"Refresh"</button>
+                <button type="button" data-testid="market-refresh" on:click=move |_| {
+                    ledger.refresh_market();
+                    if let Some(keypair) = wallet.keypair() { ledger.refresh_account(keypair.public()); }
+                }>"Refresh"</button>
             </div>
             {move || match ledger.providers.get() {
                 None => view! { <p class="busy" data-testid="market-loading"><span class="spinner" aria-hidden="true"></span>"Reading offers with proofs…"</p> }.into_any(),
@@ -349,7 +352,8 @@ fn ChannelRow(id: Hash, channel: Channel) -> impl IntoView {
     .to_locale_string("en-GB", &wasm_bindgen::JsValue::UNDEFINED);
     view! {
         <tr data-testid="market-channel" data-channel=id.to_string()
-            data-deposit=channel.deposit.to_string() data-remaining=channel.remaining().to_string()>
+            data-deposit=channel.deposit.to_string() data-settled=channel.settled.to_string()
+            data-remaining=channel.remaining().to_string()>
             <td class="mono">{short(&channel.provider)}</td>
             <td>{format_amount(channel.deposit)}</td>
             <td>{format_amount(channel.settled)}</td>
