@@ -415,16 +415,17 @@ async fn transact(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_takes_only_jobs_whose_voucher_pays_its_price() -> anyhow::Result<()> {
-    use client_core::ledger::TxKind;
     use client_core::ledger::pay::{Payment, voucher_for};
     use client_core::ledger::tx::channel_id;
     use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
+    use client_core::ledger::{StateKey, StateValue, TxKind};
     let data_dir = temp_dir("paid-jobs");
-    let relay = Relay::start_with(
+    let ports = RelayPorts::pick()?;
+    let mut relay = Relay::start_with(
         &relay_bin()?,
         &www_dir()?,
         &data_dir,
-        &RelayPorts::pick()?,
+        &ports,
         &[
             "--provide",
             "--price-per-mfuel",
@@ -508,6 +509,59 @@ async fn a_provider_takes_only_jobs_whose_voucher_pays_its_price() -> anyhow::Re
     let (reason, message) = refusal(&msgs).expect("refused");
     assert_eq!(reason, Refusal::Payment);
     assert!(message.contains("at least 20000"), "{message}");
+
+    // Restarted with --unbond (and a settle interval of a second): the voucher it kept across
+    // the restart is settled, the offer leaves the market, and jobs run for free.
+    assert!(relay.terminate(Duration::from_secs(10)), "the relay stops");
+    let relay = Relay::start_with(
+        &relay_bin()?,
+        &www_dir()?,
+        &data_dir,
+        &ports,
+        &[
+            "--unbond",
+            "--block-interval-ms",
+            "100",
+            "--settle-interval-secs",
+            "1",
+        ],
+    )?;
+    let mut client = Client::connect(&relay, 42).await?;
+    client.nonce = 100;
+    let mut control = client.control.clone();
+    let mut light = client_core::ledger::light::LightClient::new(&genesis);
+    let keys = vec![StateKey::Channel(channel), StateKey::Provider(provider)];
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let answer = aqueduct_tests::ledger_call(
+            &mut control,
+            client.relay,
+            &LedgerRequest::Read { keys: keys.clone() },
+        )
+        .await?;
+        let Some(LedgerResponse::Reads(Some(reads))) = answer.first() else {
+            anyhow::bail!("unexpected answer {answer:?}");
+        };
+        let values = light.verify(&keys, reads)?.value;
+        let settled = matches!(&values[0], Some(StateValue::Channel(c)) if c.settled == price);
+        let unbonding =
+            matches!(&values[1], Some(StateValue::Provider(p)) if p.unbonding.is_some());
+        if settled && unbonding {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "not settled and unbonding: {values:?}\n{}",
+            relay.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let request = client.request(&primes, b"1000", fuel);
+    let msgs = client.run(request, &primes).await?;
+    let RelayMsg::Done { receipt, .. } = last(&msgs) else {
+        anyhow::bail!("expected a free result: {:?}", last(&msgs));
+    };
+    assert_eq!(receipt.body.payment, None);
     drop(relay);
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
