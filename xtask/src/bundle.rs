@@ -143,11 +143,12 @@ pub fn optimise(www: &Path) -> anyhow::Result<()> {
     let Some(wasm_opt) = wasm_opt()? else {
         return Ok(());
     };
-    step("optimising the wasm with wasm-opt -Oz");
+    step("optimising the wasm with wasm-opt -Oz --converge");
     let wasm = www.join(format!("{OUT_NAME}_bg.wasm"));
     run_cmd(
         Command::new(wasm_opt)
             .arg("-Oz")
+            .arg("--converge")
             .arg("--enable-bulk-memory")
             .arg("--enable-nontrapping-float-to-int")
             .arg("--enable-sign-ext")

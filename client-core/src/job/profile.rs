@@ -462,6 +462,22 @@ impl Reencode for Instrumenter<'_> {
         Ok(())
     }
 
+    fn const_expr(&mut self, const_expr: wasmparser::ConstExpr<'_>) -> ReencodeResult<ConstExpr> {
+        // Copied as it is (without its `end`, which the encoder adds): its indices stay valid.
+        let mut reader = const_expr.get_binary_reader();
+        let bytes = reader.read_bytes(reader.bytes_remaining())?;
+        match bytes.split_last() {
+            Some((0x0b, expr)) => Ok(ConstExpr::raw(expr.iter().copied())),
+            _ => refuse(invalid("a constant expression without its end")),
+        }
+    }
+
+    fn instruction<'a>(&mut self, _op: Operator<'a>) -> ReencodeResult<Instruction<'a>> {
+        // Function bodies and constant expressions are copied, never re-encoded one instruction
+        // at a time; nothing else has instructions.
+        refuse(invalid("an instruction outside a function body"))
+    }
+
     fn memory_type(
         &mut self,
         memory: wasmparser::MemoryType,
@@ -592,14 +608,20 @@ impl Reencode for Instrumenter<'_> {
         ]);
 
         let mut nesting: u32 = 0; // blocks open inside the wrapper
+        // Instructions that pass through unchanged are copied as their original bytes: every
+        // index they hold stays valid (the instrumentation only appends globals and locals).
+        let bytes = body.as_bytes();
+        let base = body.range().start;
         let mut reader = body.get_operators_reader()?;
         while !reader.eof() {
+            let start = reader.original_position() - base;
             let op = reader.read()?;
+            let end = reader.original_position() - base;
+            let original = bytes.get(start..end).unwrap_or_default();
             match &op {
                 Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
                     nesting += 1;
-                    let ins = self.instruction(op)?;
-                    out.push_charged(ins);
+                    out.push_original(original);
                     out.flush();
                 }
                 Operator::Else => {
@@ -631,8 +653,7 @@ impl Reencode for Instrumenter<'_> {
                 | Operator::BrIf { .. }
                 | Operator::BrTable { .. }
                 | Operator::Unreachable => {
-                    let ins = self.instruction(op)?;
-                    out.push_charged(ins);
+                    out.push_original(original);
                     out.flush();
                 }
                 Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } => {
@@ -641,8 +662,7 @@ impl Reencode for Instrumenter<'_> {
                         scratch.i32,
                         &[Instruction::I64Const(4), Instruction::I64ShrU],
                     );
-                    let ins = self.instruction(op)?;
-                    out.push_charged(ins);
+                    out.push_original(original);
                 }
                 Operator::MemoryGrow { .. } => {
                     // The page count is on top: charge 1024 units per 64 KiB page, and trap
@@ -666,8 +686,7 @@ impl Reencode for Instrumenter<'_> {
                         Instruction::Unreachable,
                         Instruction::End,
                     ]);
-                    let ins = self.instruction(op)?;
-                    out.push_charged(ins);
+                    out.push_original(original);
                 }
                 Operator::MemoryInit { .. }
                 | Operator::DataDrop { .. }
@@ -683,8 +702,7 @@ impl Reencode for Instrumenter<'_> {
                 }
                 _ => {
                     let nan = nan_kind(&op);
-                    let ins = self.instruction(op)?;
-                    out.push_charged(ins);
+                    out.push_original(original);
                     match nan {
                         Some(FloatKind::F32) => out.push_free(&[
                             Instruction::LocalTee(scratch.f32),
@@ -794,10 +812,16 @@ fn store_fuel_or_trap(fuel: u32) -> [Instruction<'static>; 7] {
     ]
 }
 
+/// One instruction of a run: built by the instrumentation, or copied from the module.
+enum Piece<'a> {
+    Built(Instruction<'static>),
+    Original(&'a [u8]),
+}
+
 /// Collects a straight-line run of instructions and emits it behind its fuel charge.
 struct Emitter<'a> {
     func: Function,
-    run: Vec<Instruction<'a>>,
+    run: Vec<Piece<'a>>,
     run_cost: i64,
     fuel: u32,
 }
@@ -809,15 +833,22 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// An original instruction: part of the run and charged.
-    fn push_charged(&mut self, ins: Instruction<'a>) {
-        self.run.push(ins);
+    /// An original instruction, rewritten: part of the run and charged.
+    fn push_charged(&mut self, ins: Instruction<'static>) {
+        self.run.push(Piece::Built(ins));
+        self.run_cost += 1;
+    }
+
+    /// An original instruction as it is: part of the run and charged.
+    fn push_original(&mut self, bytes: &'a [u8]) {
+        self.run.push(Piece::Original(bytes));
         self.run_cost += 1;
     }
 
     /// Instrumentation inside a run: not charged.
     fn push_free(&mut self, instructions: &[Instruction<'static>]) {
-        self.run.extend(instructions.iter().cloned());
+        self.run
+            .extend(instructions.iter().cloned().map(Piece::Built));
     }
 
     /// Charges the i32 on top of the stack, transformed by `scale` (as i64), leaving it there.
@@ -845,8 +876,11 @@ impl<'a> Emitter<'a> {
             ]);
             self.emit_now(&store_fuel_or_trap(fuel));
         }
-        for ins in std::mem::take(&mut self.run) {
-            self.func.instruction(&ins);
+        for piece in std::mem::take(&mut self.run) {
+            match piece {
+                Piece::Built(ins) => self.func.instruction(&ins),
+                Piece::Original(bytes) => self.func.raw(bytes.iter().copied()),
+            };
         }
         self.run_cost = 0;
     }
