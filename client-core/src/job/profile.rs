@@ -24,8 +24,9 @@
 //! functions over the profile's limits.
 
 use crate::hash::Hash;
-use wasm_encoder::reencode::{self, Reencode};
-use wasm_encoder::{BlockType, ConstExpr, ExportKind, Function, Ieee32, Ieee64, Instruction};
+use wasm_encoder::{
+    BlockType, ConstExpr, ExportKind, Function, Ieee32, Ieee64, Instruction, SectionId,
+};
 use wasmparser::{Operator, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures};
 
 /// Export names the instrumentation adds. Modules may not export anything under this prefix.
@@ -226,17 +227,11 @@ pub fn prepare(bytes: &[u8], profile: &Profile) -> Result<Prepared, ModuleError>
         globals_written: false,
         exports_written: false,
     };
-    let mut module = wasm_encoder::Module::new();
-    instrumenter
-        .parse_core_module(&mut module, Parser::new(0), bytes)
-        .map_err(|e| match e {
-            reencode::Error::UserError(e) => e,
-            other => invalid(other),
-        })?;
+    let code = instrumenter.rewrite(bytes)?;
     Ok(Prepared {
         module_hash: Hash::of(bytes),
         form,
-        code: module.finish(),
+        code,
         globals,
         profile: *profile,
     })
@@ -390,10 +385,82 @@ struct Instrumenter<'a> {
     exports_written: bool,
 }
 
-type ReencodeResult<T = ()> = Result<T, reencode::Error<ModuleError>>;
+/// Section ids by their place in a module, for placing sections a module lacks.
+fn section_rank(id: u8) -> u8 {
+    use SectionId as S;
+    const ORDER: [SectionId; 13] = [
+        S::Custom,
+        S::Type,
+        S::Import,
+        S::Function,
+        S::Table,
+        S::Memory,
+        S::Tag,
+        S::Global,
+        S::Export,
+        S::Start,
+        S::Element,
+        S::DataCount,
+        S::Code,
+    ];
+    ORDER
+        .iter()
+        .position(|s| *s as u8 == id)
+        .map_or(ORDER.len() as u8, |p| p as u8)
+}
 
-fn refuse<T>(e: ModuleError) -> ReencodeResult<T> {
-    Err(reencode::Error::UserError(e))
+fn val_type(ty: ValType) -> Result<wasm_encoder::ValType, ModuleError> {
+    Ok(match ty {
+        ValType::I32 => wasm_encoder::ValType::I32,
+        ValType::I64 => wasm_encoder::ValType::I64,
+        ValType::F32 => wasm_encoder::ValType::F32,
+        ValType::F64 => wasm_encoder::ValType::F64,
+        ValType::Ref(r) => wasm_encoder::ValType::Ref(ref_type(r)?),
+        ValType::V128 => return Err(invalid("128-bit vectors are not allowed")),
+    })
+}
+
+fn ref_type(r: wasmparser::RefType) -> Result<wasm_encoder::RefType, ModuleError> {
+    if r == wasmparser::RefType::FUNCREF {
+        Ok(wasm_encoder::RefType::FUNCREF)
+    } else if r == wasmparser::RefType::EXTERNREF {
+        Ok(wasm_encoder::RefType::EXTERNREF)
+    } else {
+        Err(invalid(format!("the reference type {r} is not allowed")))
+    }
+}
+
+fn table_type(table: wasmparser::TableType) -> Result<wasm_encoder::TableType, ModuleError> {
+    Ok(wasm_encoder::TableType {
+        element_type: ref_type(table.element_type)?,
+        table64: false,
+        minimum: table.initial,
+        // Tables cannot be changed by job code (table mutation is refused), so fix their size.
+        maximum: Some(table.initial),
+        shared: false,
+    })
+}
+
+/// A constant expression as it is (without its `end`, which the encoder adds).
+fn const_expr(expr: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, ModuleError> {
+    let mut reader = expr.get_binary_reader();
+    let bytes = reader
+        .read_bytes(reader.bytes_remaining())
+        .map_err(invalid)?;
+    match bytes.split_last() {
+        Some((0x0b, expr)) => Ok(ConstExpr::raw(expr.iter().copied())),
+        _ => Err(invalid("a constant expression without its end")),
+    }
+}
+
+fn export_kind(kind: wasmparser::ExternalKind) -> ExportKind {
+    match kind {
+        wasmparser::ExternalKind::Func => ExportKind::Func,
+        wasmparser::ExternalKind::Table => ExportKind::Table,
+        wasmparser::ExternalKind::Memory => ExportKind::Memory,
+        wasmparser::ExternalKind::Global => ExportKind::Global,
+        wasmparser::ExternalKind::Tag => ExportKind::Tag,
+    }
 }
 
 impl Instrumenter<'_> {
@@ -427,142 +494,146 @@ impl Instrumenter<'_> {
         exports.export(DEPTH_EXPORT, ExportKind::Global, self.depth_global);
         self.exports_written = true;
     }
-}
 
-/// Section ids in the order they appear in a module, for placing sections a module lacks.
-fn section_rank(id: wasm_encoder::SectionId) -> u8 {
-    use wasm_encoder::SectionId as S;
-    match id {
-        S::Custom => 0,
-        S::Type => 1,
-        S::Import => 2,
-        S::Function => 3,
-        S::Table => 4,
-        S::Memory => 5,
-        S::Tag => 6,
-        S::Global => 7,
-        S::Export => 8,
-        S::Start => 9,
-        S::Element => 10,
-        S::DataCount => 11,
-        S::Code => 12,
-        S::Data => 13,
-    }
-}
-
-impl Reencode for Instrumenter<'_> {
-    type Error = ModuleError;
-
-    fn parse_custom_section(
-        &mut self,
-        _module: &mut wasm_encoder::Module,
-        _section: wasmparser::CustomSectionReader<'_>,
-    ) -> ReencodeResult {
-        // Names and debug info are dropped: they do not affect execution.
-        Ok(())
-    }
-
-    fn const_expr(&mut self, const_expr: wasmparser::ConstExpr<'_>) -> ReencodeResult<ConstExpr> {
-        // Copied as it is (without its `end`, which the encoder adds): its indices stay valid.
-        let mut reader = const_expr.get_binary_reader();
-        let bytes = reader.read_bytes(reader.bytes_remaining())?;
-        match bytes.split_last() {
-            Some((0x0b, expr)) => Ok(ConstExpr::raw(expr.iter().copied())),
-            _ => refuse(invalid("a constant expression without its end")),
+    /// Writes the module again, section by section, with the instrumentation added. Sections
+    /// the instrumentation does not touch are copied as they are (every index in them stays
+    /// valid: it only appends globals, exports and locals); custom sections (names, debug
+    /// information) are dropped, as they do not affect execution.
+    fn rewrite(&mut self, bytes: &[u8]) -> Result<Vec<u8>, ModuleError> {
+        let mut module = wasm_encoder::Module::new();
+        let mut code: Option<wasm_encoder::CodeSection> = None;
+        for payload in Parser::new(0).parse_all(bytes) {
+            let payload = payload.map_err(invalid)?;
+            if let Payload::CodeSectionEntry(body) = payload {
+                let Some(code) = code.as_mut() else {
+                    return Err(invalid("a function body outside the code section"));
+                };
+                self.function(code, body)?;
+                continue;
+            }
+            if let Some(code) = code.take() {
+                module.section(&code);
+            }
+            match payload {
+                Payload::Version { .. } | Payload::CustomSection(_) => {}
+                Payload::End(_) => self.before(&mut module, u8::MAX),
+                Payload::CodeSectionStart { .. } => {
+                    self.before(&mut module, section_rank(SectionId::Code as u8));
+                    code = Some(wasm_encoder::CodeSection::new());
+                }
+                Payload::MemorySection(reader) => {
+                    self.before(&mut module, section_rank(SectionId::Memory as u8));
+                    let mut memories = wasm_encoder::MemorySection::new();
+                    for memory in reader {
+                        memories.memory(self.memory_type(memory.map_err(invalid)?));
+                    }
+                    module.section(&memories);
+                }
+                Payload::TableSection(reader) => {
+                    self.before(&mut module, section_rank(SectionId::Table as u8));
+                    let mut tables = wasm_encoder::TableSection::new();
+                    for table in reader {
+                        let table = table.map_err(invalid)?;
+                        let ty = table_type(table.ty)?;
+                        match table.init {
+                            wasmparser::TableInit::RefNull => tables.table(ty),
+                            wasmparser::TableInit::Expr(expr) => {
+                                tables.table_with_init(ty, &const_expr(&expr)?)
+                            }
+                        };
+                    }
+                    module.section(&tables);
+                }
+                Payload::GlobalSection(reader) => {
+                    self.before(&mut module, section_rank(SectionId::Global as u8));
+                    let end = reader.range().end;
+                    let mut globals = wasm_encoder::GlobalSection::new();
+                    let mut items = reader.into_iter_with_offsets().peekable();
+                    while let Some(item) = items.next() {
+                        let (offset, _) = item.map_err(invalid)?;
+                        let next = match items.peek() {
+                            Some(Ok((next, _))) => *next,
+                            _ => end,
+                        };
+                        let entry = bytes
+                            .get(offset..next)
+                            .ok_or_else(|| invalid("a global outside the module"))?;
+                        globals.raw(entry);
+                    }
+                    self.add_globals(&mut globals);
+                    module.section(&globals);
+                }
+                Payload::ExportSection(reader) => {
+                    self.before(&mut module, section_rank(SectionId::Export as u8));
+                    let mut exports = wasm_encoder::ExportSection::new();
+                    for export in reader {
+                        let export = export.map_err(invalid)?;
+                        exports.export(export.name, export_kind(export.kind), export.index);
+                    }
+                    self.add_exports(&mut exports);
+                    module.section(&exports);
+                }
+                other => {
+                    let Some((id, range)) = other.as_section() else {
+                        return Err(invalid("an unexpected part of the module"));
+                    };
+                    self.before(&mut module, section_rank(id));
+                    let data = bytes
+                        .get(range)
+                        .ok_or_else(|| invalid("a section outside the module"))?;
+                    module.section(&wasm_encoder::RawSection { id, data });
+                }
+            }
         }
+        Ok(module.finish())
     }
 
-    fn instruction<'a>(&mut self, _op: Operator<'a>) -> ReencodeResult<Instruction<'a>> {
-        // Function bodies and constant expressions are copied, never re-encoded one instruction
-        // at a time; nothing else has instructions.
-        refuse(invalid("an instruction outside a function body"))
-    }
-
-    fn memory_type(
-        &mut self,
-        memory: wasmparser::MemoryType,
-    ) -> ReencodeResult<wasm_encoder::MemoryType> {
-        // The same maximum in every engine, so `memory.grow` fails at the same size everywhere.
-        let cap = u64::from(self.profile.max_memory_pages);
-        Ok(wasm_encoder::MemoryType {
-            minimum: memory.initial,
-            maximum: Some(memory.maximum.map_or(cap, |m| m.min(cap))),
-            memory64: false,
-            shared: false,
-            page_size_log2: None,
-        })
-    }
-
-    fn table_type(
-        &mut self,
-        table: wasmparser::TableType,
-    ) -> ReencodeResult<wasm_encoder::TableType> {
-        let mut ty = reencode::utils::table_type(self, table)?;
-        // Tables cannot be changed by job code (table mutation is refused), so fix their size.
-        ty.maximum = Some(ty.minimum);
-        Ok(ty)
-    }
-
-    fn parse_global_section(
-        &mut self,
-        globals: &mut wasm_encoder::GlobalSection,
-        section: wasmparser::GlobalSectionReader<'_>,
-    ) -> ReencodeResult {
-        reencode::utils::parse_global_section(self, globals, section)?;
-        self.add_globals(globals);
-        Ok(())
-    }
-
-    fn parse_export_section(
-        &mut self,
-        exports: &mut wasm_encoder::ExportSection,
-        section: wasmparser::ExportSectionReader<'_>,
-    ) -> ReencodeResult {
-        reencode::utils::parse_export_section(self, exports, section)?;
-        self.add_exports(exports);
-        Ok(())
-    }
-
-    fn intersperse_section_hook(
-        &mut self,
-        module: &mut wasm_encoder::Module,
-        _after: Option<wasm_encoder::SectionId>,
-        before: Option<wasm_encoder::SectionId>,
-    ) -> ReencodeResult {
-        let next = before.map_or(u8::MAX, section_rank);
-        if !self.globals_written && next > section_rank(wasm_encoder::SectionId::Global) {
+    /// Adds the global and export sections a module lacks, before a section of rank `next`.
+    fn before(&mut self, module: &mut wasm_encoder::Module, next: u8) {
+        if !self.globals_written && next > section_rank(SectionId::Global as u8) {
             let mut globals = wasm_encoder::GlobalSection::new();
             self.add_globals(&mut globals);
             module.section(&globals);
         }
         // Modules without an export section fail the ABI check before this pass.
-        if !self.exports_written && next > section_rank(wasm_encoder::SectionId::Export) {
+        if !self.exports_written && next > section_rank(SectionId::Export as u8) {
             let mut exports = wasm_encoder::ExportSection::new();
             self.add_exports(&mut exports);
             module.section(&exports);
         }
-        Ok(())
     }
 
-    fn parse_function_body(
+    fn memory_type(&self, memory: wasmparser::MemoryType) -> wasm_encoder::MemoryType {
+        // The same maximum in every engine, so `memory.grow` fails at the same size everywhere.
+        let cap = u64::from(self.profile.max_memory_pages);
+        wasm_encoder::MemoryType {
+            minimum: memory.initial,
+            maximum: Some(memory.maximum.map_or(cap, |m| m.min(cap))),
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        }
+    }
+
+    fn function(
         &mut self,
         code: &mut wasm_encoder::CodeSection,
         body: wasmparser::FunctionBody<'_>,
-    ) -> ReencodeResult {
+    ) -> Result<(), ModuleError> {
         let index = self.next_function;
         self.next_function += 1;
         let Some((params, results)) = self.info.func_signature(index) else {
-            return refuse(invalid(format!("function {index} has no type")));
+            return Err(invalid(format!("function {index} has no type")));
         };
         let mut locals = Vec::new();
         let mut local_count = params.len() as u64;
-        for pair in body.get_locals_reader()? {
-            let (count, ty) = pair?;
+        for pair in body.get_locals_reader().map_err(invalid)? {
+            let (count, ty) = pair.map_err(invalid)?;
             local_count += u64::from(count);
-            locals.push((count, self.val_type(ty)?));
+            locals.push((count, val_type(ty)?));
         }
         if local_count > u64::from(self.profile.max_locals_per_function) {
-            return refuse(ModuleError::Limit {
+            return Err(ModuleError::Limit {
                 what: format!("function {index} has {local_count} locals"),
                 max: self.profile.max_locals_per_function,
             });
@@ -578,7 +649,7 @@ impl Reencode for Instrumenter<'_> {
         locals.push((1, wasm_encoder::ValType::F64));
         let result_type = match results.first() {
             None => BlockType::Empty,
-            Some(ty) => BlockType::Result(self.val_type(*ty)?),
+            Some(ty) => BlockType::Result(val_type(*ty)?),
         };
         let weight = 1 + (local_count / 8) as i32;
 
@@ -612,10 +683,10 @@ impl Reencode for Instrumenter<'_> {
         // index they hold stays valid (the instrumentation only appends globals and locals).
         let bytes = body.as_bytes();
         let base = body.range().start;
-        let mut reader = body.get_operators_reader()?;
+        let mut reader = body.get_operators_reader().map_err(invalid)?;
         while !reader.eof() {
             let start = reader.original_position() - base;
-            let op = reader.read()?;
+            let op = reader.read().map_err(invalid)?;
             let end = reader.original_position() - base;
             let original = bytes.get(start..end).unwrap_or_default();
             match &op {
@@ -698,7 +769,7 @@ impl Reencode for Instrumenter<'_> {
                 | Operator::ElemDrop { .. }
                 | Operator::ReturnCall { .. }
                 | Operator::ReturnCallIndirect { .. } => {
-                    return refuse(ModuleError::Instruction(operator_name(&op)));
+                    return Err(ModuleError::Instruction(operator_name(&op)));
                 }
                 _ => {
                     let nan = nan_kind(&op);
