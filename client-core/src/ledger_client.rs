@@ -38,6 +38,10 @@ pub enum LedgerClientError {
     Dropped(String),
 }
 
+/// No request has more answers than this (a submission has two); a relay sending more is
+/// broken or hostile, and is not allowed to grow the page's memory.
+const MAX_ANSWERS: usize = 8;
+
 /// Sends one request and collects every answer until the relay closes the stream; `on_answer`
 /// sees each as it arrives.
 pub async fn call(
@@ -66,6 +70,11 @@ pub async fn call(
         };
         match frame.map_err(|e| LedgerClientError::Stream(e.to_string()))? {
             Some(bytes) => {
+                if answers.len() >= MAX_ANSWERS {
+                    return Err(LedgerClientError::Protocol(format!(
+                        "more than {MAX_ANSWERS} answers to one request"
+                    )));
+                }
                 let answer: LedgerResponse = decode(&bytes, MAX_LEDGER_RESPONSE)
                     .map_err(|e| LedgerClientError::Protocol(e.to_string()))?;
                 on_answer(&answer);
@@ -267,8 +276,18 @@ pub async fn transact(
     .await?;
     match answers.last() {
         Some(LedgerResponse::Included { tx, height }) if *tx == id => {
-            on_event(TxEvent::Included { height: *height });
-            Ok((id, *height))
+            let height = *height;
+            // Believed once proven: the account's nonce has moved past this transaction's.
+            let proven = account(light, control, relay, keypair.public()).await?;
+            if proven.value.nonce <= nonce {
+                return Err(LedgerClientError::Protocol(format!(
+                    "the relay says the transaction is in block {height}, but the account's \
+                     proven nonce at block {} is still {}",
+                    proven.height, proven.value.nonce
+                )));
+            }
+            on_event(TxEvent::Included { height });
+            Ok((id, height))
         }
         Some(LedgerResponse::Dropped { reason, .. }) => {
             Err(LedgerClientError::Dropped(reason.clone()))

@@ -264,7 +264,7 @@ impl LedgerState {
             match result {
                 Ok((_, height)) => {
                     state.progress.set(Some(TxProgress::Done(format!(
-                        "{what}: included in block {height}; fee {}",
+                        "{what}: included in block {height}, checked by proof; fee {}",
                         client_core::ledger::state::format_amount(fee)
                     ))));
                 }

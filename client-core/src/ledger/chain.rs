@@ -16,6 +16,12 @@ pub enum ReplayError {
     Commit { height: u64, error: CommitError },
     #[error("block {height} comes after height {previous}")]
     Height { height: u64, previous: u64 },
+    #[error("block {height} has time {time_ms}, not after its parent's {previous_ms}")]
+    Time {
+        height: u64,
+        time_ms: u64,
+        previous_ms: u64,
+    },
     #[error("block {height}, transaction {index}: {error}")]
     Tx {
         height: u64,
@@ -39,6 +45,8 @@ pub struct Replica {
     height: u64,
     tip: Hash,
     root: Hash,
+    /// The latest block's time (the genesis time before the first block).
+    time_ms: u64,
 }
 
 impl Replica {
@@ -51,6 +59,7 @@ impl Replica {
             height: 0,
             tip: genesis.hash(),
             root,
+            time_ms: genesis.time_ms,
         })
     }
 
@@ -66,7 +75,7 @@ impl Replica {
         &self.tree
     }
 
-    /// Checks `block` (commit, link, transactions root), applies every transaction and checks
+    /// Checks `block` (commit, link, transactions root, time after its parent's), applies every transaction and checks
     /// the resulting state root against the header's.
     pub fn apply_block(&mut self, block: &Block) -> Result<(), ReplayError> {
         let height = block.header.height;
@@ -83,6 +92,14 @@ impl Replica {
             &self.genesis.network_id,
         )
         .map_err(|error| ReplayError::Commit { height, error })?;
+        // Time moves forward: channel expiries and unbonding delays are measured by it.
+        if block.header.time_ms <= self.time_ms {
+            return Err(ReplayError::Time {
+                height,
+                time_ms: block.header.time_ms,
+                previous_ms: self.time_ms,
+            });
+        }
         let ctx = BlockContext {
             network_id: self.genesis.network_id.clone(),
             height,
@@ -109,6 +126,7 @@ impl Replica {
         self.height = height;
         self.tip = block.header.hash();
         self.root = computed;
+        self.time_ms = block.header.time_ms;
         Ok(())
     }
 }

@@ -116,11 +116,24 @@ fn blocks_persist_and_replay_to_the_same_root() {
     assert_eq!(balance(&ledger, &bob), 5 * UNITS_PER_TOKEN);
 
     // Replaying the stored blocks from genesis reaches the same root.
+    let blocks = ledger.blocks(1, 10).expect("blocks");
     let mut replica = Replica::new(&genesis).expect("replica");
-    for block in ledger.blocks(1, 10).expect("blocks") {
-        replica.apply_block(&block).expect("replays");
+    for block in &blocks {
+        replica.apply_block(block).expect("replays");
     }
     assert_eq!(replica.state_root(), root);
+    // A block whose time does not move forward is refused, even signed by the validator.
+    let mut replica = Replica::new(&genesis).expect("replica");
+    replica.apply_block(&blocks[0]).expect("replays");
+    let mut late = blocks[1].clone();
+    late.header.time_ms = blocks[0].header.time_ms;
+    late.commit = Commit {
+        votes: vec![Commit::vote(&key(100), &late.header)],
+    };
+    assert!(matches!(
+        replica.apply_block(&late),
+        Err(client_core::ledger::chain::ReplayError::Time { height: 2, .. })
+    ));
     drop(snapshot);
     drop(ledger);
 
