@@ -11,6 +11,7 @@
 //! them).
 
 use crate::ledger::Ledger;
+use crate::ledger::store::Snapshot;
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
 use client_core::ledger::pay::{Payment, PaymentError, check_voucher};
@@ -98,17 +99,26 @@ impl Payments {
         self.accepted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The ledger's latest state.
+    fn state(&self) -> Result<Snapshot, RefusedPayment> {
+        self.ledger
+            .snapshot()
+            .map_err(|e| RefusedPayment::Ledger(e.to_string()))
+    }
+
+    /// The price of a job with `fuel_limit` under this relay's published offer in `state`;
+    /// `None` if the relay is not an active provider.
+    fn price_in(&self, state: &Snapshot, fuel_limit: u64) -> Option<Amount> {
+        match state.get(&StateKey::Provider(self.me())) {
+            Some(StateValue::Provider(p)) if p.active() => Some(p.offer.price_for(fuel_limit)),
+            _ => None,
+        }
+    }
+
     /// The price of a job with `fuel_limit` under this relay's published offer; `None` if the
     /// relay is not an active provider.
     pub fn price(&self, fuel_limit: u64) -> Result<Option<Amount>, RefusedPayment> {
-        let snapshot = self
-            .ledger
-            .snapshot()
-            .map_err(|e| RefusedPayment::Ledger(e.to_string()))?;
-        Ok(match snapshot.get(&StateKey::Provider(self.me())) {
-            Some(StateValue::Provider(p)) if p.active() => Some(p.offer.price_for(fuel_limit)),
-            _ => None,
-        })
+        Ok(self.price_in(&self.state()?, fuel_limit))
     }
 
     /// Checks a job's payment and, if `enqueue` then succeeds, keeps the voucher. Runs
@@ -121,7 +131,9 @@ impl Payments {
         fuel_limit: u64,
         enqueue: impl FnOnce(Option<Payment>) -> Result<(), E>,
     ) -> Result<Result<Option<Payment>, E>, RefusedPayment> {
-        let price = self.price(fuel_limit)?;
+        // One view of the ledger for the price and the channel.
+        let state = self.state()?;
+        let price = self.price_in(&state, fuel_limit);
         let mut book = self.book();
         let payment = match (price, voucher) {
             (None, None) | (Some(0), None) => None,
@@ -129,7 +141,7 @@ impl Payments {
             (Some(price), None) => return Err(PaymentError::Missing { price }.into()),
             (Some(price), Some(voucher)) => {
                 let id = voucher.body.channel;
-                let channel = self.channel(&id)?;
+                let channel = channel_in(&state, &id);
                 let accepted = book.get(&id).map_or(0, |v| v.body.cumulative);
                 Some(check_voucher(
                     voucher,
@@ -156,17 +168,6 @@ impl Payments {
         Ok(Ok(payment))
     }
 
-    fn channel(&self, id: &Hash) -> Result<Option<Channel>, RefusedPayment> {
-        let snapshot = self
-            .ledger
-            .snapshot()
-            .map_err(|e| RefusedPayment::Ledger(e.to_string()))?;
-        Ok(match snapshot.get(&StateKey::Channel(*id)) {
-            Some(StateValue::Channel(c)) => Some(c),
-            _ => None,
-        })
-    }
-
     /// Submits a `Settle` for every kept voucher above what its channel has settled, unless
     /// transactions of this relay are still waiting for a block. Forgets vouchers of channels
     /// settled in full or gone. Returns how many were submitted.
@@ -175,17 +176,17 @@ impl Payments {
             return Ok(0);
         }
         let kept: Vec<Signed<Voucher>> = self.book().values().cloned().collect();
+        let state = self.state().map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut submitted = 0;
         for voucher in kept {
             let id = voucher.body.channel;
-            let settled = match self.channel(&id) {
-                Ok(Some(c)) => c.settled,
-                Ok(None) => {
+            let settled = match channel_in(&state, &id) {
+                Some(c) => c.settled,
+                None => {
                     tracing::warn!(channel = %id, "a channel with an unsettled voucher is gone");
                     self.forget(&id, voucher.body.cumulative);
                     continue;
                 }
-                Err(e) => return Err(anyhow::anyhow!("{e}")),
             };
             if settled >= voucher.body.cumulative {
                 self.forget(&id, voucher.body.cumulative);
@@ -246,6 +247,14 @@ impl Payments {
                 }
             }
         })
+    }
+}
+
+/// Channel `id` as `state` has it.
+fn channel_in(state: &Snapshot, id: &Hash) -> Option<Channel> {
+    match state.get(&StateKey::Channel(*id)) {
+        Some(StateValue::Channel(c)) => Some(c),
+        _ => None,
     }
 }
 

@@ -203,11 +203,7 @@ async fn new_wallet_faucet_channel_paid_job_and_settlement_all_verified() -> any
         anyhow::bail!("no channel list");
     };
     let channel = ids[0];
-    let provider_before = match read_verified(&genesis, &relay, StateKey::Account(provider)).await?
-    {
-        Some(StateValue::Account(a)) => a.balance,
-        other => anyhow::bail!("provider account: {other:?}"),
-    };
+    let provider_before = verified_balance(&genesis, &relay, provider).await?;
     browser.nav("market").await?;
     browser
         .wait_attr("market-offer", "data-provider", "the offer", WAIT, |v| {
@@ -281,10 +277,7 @@ async fn new_wallet_faucet_channel_paid_job_and_settlement_all_verified() -> any
             ),
         },
     );
-    let provider_after = match read_verified(&genesis, &relay, StateKey::Account(provider)).await? {
-        Some(StateValue::Account(a)) => a.balance,
-        other => anyhow::bail!("provider account: {other:?}"),
-    };
+    let provider_after = verified_balance(&genesis, &relay, provider).await?;
     assert_eq!(
         provider_after,
         provider_before + price - settle_fee,
@@ -339,4 +332,16 @@ async fn read_verified(
     };
     let mut verified = LightClient::new(genesis).verify(&keys, reads)?;
     Ok(verified.value.pop().flatten())
+}
+
+/// An account's balance, read from the relay and verified by a native light client.
+async fn verified_balance(
+    genesis: &client_core::ledger::Genesis,
+    relay: &Relay,
+    who: PublicKey,
+) -> anyhow::Result<u64> {
+    match read_verified(genesis, relay, StateKey::Account(who)).await? {
+        Some(StateValue::Account(a)) => Ok(a.balance),
+        other => anyhow::bail!("account {who}: {other:?}"),
+    }
 }
