@@ -3,6 +3,7 @@
 
 pub mod datadir;
 pub mod http;
+pub mod inbound;
 pub mod jobs;
 pub mod ledger;
 pub mod network;

@@ -6,6 +6,7 @@
 //! handlers run on their own tasks so that no peer can hold up the loop.
 
 use crate::datadir::RelayKeys;
+use crate::inbound;
 use crate::jobs::{self, JobService};
 use crate::ledger::{self, Ledger};
 use crate::status;
@@ -30,7 +31,7 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(NetworkBehaviour)]
 pub struct RelayBehaviour {
-    stream: libp2p_stream::Behaviour,
+    inbound: inbound::Behaviour,
 }
 
 /// What the network shares with the HTTP server and the protocol handlers.
@@ -121,7 +122,7 @@ fn build_swarm(keys: &RelayKeys) -> anyhow::Result<Swarm<RelayBehaviour>> {
         })
         .context("setting up the WebRTC transport")?
         .with_behaviour(|_| RelayBehaviour {
-            stream: libp2p_stream::Behaviour::new(),
+            inbound: inbound::Behaviour::default(),
         })
         .context("setting up the network behaviour")?
         .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
@@ -180,7 +181,7 @@ impl Node {
             listen_addrs: RwLock::new(addrs),
             connected_peers: AtomicU32::new(0),
         });
-        let control = swarm.behaviour().stream.new_control();
+        let control = swarm.behaviour().inbound.control();
         status::spawn_server(control.clone(), Arc::clone(&shared), shutdown.clone())?;
         jobs::protocol::spawn_server(control.clone(), jobs, shutdown.clone())?;
         ledger::protocol::spawn_server(control, ledger, shutdown.clone())?;

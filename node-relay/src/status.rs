@@ -13,7 +13,7 @@ use client_core::protocol::{
     StatusResponse,
 };
 use client_core::wire::{FrameError, read_frame, write_frame};
-use futures::{AsyncWriteExt, StreamExt};
+use futures::AsyncWriteExt;
 use libp2p::{PeerId, Stream, StreamProtocol};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Registers the protocol and spawns the accept loop.
 pub fn spawn_server(
-    mut control: libp2p_stream::Control,
+    mut control: crate::inbound::Control,
     shared: Arc<SharedState>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {

@@ -278,7 +278,10 @@ impl Relay {
             .arg(ports.tcp.to_string())
             .env(
                 "RUST_LOG",
-                "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_sctp=error,dtls=error",
+                std::env::var("AQUEDUCT_RELAY_LOG").unwrap_or_else(|_| {
+                    "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_sctp=error,dtls=error"
+                        .into()
+                }),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -125,3 +125,44 @@ async fn bad_input_gets_an_error_and_others_keep_being_served() -> anyhow::Resul
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+/// Many peers opening streams at the same moment are all served: none is dropped on the way
+/// from the connection to the protocol's accept loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_streams_from_many_peers_is_served_in_full() -> anyhow::Result<()> {
+    const PEERS: usize = 16;
+    const STREAMS_EACH: u64 = 4;
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("burst");
+    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
+    let mut clients = Vec::new();
+    for _ in 0..PEERS {
+        clients.push(tcp_client(&relay).await?);
+    }
+    let mut tasks = Vec::new();
+    for (control, peer) in &clients {
+        for seq in 0..STREAMS_EACH {
+            let (mut control, peer) = (control.clone(), *peer);
+            tasks.push(tokio::spawn(async move {
+                let mut stream = open(&mut control, peer).await?;
+                probe(&mut stream, seq).await
+            }));
+        }
+    }
+    let mut failed = Vec::new();
+    for task in tasks {
+        if let Err(e) = task.await? {
+            failed.push(format!("{e:#}"));
+        }
+    }
+    let output = relay.output();
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} of {} streams opened at once were not answered: {failed:?}\nrelay:\n{output}",
+        failed.len(),
+        PEERS * STREAMS_EACH as usize
+    );
+    Ok(())
+}

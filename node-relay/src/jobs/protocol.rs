@@ -19,7 +19,7 @@ use client_core::job::{
 };
 use client_core::wire::{FrameError, read_frame, write_frame};
 use futures::io::{ReadHalf, WriteHalf};
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Registers the protocol and spawns the accept loop.
 pub fn spawn_server(
-    mut control: libp2p_stream::Control,
+    mut control: crate::inbound::Control,
     service: Arc<JobService>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use client_core::ledger::wire::{
     MAX_READ_KEYS,
 };
 use client_core::wire::{read_frame, write_frame};
-use futures::{AsyncWriteExt, StreamExt};
+use futures::AsyncWriteExt;
 use libp2p::{Stream, StreamProtocol};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 const INCLUSION_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn spawn_server(
-    mut control: libp2p_stream::Control,
+    mut control: crate::inbound::Control,
     ledger: Arc<Ledger>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {

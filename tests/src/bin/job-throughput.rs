@@ -77,18 +77,23 @@ async fn one_job(
     );
     let mut stream = control
         .open_stream(relay, StreamProtocol::new(JOB_PROTOCOL))
-        .await?;
+        .await
+        .context("opening a job stream")?;
     let mut submit = ClientMsg::Submit {
         request: request.clone(),
         module: None,
     };
-    write_frame(&mut stream, &encode(&submit)).await?;
+    write_frame(&mut stream, &encode(&submit))
+        .await
+        .context("sending the job")?;
     loop {
         let frame = tokio::time::timeout(
             Duration::from_secs(60),
             read_frame(&mut stream, MAX_JOB_FRAME),
         )
-        .await??
+        .await
+        .context("no answer within 60 s")?
+        .context("reading the relay's answer")?
         .context("the relay closed the stream")?;
         match decode::<RelayMsg>(&frame, MAX_JOB_FRAME)? {
             RelayMsg::NeedModule { .. } => {
@@ -168,7 +173,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut all = Vec::new();
     for task in tasks {
-        all.extend(task.await??);
+        match task.await? {
+            Ok(latencies) => all.extend(latencies),
+            Err(e) => anyhow::bail!("{e:#}\nthe relay printed:\n{}", relay.output()),
+        }
     }
     let elapsed = started.elapsed().as_secs_f64();
     drop(relay);
