@@ -445,3 +445,51 @@ fn write_vectors_for_the_browser_engine_test() {
     let path = artifacts_dir("job-vectors").join("vectors.txt");
     std::fs::write(&path, vectors).expect("writing the vectors");
 }
+
+#[test]
+fn fuel_spent_in_called_functions_is_counted() {
+    // `run` calls `burn` N times, directly or through the table; `burn` is a long straight
+    // run. Each extra call must cost at least `burn`'s own length, whichever way it is called,
+    // and running out inside `burn` must be reported as running out of fuel.
+    let module = |calls: u32, indirect: bool| {
+        let call = if indirect {
+            "(call_indirect (type $t) (i32.const 0))"
+        } else {
+            "(call $burn)"
+        };
+        let body = "(drop (i32.add (i32.const 1) (i32.const 2)))\n".repeat(50);
+        format!(
+            r#"(module (memory (export "memory") 1)
+            (type $t (func))
+            (table 1 funcref) (elem (i32.const 0) $burn)
+            (func $burn (type $t) {body})
+            (func (export "alloc") (param i32) (result i32) i32.const 1024)
+            (func (export "run") (param i32 i32) (result i64) (local $i i32)
+                (block $out (loop $again
+                    (br_if $out (i32.ge_u (local.get $i) (i32.const {calls})))
+                    {call}
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $again)))
+                i64.const 0))"#
+        )
+    };
+    for indirect in [false, true] {
+        let fuel = |calls| {
+            run_wat(&module(calls, indirect), 1_000_000)
+                .expect("runs")
+                .fuel_used
+        };
+        let (one, two, three) = (fuel(1), fuel(2), fuel(3));
+        assert_eq!(two - one, three - two, "each call costs the same");
+        assert!(
+            two - one > 200,
+            "a call to a 200-instruction function cost only {} (indirect: {indirect})",
+            two - one
+        );
+        // Enough fuel for two calls but not three: out of fuel, not some other trap.
+        assert_eq!(
+            run_wat(&module(3, indirect), two + 100),
+            Err(JobError::OutOfFuel { limit: two + 100 })
+        );
+    }
+}

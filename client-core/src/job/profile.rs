@@ -7,7 +7,11 @@
 //!
 //! - **Fuel** is a mutable global (`aqueduct_fuel`, remaining fuel, i64). Every straight-line
 //!   run of instructions is charged its length before it starts; bulk memory operations and
-//!   `memory.grow` are charged by size on top. Fuel below zero traps.
+//!   `memory.grow` are charged by size on top. Fuel below zero traps. Inside a function the
+//!   count lives in a local, which engines keep in a register: it is loaded from the global on
+//!   entry and after every call, and stored back before every call, on every way out and
+//!   before the out-of-fuel trap, so the global is exact whenever the host can look at it
+//!   (between calls, and after running out). After any other trap it may be behind.
 //! - **Memory**: the maximum size is the profile's everywhere, and growing past it traps.
 //! - **Stack depth** is a mutable global (`aqueduct_depth`, i32) raised on function entry by a
 //!   weight that grows with the frame's locals and lowered on exit; above
@@ -638,15 +642,20 @@ impl Instrumenter<'_> {
                 max: self.profile.max_locals_per_function,
             });
         }
-        // Scratch locals for the instrumentation, after the function's own.
+        // Scratch locals for the instrumentation, after the function's own, and the fuel's.
         let scratch = Scratch {
             i32: local_count as u32,
             f32: local_count as u32 + 1,
             f64: local_count as u32 + 2,
         };
+        let fuel = Fuel {
+            global: self.fuel_global,
+            local: local_count as u32 + 3,
+        };
         locals.push((1, wasm_encoder::ValType::I32));
         locals.push((1, wasm_encoder::ValType::F32));
         locals.push((1, wasm_encoder::ValType::F64));
+        locals.push((1, wasm_encoder::ValType::I64));
         let result_type = match results.first() {
             None => BlockType::Empty,
             Some(ty) => BlockType::Result(val_type(*ty)?),
@@ -657,13 +666,14 @@ impl Instrumenter<'_> {
             func: Function::new(locals),
             run: Vec::new(),
             run_cost: 0,
-            fuel: self.fuel_global,
+            fuel,
         };
         // Prologue: count this frame, then wrap the body in a block so that every way out of
         // the function (falling off the end, `return`, a branch to the function's label)
         // passes through the epilogue.
         let depth = self.depth_global;
         let max_depth = self.profile.max_depth as i32;
+        out.emit_now(&fuel.load());
         out.emit_now(&[
             Instruction::GlobalGet(depth),
             Instruction::I32Const(weight),
@@ -703,6 +713,7 @@ impl Instrumenter<'_> {
                     // The function's own end: close the wrapper, then the epilogue.
                     out.push_charged(Instruction::End);
                     out.flush();
+                    out.emit_now(&fuel.store());
                     out.emit_now(&[
                         Instruction::GlobalGet(depth),
                         Instruction::I32Const(weight),
@@ -726,6 +737,12 @@ impl Instrumenter<'_> {
                 | Operator::Unreachable => {
                     out.push_original(original);
                     out.flush();
+                }
+                Operator::Call { .. } | Operator::CallIndirect { .. } => {
+                    // The callee charges the global: hand it the count, take it back after.
+                    out.push_free(&fuel.store());
+                    out.push_original(original);
+                    out.push_free(&fuel.load());
                 }
                 Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } => {
                     // The byte count is on top of the stack: charge one unit per 16 bytes.
@@ -870,17 +887,42 @@ fn operator_name(op: &Operator<'_>) -> String {
     name.to_string()
 }
 
-/// Stores the fuel left (on the stack) and traps if it went below zero.
-fn store_fuel_or_trap(fuel: u32) -> [Instruction<'static>; 7] {
-    [
-        Instruction::GlobalSet(fuel),
-        Instruction::GlobalGet(fuel),
-        Instruction::I64Const(0),
-        Instruction::I64LtS,
-        Instruction::If(BlockType::Empty),
-        Instruction::Unreachable,
-        Instruction::End,
-    ]
+/// Where the fuel count is kept: the exported global, and the running function's local copy.
+#[derive(Clone, Copy)]
+struct Fuel {
+    global: u32,
+    local: u32,
+}
+
+impl Fuel {
+    /// Keeps the fuel left (on the stack) in the local; if it went below zero, stores it in
+    /// the global (so the host sees why) and traps.
+    fn keep_or_trap(self) -> [Instruction<'static>; 8] {
+        [
+            Instruction::LocalTee(self.local),
+            Instruction::I64Const(0),
+            Instruction::I64LtS,
+            Instruction::If(BlockType::Empty),
+            Instruction::LocalGet(self.local),
+            Instruction::GlobalSet(self.global),
+            Instruction::Unreachable,
+            Instruction::End,
+        ]
+    }
+
+    fn load(self) -> [Instruction<'static>; 2] {
+        [
+            Instruction::GlobalGet(self.global),
+            Instruction::LocalSet(self.local),
+        ]
+    }
+
+    fn store(self) -> [Instruction<'static>; 2] {
+        [
+            Instruction::LocalGet(self.local),
+            Instruction::GlobalSet(self.global),
+        ]
+    }
 }
 
 /// One instruction of a run: built by the instrumentation, or copied from the module.
@@ -894,7 +936,7 @@ struct Emitter<'a> {
     func: Function,
     run: Vec<Piece<'a>>,
     run_cost: i64,
-    fuel: u32,
+    fuel: Fuel,
 }
 
 impl<'a> Emitter<'a> {
@@ -927,13 +969,13 @@ impl<'a> Emitter<'a> {
         let fuel = self.fuel;
         self.push_free(&[
             Instruction::LocalTee(scratch),
-            Instruction::GlobalGet(fuel),
+            Instruction::LocalGet(fuel.local),
             Instruction::LocalGet(scratch),
             Instruction::I64ExtendI32U,
         ]);
         self.push_free(scale);
         self.push_free(&[Instruction::I64Sub]);
-        self.push_free(&store_fuel_or_trap(fuel));
+        self.push_free(&fuel.keep_or_trap());
     }
 
     /// Emits the run so far, preceded by one charge for all of it.
@@ -941,11 +983,11 @@ impl<'a> Emitter<'a> {
         if self.run_cost > 0 {
             let fuel = self.fuel;
             self.emit_now(&[
-                Instruction::GlobalGet(fuel),
+                Instruction::LocalGet(fuel.local),
                 Instruction::I64Const(self.run_cost),
                 Instruction::I64Sub,
             ]);
-            self.emit_now(&store_fuel_or_trap(fuel));
+            self.emit_now(&fuel.keep_or_trap());
         }
         for piece in std::mem::take(&mut self.run) {
             match piece {
