@@ -26,6 +26,30 @@ impl Hash {
     }
 }
 
+/// Hashes a canonical encoding written in pieces: the same digest as [`Hash::of_encoded`] of
+/// a value whose encoding is the concatenation of the pieces.
+#[derive(Default)]
+pub struct Hasher(blake3::Hasher);
+
+impl Hasher {
+    /// Appends the canonical encoding of `value`.
+    pub fn encoded<T: BorshSerialize>(&mut self, value: &T) -> &mut Self {
+        // Writing into a hasher cannot fail; borsh only reports the writer's errors.
+        let _ = borsh::to_writer(&mut HashWriter(&mut self.0), value);
+        self
+    }
+
+    /// Appends raw bytes.
+    pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update(bytes);
+        self
+    }
+
+    pub fn finish(&self) -> Hash {
+        Hash(*self.0.finalize().as_bytes())
+    }
+}
+
 struct HashWriter<'a>(&'a mut blake3::Hasher);
 
 impl std::io::Write for HashWriter<'_> {

@@ -58,9 +58,9 @@ struct RunArgs {
     /// The network this relay belongs to; requests for another network are refused.
     #[arg(long, default_value = client_core::protocol::DEV_NETWORK_ID)]
     network_id: String,
-    /// Threads executing jobs (default: one per CPU core).
-    #[arg(long)]
-    job_workers: Option<usize>,
+    /// Threads executing jobs (default: one per CPU core; 1 to 48).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=48))]
+    job_workers: Option<u16>,
     /// Wall-clock limit of one job, in seconds.
     #[arg(long, default_value_t = 60)]
     job_time_limit: u64,
@@ -176,7 +176,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         ..jobs::JobConfig::default()
     };
     if let Some(workers) = args.job_workers {
-        job_config.workers = workers.max(1);
+        job_config.workers = usize::from(workers);
     }
     #[cfg(feature = "faulty")]
     if let Some(fault) = args.faulty {

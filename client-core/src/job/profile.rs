@@ -51,6 +51,9 @@ pub struct Profile {
     pub max_depth: u32,
     pub max_functions: u32,
     pub max_locals_per_function: u32,
+    /// Tables a module may define, and the elements each may hold.
+    pub max_tables: u32,
+    pub max_table_elements: u32,
 }
 
 impl Profile {
@@ -61,6 +64,8 @@ impl Profile {
         max_depth: 2048,
         max_functions: 20_000,
         max_locals_per_function: 4096,
+        max_tables: 4,
+        max_table_elements: 100_000,
     };
 }
 
@@ -280,6 +285,23 @@ fn survey(bytes: &[u8], profile: &Profile) -> Result<Info, ModuleError> {
                         what: format!("the module defines {} functions", info.functions.len()),
                         max: profile.max_functions,
                     });
+                }
+            }
+            Payload::TableSection(reader) => {
+                if reader.count() > profile.max_tables {
+                    return Err(ModuleError::Limit {
+                        what: format!("the module defines {} tables", reader.count()),
+                        max: profile.max_tables,
+                    });
+                }
+                for table in reader {
+                    let initial = table.map_err(invalid)?.ty.initial;
+                    if initial > u64::from(profile.max_table_elements) {
+                        return Err(ModuleError::Limit {
+                            what: format!("a table of {initial} elements"),
+                            max: profile.max_table_elements,
+                        });
+                    }
                 }
             }
             Payload::MemorySection(reader) => {

@@ -4,7 +4,7 @@
 //! The modules it runs are already instrumented (fuel, depth, NaN canonicalization), so
 //! wasmtime needs none of its own metering. What it adds is what only the host can enforce:
 //! a memory cap and a wall-clock deadline (epoch interruption, ticked by one thread per
-//! engine).
+//! engine). Instances are allocated from a pool sized by the deterministic profile.
 
 use client_core::job::exec::{Engine, Machine, PAGE, Val};
 use client_core::job::profile::Profile;
@@ -14,6 +14,8 @@ use wasmtime::{Config, Instance, Memory, Module, Store, StoreLimits, StoreLimits
 
 /// How often the wall-clock deadline is checked.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Instances alive at once in one engine: one per job worker, with room to spare.
+const MAX_INSTANCES: u32 = 64;
 /// Native stack wasm may use; the profile's depth limit is reached long before.
 const MAX_WASM_STACK: usize = 1024 * 1024;
 
@@ -42,6 +44,21 @@ impl JobEngine {
             .max_wasm_stack(MAX_WASM_STACK)
             .wasm_simd(false)
             .wasm_relaxed_simd(false);
+        // Instances come from a pool of slots reserved once: creating one costs no mmap, and
+        // a slot's memory is zeroed in place (up to 4 MiB; beyond that the pages are given
+        // back) instead of being unmapped and faulted in again — which matters most when a
+        // verifier or a step job starts many short-lived instances.
+        let profile = Profile::V1;
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_core_instances(MAX_INSTANCES)
+            .total_memories(MAX_INSTANCES)
+            .total_tables(MAX_INSTANCES * profile.max_tables)
+            .max_tables_per_module(profile.max_tables)
+            .table_elements(profile.max_table_elements as usize)
+            .max_memory_size(profile.max_memory_pages as usize * PAGE)
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(64 << 10);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("configuring wasmtime: {e}"))?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

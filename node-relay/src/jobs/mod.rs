@@ -62,7 +62,7 @@ pub struct JobConfig {
 impl Default for JobConfig {
     fn default() -> Self {
         JobConfig {
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get().min(48)),
             queue: 64,
             per_customer: 2,
             max_fuel: 50_000_000_000,
