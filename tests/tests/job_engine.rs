@@ -218,6 +218,38 @@ fn hostile_modules_fail_each_with_its_own_error() {
         profile::prepare(&huge, &Profile::V1),
         Err(ModuleError::TooLarge { .. })
     ));
+    // Tables are bounded too (the relay's instance pool is sized by the profile).
+    let table = |tables: u32, elements: u32| {
+        let tables = format!("(table {elements} funcref)").repeat(tables as usize);
+        format!(
+            r#"(module (memory (export "memory") 1) {tables}
+            (func (export "alloc") (param i32) (result i32) i32.const 0)
+            (func (export "run") (param i32 i32) (result i64) i64.const 0))"#
+        )
+    };
+    let limits = Profile::V1;
+    assert!(
+        profile::prepare(
+            &wat(&table(limits.max_tables, limits.max_table_elements)),
+            &limits
+        )
+        .is_ok()
+    );
+    // ...and the largest a module may have runs on the relay's engine.
+    run_wat(
+        &table(limits.max_tables, limits.max_table_elements),
+        1_000_000,
+    )
+    .expect("a module at the table limits runs");
+    assert!(matches!(
+        profile::prepare(&wat(&table(1, limits.max_table_elements + 1)), &limits),
+        Err(ModuleError::Limit { .. })
+    ));
+    assert!(matches!(
+        profile::prepare(&wat(&table(limits.max_tables + 1, 1)), &limits),
+        Err(ModuleError::Limit { .. })
+    ));
+
     let no_abi = r#"(module (memory (export "memory") 1))"#;
     assert_eq!(
         profile::prepare(&wat(no_abi), &Profile::V1).map(|_| ()),
