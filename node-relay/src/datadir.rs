@@ -92,7 +92,21 @@ pub fn load_or_create_genesis(
     let genesis = if path.exists() || !create {
         let text = fs::read_to_string(&path)
             .with_context(|| format!("reading the genesis {}", path.display()))?;
-        Genesis::from_json(&text).with_context(|| format!("the genesis {}", path.display()))?
+        Genesis::from_json(&text).with_context(|| {
+            if create && text.contains("\"params\"") && !text.contains("\"gov\"") {
+                // A dev chain this relay started before the ledger had governance.
+                format!(
+                    "the genesis {} was written by an earlier version, before governance; its \
+                     chain cannot be carried over. Remove {} and ledger.redb from {} to start a \
+                     new development chain (the relay's identity and certificate are kept)",
+                    path.display(),
+                    GENESIS_FILE,
+                    dir.display()
+                )
+            } else {
+                format!("the genesis {}", path.display())
+            }
+        })?
     } else {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -176,6 +190,27 @@ mod tests {
         fs::write(dir.join(CERT_FILE), "-----BEGIN nonsense-----").expect("write");
         let err = RelayKeys::load_or_create(&dir).err().expect("must fail");
         assert!(format!("{err:#}").contains("certificate"), "{err:#}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_dev_genesis_from_before_governance_says_what_to_do() {
+        let dir = temp_dir("old-genesis");
+        fs::create_dir_all(&dir).expect("mkdir");
+        let key = Keypair::from_seed(&[5; 32]);
+        let created = load_or_create_genesis(&dir, None, "n", &key).expect("created");
+        assert_eq!(
+            load_or_create_genesis(&dir, None, "n", &key).expect("loaded"),
+            created
+        );
+        // The same file as an earlier version wrote it: no governance parameters.
+        let mut json: serde_json::Value = serde_json::from_str(&created.to_json()).expect("json");
+        let params = json["params"].as_object_mut().expect("params");
+        params.remove("gov");
+        params.remove("slash_fraction_bps");
+        fs::write(dir.join(GENESIS_FILE), json.to_string()).expect("write");
+        let err = load_or_create_genesis(&dir, None, "n", &key).expect_err("refused");
+        assert!(format!("{err:#}").contains("before governance"), "{err:#}");
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -6,6 +6,10 @@
 //! its sender's nonce — so the block producer leaves it out; a block is valid only if every
 //! transaction in it applies.
 
+use super::gov::{
+    Action, MAX_DESCRIPTION, MAX_OPEN_PROPOSALS, MAX_TITLE, PowerHistory, Proposal, ProposalId,
+    ProposalState, Status, Tally, VoteRecord,
+};
 use super::state::{
     Account, Amount, Channel, MAX_CHANNELS_PER_CUSTOMER, MAX_PROVIDERS, Params, Provider, StateKey,
     StateValue, Unbonding,
@@ -14,7 +18,7 @@ use super::tx::{MAX_TX_BYTES, SignedTx, TxError, TxKind, channel_id};
 use crate::encoding;
 use crate::hash::Hash;
 use crate::identity::PublicKey;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Reads the current state.
 pub trait StateRead {
@@ -121,6 +125,20 @@ impl<'a, S: StateRead + ?Sized> Overlay<'a, S> {
         match self.get(key) {
             Some(StateValue::Amount(amount)) => amount,
             _ => 0,
+        }
+    }
+
+    fn proposal(&self, id: ProposalId) -> Result<Proposal, TxError> {
+        match self.get(&StateKey::Proposal(id)) {
+            Some(StateValue::Proposal(p)) => Ok(p),
+            _ => Err(TxError::UnknownProposal(id)),
+        }
+    }
+
+    fn ids(&self, key: &StateKey) -> Vec<ProposalId> {
+        match self.get(key) {
+            Some(StateValue::Ids(ids)) => ids,
+            _ => Vec::new(),
         }
     }
 
@@ -444,8 +462,312 @@ pub fn apply_verified(
             channel.settled = cumulative;
             s.put(StateKey::Channel(id), StateValue::Channel(channel));
         }
+        TxKind::Propose {
+            title,
+            description,
+            action,
+        } => {
+            let power = power_history(state, &sender).current();
+            if power < params.gov.proposal_threshold {
+                return Err(TxError::BelowProposalThreshold {
+                    needed: params.gov.proposal_threshold,
+                    power,
+                });
+            }
+            if title.trim().is_empty() || title.len() > MAX_TITLE {
+                return Err(TxError::InvalidProposal(format!(
+                    "a title has 1 to {MAX_TITLE} characters"
+                )));
+            }
+            if description.len() > MAX_DESCRIPTION {
+                return Err(TxError::InvalidProposal(format!(
+                    "a description has at most {MAX_DESCRIPTION} bytes"
+                )));
+            }
+            if let Some(problem) = action.problem(&params) {
+                return Err(TxError::InvalidProposal(problem));
+            }
+            let mut open = s.ids(&StateKey::OpenProposals);
+            if open.len() >= MAX_OPEN_PROPOSALS {
+                return Err(TxError::TooManyProposals {
+                    limit: MAX_OPEN_PROPOSALS,
+                });
+            }
+            let id = s.amount(&StateKey::NextProposal);
+            let start_height = ctx.height.saturating_add(params.gov.voting_delay_blocks);
+            let proposal = Proposal {
+                id,
+                proposer: sender,
+                title: title.clone(),
+                description: description.clone(),
+                action: action.clone(),
+                created_height: ctx.height,
+                start_height,
+                end_height: start_height.saturating_add(params.gov.voting_period_blocks - 1),
+                quorum: params.gov.quorum,
+                tally: Tally::default(),
+                status: Status::Open,
+            };
+            s.put(StateKey::Proposal(id), StateValue::Proposal(proposal));
+            s.put(StateKey::NextProposal, StateValue::Amount(id + 1));
+            open.push(id);
+            s.put(StateKey::OpenProposals, StateValue::Ids(open));
+            let oldest = oldest_vote_start(&s).min(start_height);
+            s.put(StateKey::OldestVoteStart, StateValue::Amount(oldest));
+        }
+        TxKind::Vote {
+            proposal: id,
+            choice,
+        } => {
+            let mut proposal = s.proposal(*id)?;
+            let state_now = proposal.state(ctx.height);
+            if state_now != ProposalState::Active {
+                return Err(TxError::VotingClosed {
+                    id: *id,
+                    state: state_now.label(),
+                    start: proposal.start_height,
+                    end: proposal.end_height,
+                });
+            }
+            let power = power_history(&s, &sender).before(proposal.start_height);
+            if power == 0 {
+                return Err(TxError::NoVotingPower(*id));
+            }
+            let key = StateKey::Vote(*id, sender);
+            if let Some(StateValue::Vote(earlier)) = s.get(&key) {
+                proposal.tally.remove(earlier.choice, earlier.power);
+            }
+            proposal.tally.add(*choice, power);
+            s.put(
+                key,
+                StateValue::Vote(VoteRecord {
+                    choice: *choice,
+                    power,
+                }),
+            );
+            s.put(StateKey::Proposal(*id), StateValue::Proposal(proposal));
+        }
+        TxKind::Delegate { to } => match to {
+            Some(to) if *to == sender => return Err(TxError::SelfDelegation),
+            Some(to) => s.put(StateKey::Delegate(sender), StateValue::Key(*to)),
+            None => s.delete(StateKey::Delegate(sender)),
+        },
+        TxKind::CancelProposal { proposal: id } => {
+            let mut proposal = s.proposal(*id)?;
+            if proposal.proposer != sender {
+                return Err(TxError::NotProposer);
+            }
+            let state_now = proposal.state(ctx.height);
+            if state_now != ProposalState::Pending {
+                return Err(TxError::NotPending {
+                    id: *id,
+                    state: state_now.label(),
+                });
+            }
+            proposal.status = Status::Canceled { height: ctx.height };
+            s.put(StateKey::Proposal(*id), StateValue::Proposal(proposal));
+            close_proposals(&mut s, &[*id])?;
+        }
     }
+    reconcile_power(state, &mut s, ctx.height)?;
     Ok(s.into_changes())
+}
+
+fn power_history(state: &(impl StateRead + ?Sized), key: &PublicKey) -> PowerHistory {
+    match state.get(&StateKey::Power(*key)) {
+        Some(StateValue::Power(history)) => history,
+        _ => PowerHistory::default(),
+    }
+}
+
+fn delegate_of(state: &(impl StateRead + ?Sized), key: &PublicKey) -> PublicKey {
+    match state.get(&StateKey::Delegate(*key)) {
+        Some(StateValue::Key(to)) => to,
+        _ => *key,
+    }
+}
+
+fn balance_of(state: &(impl StateRead + ?Sized), key: &PublicKey) -> Amount {
+    match state.get(&StateKey::Account(*key)) {
+        Some(StateValue::Account(account)) => account.balance,
+        _ => 0,
+    }
+}
+
+fn oldest_vote_start(state: &(impl StateRead + ?Sized)) -> u64 {
+    match state.get(&StateKey::OldestVoteStart) {
+        Some(StateValue::Amount(height)) => height,
+        _ => u64::MAX,
+    }
+}
+
+/// Moves voting power to follow what `s` changed on top of `base`: for every account whose
+/// balance or delegate changed, its old balance leaves its old delegate's power and its new
+/// balance joins its new delegate's.
+fn reconcile_power<S: StateRead + ?Sized>(
+    base: &S,
+    s: &mut Overlay<'_, S>,
+    height: u64,
+) -> Result<(), TxError> {
+    let touched: BTreeSet<PublicKey> = s
+        .changes
+        .keys()
+        .filter_map(|key| match key {
+            StateKey::Account(a) | StateKey::Delegate(a) => Some(*a),
+            _ => None,
+        })
+        .collect();
+    let mut deltas: BTreeMap<PublicKey, i128> = BTreeMap::new();
+    for account in touched {
+        let (old_to, old_balance) = (delegate_of(base, &account), balance_of(base, &account));
+        let (new_to, new_balance) = (delegate_of(&*s, &account), balance_of(&*s, &account));
+        if (old_to, old_balance) == (new_to, new_balance) {
+            continue;
+        }
+        *deltas.entry(old_to).or_default() -= i128::from(old_balance);
+        *deltas.entry(new_to).or_default() += i128::from(new_balance);
+    }
+    let oldest = oldest_vote_start(&*s);
+    for (delegate, delta) in deltas {
+        if delta == 0 {
+            continue;
+        }
+        let mut history = power_history(&*s, &delegate);
+        let power = i128::from(history.current()) + delta;
+        let power = Amount::try_from(power).map_err(|_| TxError::Overflow)?;
+        history.record(height, power, oldest);
+        s.put(StateKey::Power(delegate), StateValue::Power(history));
+    }
+    Ok(())
+}
+
+/// Takes final proposals off the open list and moves the power-history horizon.
+fn close_proposals<S: StateRead + ?Sized>(
+    s: &mut Overlay<'_, S>,
+    ids: &[ProposalId],
+) -> Result<(), TxError> {
+    let mut open = s.ids(&StateKey::OpenProposals);
+    open.retain(|id| !ids.contains(id));
+    let mut oldest = u64::MAX;
+    for id in &open {
+        oldest = oldest.min(s.proposal(*id)?.start_height);
+    }
+    s.put(StateKey::OpenProposals, StateValue::Ids(open));
+    s.put(StateKey::OldestVoteStart, StateValue::Amount(oldest));
+    Ok(())
+}
+
+/// What the end of every block does, after its transactions: tallies proposals whose vote
+/// ended, queues those that succeeded (one block later), and carries out queued proposals whose
+/// timelock has passed. Deterministic and bounded by [`MAX_OPEN_PROPOSALS`].
+pub fn end_block(state: &(impl StateRead + ?Sized), ctx: &BlockContext) -> Changes {
+    let mut s = Overlay::new(state);
+    let open = s.ids(&StateKey::OpenProposals);
+    let Ok(params) = s.params() else {
+        return Changes::new();
+    };
+    if open.is_empty() {
+        return Changes::new();
+    }
+    let height = ctx.height;
+    let mut closed = Vec::new();
+    for id in open {
+        let Ok(mut proposal) = s.proposal(id) else {
+            closed.push(id);
+            continue;
+        };
+        let before = proposal.status.clone();
+        match proposal.status {
+            Status::Open if height >= proposal.end_height => {
+                proposal.status = if proposal.tally.passes(proposal.quorum) {
+                    Status::Succeeded { height }
+                } else {
+                    closed.push(id);
+                    Status::Defeated { height }
+                };
+            }
+            Status::Succeeded { .. } => {
+                proposal.status = Status::Queued {
+                    eta: height.saturating_add(params.gov.timelock_blocks),
+                };
+            }
+            Status::Queued { eta } if height >= eta => {
+                let outcome = {
+                    let mut inner = Overlay::new(&s);
+                    execute(&mut inner, &proposal.action).map(|()| inner.into_changes())
+                };
+                match outcome {
+                    Ok(changes) => {
+                        s.extend(changes);
+                        proposal.status = Status::Executed { height };
+                        closed.push(id);
+                    }
+                    Err(_) if height >= eta.saturating_add(params.gov.grace_blocks) => {
+                        proposal.status = Status::Expired { height };
+                        closed.push(id);
+                    }
+                    Err(_) => {}
+                }
+            }
+            _ => {}
+        }
+        if proposal.status != before {
+            s.put(StateKey::Proposal(id), StateValue::Proposal(proposal));
+        }
+    }
+    if !closed.is_empty() && close_proposals(&mut s, &closed).is_err() {
+        return Changes::new();
+    }
+    // A grant moved a balance: its power follows.
+    if reconcile_power(state, &mut s, height).is_err() {
+        return Changes::new();
+    }
+    s.into_changes()
+}
+
+/// Carries out a passed proposal's action; an error leaves it queued.
+fn execute<S: StateRead + ?Sized>(s: &mut Overlay<'_, S>, action: &Action) -> Result<(), TxError> {
+    match action {
+        Action::Params(changes) => {
+            let mut params = s.params()?;
+            for change in changes {
+                change.apply(&mut params);
+            }
+            if let Some(problem) = params.problem() {
+                return Err(TxError::InvalidProposal(problem));
+            }
+            s.put(StateKey::Params, StateValue::Params(params));
+        }
+        Action::Grant { to, amount } => {
+            let treasury = s.amount(&StateKey::Treasury);
+            let left = treasury
+                .checked_sub(*amount)
+                .ok_or(TxError::InsufficientBalance {
+                    needed: *amount,
+                    available: treasury,
+                })?;
+            s.put(StateKey::Treasury, StateValue::Amount(left));
+            s.credit(to, *amount)?;
+        }
+        Action::Text => {}
+    }
+    Ok(())
+}
+
+/// A whole block: its transactions (see [`apply_all`]), then [`end_block`].
+pub fn apply_block(
+    state: &(impl StateRead + ?Sized),
+    ctx: &BlockContext,
+    txs: &[SignedTx],
+) -> (Changes, Vec<Result<(), TxError>>) {
+    let (mut changes, outcomes) = apply_all(state, ctx, txs);
+    let after_txs = {
+        let mut overlay = Overlay::new(state);
+        overlay.extend(changes.clone());
+        end_block(&overlay, ctx)
+    };
+    changes.extend(after_txs);
+    (changes, outcomes)
 }
 
 /// Checks the signatures of `txs`: all at once by batch verification (one multi-scalar

@@ -1,7 +1,7 @@
 //! Following a chain: checking blocks one after another from genesis and re-applying their
 //! transactions, so that a node (or an auditor) arrives at the same state root by itself.
 
-use super::apply::apply_all;
+use super::apply::apply_block;
 use super::block::{Block, CommitError, verify_block};
 use super::genesis::Genesis;
 use super::merkle::{MemoryTree, TreeError};
@@ -105,7 +105,7 @@ impl Replica {
             height,
             time_ms: block.header.time_ms,
         };
-        let (changes, outcomes) = apply_all(&self.tree, &ctx, &block.txs);
+        let (changes, outcomes) = apply_block(&self.tree, &ctx, &block.txs);
         if let Some((index, Err(error))) =
             outcomes.into_iter().enumerate().find(|(_, o)| o.is_err())
         {

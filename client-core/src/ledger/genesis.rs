@@ -29,6 +29,9 @@ pub struct Genesis {
     pub validators: Vec<Validator>,
     pub balances: Vec<Balance>,
     pub params: Params,
+    /// What the treasury holds at the start (it also collects every fee).
+    #[serde(default)]
+    pub treasury: Amount,
 }
 
 /// Why a genesis was refused.
@@ -102,20 +105,11 @@ impl Genesis {
             }
             supply = supply.checked_add(b.amount).ok_or(GenesisError::Overflow)?;
         }
-        if self.params.channel_timeout_ms == 0 {
-            return Err(GenesisError::Params(
-                "channel_timeout_ms must be above zero".into(),
-            ));
-        }
-        if self.params.base_fee == 0 && self.params.fee_per_byte == 0 {
-            return Err(GenesisError::Params(
-                "transactions must cost something: base_fee or fee_per_byte above zero".into(),
-            ));
-        }
-        if self.params.max_job_ttl_ms == 0 {
-            return Err(GenesisError::Params(
-                "max_job_ttl_ms must be above zero".into(),
-            ));
+        supply
+            .checked_add(self.treasury)
+            .ok_or(GenesisError::Overflow)?;
+        if let Some(problem) = self.params.problem() {
+            return Err(GenesisError::Params(problem));
         }
         Ok(())
     }
@@ -127,9 +121,15 @@ impl Genesis {
             StateKey::Params,
             Some(StateValue::Params(self.params.clone())),
         );
-        changes.insert(StateKey::Treasury, Some(StateValue::Amount(0)));
+        changes.insert(StateKey::Treasury, Some(StateValue::Amount(self.treasury)));
         changes.insert(StateKey::Providers, Some(StateValue::Keys(Vec::new())));
         for b in &self.balances {
+            changes.insert(
+                StateKey::Power(b.account),
+                Some(StateValue::Power(super::gov::PowerHistory(vec![(
+                    0, b.amount,
+                )]))),
+            );
             changes.insert(
                 StateKey::Account(b.account),
                 Some(StateValue::Account(super::state::Account {
@@ -156,6 +156,7 @@ impl Genesis {
                 amount: 1_000_000 * UNITS_PER_TOKEN,
             }],
             params: Params::dev(),
+            treasury: 100_000 * UNITS_PER_TOKEN,
         }
     }
 }
@@ -171,6 +172,15 @@ impl Params {
             fee_per_byte: 1,
             max_job_ttl_ms: 10 * 60_000,
             faucet_amount: Some(1_000 * UNITS_PER_TOKEN),
+            slash_fraction_bps: 1_000,
+            gov: super::gov::GovParams {
+                proposal_threshold: 100 * UNITS_PER_TOKEN,
+                quorum: 1_000 * UNITS_PER_TOKEN,
+                voting_delay_blocks: 2,
+                voting_period_blocks: 30,
+                timelock_blocks: 6,
+                grace_blocks: 60,
+            },
         }
     }
 }

@@ -8,6 +8,7 @@
 //!   and proof verification.
 //! - [`block`]: headers, commits (validator signatures) and their verification.
 //! - [`genesis`]: what a network starts from.
+//! - [`gov`]: proposals, delegation, voting power over time, and what passed proposals do.
 //! - [`chain`]: replaying a chain from genesis, checking every block and state root.
 //! - [`light`]: the light client — latest verified header, verified reads.
 //! - [`wire`]: the `/aqueduct/ledger/1` protocol's messages.
@@ -19,6 +20,7 @@ pub mod apply;
 pub mod block;
 pub mod chain;
 pub mod genesis;
+pub mod gov;
 pub mod light;
 pub mod merkle;
 pub mod pay;
@@ -26,7 +28,9 @@ pub mod state;
 pub mod tx;
 pub mod wire;
 
-pub use apply::{BlockContext, Changes, StateRead, apply, apply_all, apply_verified};
+pub use apply::{
+    BlockContext, Changes, StateRead, apply, apply_all, apply_block, apply_verified, end_block,
+};
 pub use block::{Block, Commit, Header, Validator, ValidatorSet};
 pub use genesis::Genesis;
 pub use state::{Amount, Params, StateKey, StateValue};

@@ -53,6 +53,19 @@ pub enum StateKey {
     Channel(Hash),
     /// The channels a customer has open, in the order they were opened.
     CustomerChannels(PublicKey),
+    /// The id the next proposal gets (an amount-typed counter).
+    NextProposal,
+    /// Proposals not yet final, by id.
+    OpenProposals,
+    Proposal(super::gov::ProposalId),
+    /// An account's vote on a proposal.
+    Vote(super::gov::ProposalId, PublicKey),
+    /// Whom an account delegated its voting power to (absent: itself).
+    Delegate(PublicKey),
+    /// An account's voting power over recent blocks.
+    Power(PublicKey),
+    /// The lowest start height of the open proposals: how far back power histories are kept.
+    OldestVoteStart,
 }
 
 impl StateKey {
@@ -73,6 +86,11 @@ pub enum StateValue {
     Provider(Provider),
     Channel(Channel),
     Hashes(Vec<Hash>),
+    Ids(Vec<super::gov::ProposalId>),
+    Proposal(super::gov::Proposal),
+    Vote(super::gov::VoteRecord),
+    Key(PublicKey),
+    Power(super::gov::PowerHistory),
 }
 
 impl StateValue {
@@ -87,6 +105,13 @@ impl StateValue {
                 | (StateKey::Provider(_), StateValue::Provider(_))
                 | (StateKey::Channel(_), StateValue::Channel(_))
                 | (StateKey::CustomerChannels(_), StateValue::Hashes(_))
+                | (StateKey::NextProposal, StateValue::Amount(_))
+                | (StateKey::OpenProposals, StateValue::Ids(_))
+                | (StateKey::Proposal(_), StateValue::Proposal(_))
+                | (StateKey::Vote(..), StateValue::Vote(_))
+                | (StateKey::Delegate(_), StateValue::Key(_))
+                | (StateKey::Power(_), StateValue::Power(_))
+                | (StateKey::OldestVoteStart, StateValue::Amount(_))
         )
     }
 }
@@ -256,9 +281,33 @@ pub struct Params {
     pub max_job_ttl_ms: u64,
     /// What the faucet gives each new account; `None` where there is no faucet.
     pub faucet_amount: Option<Amount>,
+    /// Share of a provider's stake taken on a proven fraud, in basis points (slashing itself
+    /// is not implemented yet; the DAO already governs the rate).
+    pub slash_fraction_bps: u16,
+    pub gov: super::gov::GovParams,
 }
 
 impl Params {
+    /// Why these parameters cannot run a network, if they cannot: checked at genesis and for
+    /// every parameter change the DAO proposes.
+    pub fn problem(&self) -> Option<String> {
+        if self.channel_timeout_ms == 0 {
+            return Some("channel_timeout_ms must be above zero".into());
+        }
+        if self.base_fee == 0 && self.fee_per_byte == 0 {
+            return Some(
+                "transactions must cost something: base_fee or fee_per_byte above zero".into(),
+            );
+        }
+        if self.max_job_ttl_ms == 0 {
+            return Some("max_job_ttl_ms must be above zero".into());
+        }
+        if self.slash_fraction_bps > 10_000 {
+            return Some("slash_fraction_bps is at most 10000 (all of the stake)".into());
+        }
+        self.gov.problem()
+    }
+
     /// The least fee a transaction of `encoded_len` bytes must pay.
     pub fn min_fee(&self, encoded_len: usize) -> Amount {
         let bytes = Amount::try_from(encoded_len).unwrap_or(Amount::MAX);

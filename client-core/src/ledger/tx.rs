@@ -89,6 +89,25 @@ pub enum TxKind {
     Settle {
         voucher: Signed<Voucher>,
     },
+    /// Puts a proposal to the token holders (see [`super::gov`]).
+    Propose {
+        title: String,
+        description: String,
+        action: super::gov::Action,
+    },
+    /// Votes on an active proposal, or changes this account's vote on it.
+    Vote {
+        proposal: super::gov::ProposalId,
+        choice: super::gov::Choice,
+    },
+    /// Lends this account's voting power to `to`; `None` takes it back.
+    Delegate {
+        to: Option<PublicKey>,
+    },
+    /// The proposer withdraws a proposal whose vote has not started.
+    CancelProposal {
+        proposal: super::gov::ProposalId,
+    },
 }
 
 impl TxKind {
@@ -105,6 +124,10 @@ impl TxKind {
             TxKind::TopUpChannel { .. } => "top up channel",
             TxKind::CloseChannel { .. } => "close channel",
             TxKind::Settle { .. } => "settle channel",
+            TxKind::Propose { .. } => "propose",
+            TxKind::Vote { .. } => "vote",
+            TxKind::Delegate { .. } => "delegate",
+            TxKind::CancelProposal { .. } => "cancel proposal",
         }
     }
 }
@@ -191,4 +214,29 @@ pub enum TxError {
     Overflow,
     #[error("the state has no parameters: it was not started from a genesis")]
     NoGenesis,
+    #[error("proposing needs {needed} of voting power; this account has {power}")]
+    BelowProposalThreshold { needed: Amount, power: Amount },
+    #[error("the proposal is invalid: {0}")]
+    InvalidProposal(String),
+    #[error("{limit} proposals are open already; wait until one ends")]
+    TooManyProposals { limit: usize },
+    #[error("no proposal {0}")]
+    UnknownProposal(u64),
+    #[error(
+        "proposal {id} is {state}, not active: votes are taken from block {start} through {end}"
+    )]
+    VotingClosed {
+        id: u64,
+        state: &'static str,
+        start: u64,
+        end: u64,
+    },
+    #[error("this account had no voting power when voting on proposal {0} started")]
+    NoVotingPower(u64),
+    #[error("only the proposer may cancel a proposal")]
+    NotProposer,
+    #[error("proposal {id} is {state}; only a pending proposal can be canceled")]
+    NotPending { id: u64, state: &'static str },
+    #[error("an account cannot delegate to itself by name; delegate to nobody instead")]
+    SelfDelegation,
 }

@@ -18,7 +18,7 @@ use client_core::ledger::merkle;
 use client_core::ledger::tx::tx_id;
 use client_core::ledger::{
     BlockContext, Commit, Genesis, Header, SignedTx, StateKey, StateRead, StateValue, Tx, TxKind,
-    apply_all,
+    apply_block,
 };
 use client_core::signed::Signed;
 use mempool::{AdmitError, Mempool, MempoolLimits};
@@ -277,7 +277,7 @@ impl Ledger {
             height,
             time_ms,
         };
-        let (changes, outcomes) = apply_all(&snapshot, &ctx, &candidates);
+        let (changes, outcomes) = apply_block(&snapshot, &ctx, &candidates);
         if snapshot.read_failed() {
             bail!("reading the state failed while making block {height}; not producing it");
         }
