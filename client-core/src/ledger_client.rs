@@ -7,6 +7,7 @@
 use crate::encoding::{decode, encode};
 use crate::hash::Hash;
 use crate::identity::{Keypair, PublicKey};
+use crate::ledger::gov::{DaoView, MyGov, PowerHistory, newest_ids};
 use crate::ledger::light::{LightClient, ReadError, Verified};
 use crate::ledger::state::{Account, Channel, Provider};
 use crate::ledger::tx::tx_id;
@@ -227,6 +228,85 @@ pub async fn channels(
             _ => None,
         })
         .collect())
+}
+
+/// Everything the DAO page shows, verified: parameters, treasury, the newest proposals with
+/// their tallies, and (for `me`) voting power, delegate and votes. Two reads: the totals and
+/// the viewer's keys, then the proposals and the viewer's votes on them.
+pub async fn dao(
+    light: &std::cell::RefCell<LightClient>,
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+    me: Option<PublicKey>,
+) -> Result<Verified<DaoView>, LedgerClientError> {
+    let mut keys = vec![StateKey::Params, StateKey::Treasury, StateKey::NextProposal];
+    if let Some(me) = me {
+        keys.push(StateKey::Power(me));
+        keys.push(StateKey::Delegate(me));
+    }
+    let first = read(light, control, relay, keys).await?;
+    let values = &first.value;
+    let Some(Some(StateValue::Params(params))) = values.first() else {
+        return Err(LedgerClientError::Protocol(
+            "the state has no parameters".into(),
+        ));
+    };
+    let treasury = match values.get(1) {
+        Some(Some(StateValue::Amount(a))) => *a,
+        _ => 0,
+    };
+    let next = match values.get(2) {
+        Some(Some(StateValue::Amount(n))) => *n,
+        _ => 0,
+    };
+    let ids = newest_ids(next);
+    let mut proposals = Vec::with_capacity(ids.len());
+    let mut votes = Vec::new();
+    let mut height = first.height;
+    // Each proposal with the viewer's vote on it, a few at a time.
+    let per_read = (crate::ledger::wire::MAX_READ_KEYS / 2).max(1);
+    for chunk in ids.chunks(per_read) {
+        let mut keys = Vec::with_capacity(chunk.len() * 2);
+        for id in chunk {
+            keys.push(StateKey::Proposal(*id));
+            if let Some(me) = me {
+                keys.push(StateKey::Vote(*id, me));
+            }
+        }
+        let batch = read(light, control, relay, keys.clone()).await?;
+        height = height.max(batch.height);
+        for (key, value) in keys.iter().zip(batch.value) {
+            match (key, value) {
+                (StateKey::Proposal(_), Some(StateValue::Proposal(p))) => proposals.push(p),
+                (StateKey::Vote(id, _), Some(StateValue::Vote(v))) => votes.push((*id, v)),
+                _ => {}
+            }
+        }
+    }
+    let me = me.map(|account| MyGov {
+        account,
+        power: match values.get(3) {
+            Some(Some(StateValue::Power(h))) => h.clone(),
+            _ => PowerHistory::default(),
+        },
+        delegate: match values.get(4) {
+            Some(Some(StateValue::Key(k))) => Some(*k),
+            _ => None,
+        },
+        votes,
+    });
+    Ok(Verified {
+        value: DaoView {
+            params: params.clone(),
+            treasury,
+            proposals,
+            me,
+            height,
+        },
+        height,
+        state_root: first.state_root,
+        time_ms: first.time_ms,
+    })
 }
 
 /// What happens to a submitted transaction.

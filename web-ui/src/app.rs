@@ -4,8 +4,7 @@ use crate::jobs::{JobsPage, JobsState};
 use crate::ledger::LedgerState;
 use crate::network::NetworkState;
 use crate::pages::{
-    market::MarketPage, network::NetworkPage, planned::Planned, relays::RelaysPage,
-    wallet::WalletPage,
+    dao::DaoPage, market::MarketPage, network::NetworkPage, relays::RelaysPage, wallet::WalletPage,
 };
 use crate::wallet::WalletState;
 use crate::widgets::ConnectionBadge;
@@ -43,9 +42,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/wallet") view=WalletPage/>
                     <Route path=path!("/jobs") view=JobsPage/>
                     <Route path=path!("/market") view=MarketPage/>
-                    <Route path=path!("/dao") view=|| view! {
-                        <Planned title="DAO" what="Read proposals, delegate and vote with your key."/>
-                    }/>
+                    <Route path=path!("/dao") view=DaoPage/>
                 </Routes>
             </main>
         </Router>

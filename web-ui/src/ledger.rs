@@ -10,8 +10,9 @@ use crate::widgets::local_storage;
 use client_core::browser::{self, PeerId};
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
+use client_core::ledger::gov::DaoView;
 use client_core::ledger::light::{LightClient, Verified};
-use client_core::ledger::state::{Account, Channel, Provider};
+use client_core::ledger::state::{Account, Channel, Params, Provider};
 use client_core::ledger::tx::min_fee_for;
 use client_core::ledger::{Genesis, TxKind};
 use client_core::ledger_client::{self, LedgerClientError, TxEvent};
@@ -54,6 +55,8 @@ pub struct LedgerState {
     pub progress: RwSignal<Option<TxProgress>>,
     /// The offer the jobs form uses.
     pub chosen: RwSignal<Option<PublicKey>>,
+    /// Governance as last read with proofs (`None` until the DAO page asks).
+    pub dao: RwSignal<Option<Verified<DaoView>>>,
     light: StoredValue<Option<Rc<RefCell<LightClient>>>, LocalStorage>,
     network: NetworkState,
 }
@@ -73,6 +76,7 @@ impl LedgerState {
             channels: RwSignal::new(Vec::new()),
             progress: RwSignal::new(None),
             chosen: RwSignal::new(None),
+            dao: RwSignal::new(None),
             light: StoredValue::new_local(None),
             network,
         };
@@ -216,6 +220,33 @@ impl LedgerState {
         });
     }
 
+    /// Reads governance with proofs: parameters, treasury, proposals and `me`'s power and votes.
+    pub fn refresh_dao(&self, me: Option<PublicKey>) {
+        let state = *self;
+        leptos::task::spawn_local(async move {
+            let Some(light) = state.light() else { return };
+            let Ok((mut control, relay)) = state.relay().await else {
+                return;
+            };
+            match ledger_client::dao(&light, &mut control, relay, me).await {
+                Ok(verified) => {
+                    state.note_head(&light);
+                    state.dao.set(Some(verified));
+                }
+                Err(LedgerClientError::NoBlockYet) => {}
+                Err(e) => state.problem.set(Some(e.to_string())),
+            }
+        });
+    }
+
+    /// The parameters in force: the latest verified ones, else the genesis'.
+    fn params(&self) -> Option<Params> {
+        self.dao
+            .get_untracked()
+            .map(|d| d.value.params)
+            .or_else(|| self.genesis.get_untracked().map(|g| g.params))
+    }
+
     /// Signs `kind` with `keypair`, submits it at the minimum fee and waits for its block,
     /// showing progress; then re-reads the account and the market.
     pub fn transact(&self, keypair: Keypair, kind: TxKind, what: String) {
@@ -228,7 +259,8 @@ impl LedgerState {
                 )));
                 return;
             };
-            let fee = min_fee_for(&genesis.params, &genesis.network_id, &kind);
+            let params = state.params().unwrap_or_else(|| genesis.params.clone());
+            let fee = min_fee_for(&params, &genesis.network_id, &kind);
             state
                 .progress
                 .set(Some(TxProgress::Working(format!("{what}: signing…"))));
@@ -274,6 +306,9 @@ impl LedgerState {
             }
             state.refresh_account(keypair.public());
             state.refresh_market();
+            if state.dao.get_untracked().is_some() {
+                state.refresh_dao(Some(keypair.public()));
+            }
         });
     }
 }

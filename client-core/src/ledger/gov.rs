@@ -400,3 +400,39 @@ impl PowerHistory {
         }
     }
 }
+
+/// The most recent proposals the app reads at once.
+pub const PROPOSALS_SHOWN: u64 = 40;
+
+/// What the DAO page shows, all from proven reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaoView {
+    pub params: Params,
+    pub treasury: Amount,
+    /// Newest first.
+    pub proposals: Vec<Proposal>,
+    /// The viewing account's side, if there is one.
+    pub me: Option<MyGov>,
+    /// The block the proposals were proven at (they are read after the rest).
+    pub height: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MyGov {
+    pub account: PublicKey,
+    pub power: PowerHistory,
+    /// Whom this account lent its power to, if anyone.
+    pub delegate: Option<PublicKey>,
+    pub votes: Vec<(ProposalId, VoteRecord)>,
+}
+
+impl MyGov {
+    pub fn vote(&self, id: ProposalId) -> Option<&VoteRecord> {
+        self.votes.iter().find(|(p, _)| *p == id).map(|(_, v)| v)
+    }
+}
+
+/// The ids of the newest proposals, newest first, given the next id.
+pub fn newest_ids(next: ProposalId) -> Vec<ProposalId> {
+    (next.saturating_sub(PROPOSALS_SHOWN)..next).rev().collect()
+}

@@ -1,7 +1,7 @@
 //! One module per page.
 
+pub mod dao;
 pub mod market;
 pub mod network;
-pub mod planned;
 pub mod relays;
 pub mod wallet;
