@@ -72,6 +72,10 @@ struct RunArgs {
     /// How often a block is made while transactions are waiting, in milliseconds.
     #[arg(long, default_value_t = 500)]
     block_interval_ms: u64,
+    /// The longest time between blocks, in milliseconds: a block is made this often even with
+    /// nothing to include, so that block heights — which governance counts in — keep moving.
+    #[arg(long, default_value_t = 10_000)]
+    heartbeat_ms: u64,
     /// Offer this relay's compute in the marketplace: register as a provider (bonding
     /// --stake from its own account) and publish the offer below, or update it if it changed.
     #[arg(long)]
@@ -199,6 +203,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     )?;
     let ledger_config = ledger::LedgerConfig {
         block_interval: std::time::Duration::from_millis(args.block_interval_ms.max(10)),
+        heartbeat: std::time::Duration::from_millis(
+            args.heartbeat_ms.max(args.block_interval_ms).max(10),
+        ),
         ..ledger::LedgerConfig::default()
     };
     let ledger = ledger::Ledger::open(

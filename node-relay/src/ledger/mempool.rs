@@ -100,11 +100,13 @@ impl Mempool {
         self.by_sender.get(sender).map_or(0, BTreeMap::len)
     }
 
-    /// Checks `tx` against `state` (the latest block) and keeps it for a block.
+    /// Checks `tx` against `state` (the latest block) as the next block, of height
+    /// `next_height`, would, and keeps it for a block.
     pub fn admit(
         &mut self,
         state: &impl StateRead,
         network_id: &str,
+        next_height: u64,
         now_ms: u64,
         tx: SignedTx,
     ) -> Result<Hash, AdmitError> {
@@ -189,7 +191,7 @@ impl Mempool {
         if run.is_empty() {
             let ctx = BlockContext {
                 network_id: network_id.to_owned(),
-                height: 0,
+                height: next_height,
                 time_ms: now_ms,
             };
             apply_verified(state, &ctx, &tx)?;

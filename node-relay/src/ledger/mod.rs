@@ -159,7 +159,13 @@ impl Ledger {
         let snapshot = self.store.snapshot().map_err(|_| AdmitError::Full(0))?;
         let id = {
             let mut pool = self.mempool.lock().map_err(|_| AdmitError::Full(0))?;
-            pool.admit(&snapshot, self.network_id(), now_ms(), tx)?
+            pool.admit(
+                &snapshot,
+                self.network_id(),
+                snapshot.height() + 1,
+                now_ms(),
+                tx,
+            )?
         };
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
         Ok(id)
@@ -194,8 +200,14 @@ impl Ledger {
                     kind,
                 },
             );
-            pool.admit(&snapshot, self.network_id(), now_ms(), tx)
-                .map_err(|e| anyhow::anyhow!("the {name} transaction was refused: {e}"))?
+            pool.admit(
+                &snapshot,
+                self.network_id(),
+                snapshot.height() + 1,
+                now_ms(),
+                tx,
+            )
+            .map_err(|e| anyhow::anyhow!("the {name} transaction was refused: {e}"))?
         };
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
         Ok(id)

@@ -14,6 +14,9 @@ use client_core::ledger::gov::{
 use client_core::ledger::state::{Amount, Params, format_amount};
 use leptos::prelude::*;
 
+/// How often the open DAO page reads proposals and tallies again.
+const LIVE_REFRESH_MS: u32 = 2_000;
+
 /// Builds a parameter change from the number typed (`None`: out of the parameter's range).
 type MakeChange = fn(u64) -> Option<ParamChange>;
 
@@ -99,6 +102,21 @@ pub fn DaoPage() -> impl IntoView {
     let wallet = expect_context::<WalletState>();
     let me = move || wallet.keypair().map(|k| k.public());
     ledger.refresh_dao(me());
+    // A live tally: read again every few seconds while the page is open.
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let open = std::sync::Arc::clone(&open);
+        leptos::task::spawn_local(async move {
+            loop {
+                client_core::browser::pause(LIVE_REFRESH_MS).await;
+                if !open.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                ledger.refresh_dao(me());
+            }
+        });
+    }
+    on_cleanup(move || open.store(false, std::sync::atomic::Ordering::Relaxed));
     let refresh = move |_| ledger.refresh_dao(me());
     view! {
         <section class="card">
@@ -113,6 +131,7 @@ pub fn DaoPage() -> impl IntoView {
                 None => view! { <p class="busy" data-testid="dao-loading"><span class="spinner" aria-hidden="true"></span>"Reading proposals with proofs…"</p> }.into_any(),
                 Some(dao) => view! { <Overview dao=dao.value/> }.into_any(),
             }}
+            <Delegation/>
             <TxStatus testid="dao-tx-status"/>
         </section>
         {move || ledger.dao.get().map(|dao| {
@@ -133,7 +152,7 @@ pub fn DaoPage() -> impl IntoView {
                 })
             }).collect_view()
         })}
-        {move || ledger.dao.get().map(|dao| view! { <ProposeForm dao=dao.value/> })}
+        <ProposeForm/>
     }
 }
 
@@ -147,26 +166,6 @@ fn capitalize(word: &str) -> String {
 
 #[component]
 fn Overview(dao: DaoView) -> impl IntoView {
-    let ledger = expect_context::<LedgerState>();
-    let wallet = expect_context::<WalletState>();
-    let delegate_to = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-    let send = move |to: Option<PublicKey>| {
-        let Some(keypair) = wallet.keypair() else {
-            error.set(Some("unlock your wallet first".into()));
-            return;
-        };
-        error.set(None);
-        let what = match to {
-            Some(to) => format!("delegate your voting power to {}", short(&to)),
-            None => "take your voting power back".to_string(),
-        };
-        ledger.transact(keypair, TxKind::Delegate { to }, what);
-    };
-    let delegate = move |_| match PublicKey::parse(delegate_to.get_untracked().trim()) {
-        Ok(to) => send(Some(to)),
-        Err(e) => error.set(Some(format!("not an account: {e}"))),
-    };
     let params = dao.params.clone();
     let mine = dao.me.clone().map(|me| {
         let power = me.power.current();
@@ -200,16 +199,42 @@ fn Overview(dao: DaoView) -> impl IntoView {
                 </tbody>
             </table>
         </details>
-        {dao.me.is_some().then(|| view! {
-            <div class="row">
-                <label>"Delegate to (account) "
-                    <input type="text" size="56" data-testid="dao-delegate-to" placeholder="12D3KooW…"
-                        prop:value=move || delegate_to.get() on:input=move |ev| delegate_to.set(event_target_value(&ev))/>
-                </label>
-                <button type="button" data-testid="dao-delegate" on:click=delegate>"Delegate"</button>
-                <button type="button" data-testid="dao-undelegate" on:click=move |_| send(None)>"Take back"</button>
-            </div>
-        })}
+    }
+}
+
+/// Lending voting power to another account, or taking it back. Rendered once, so a refresh of
+/// the figures does not clear what is being typed.
+#[component]
+fn Delegation() -> impl IntoView {
+    let ledger = expect_context::<LedgerState>();
+    let wallet = expect_context::<WalletState>();
+    let delegate_to = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let send = move |to: Option<PublicKey>| {
+        let Some(keypair) = wallet.keypair() else {
+            error.set(Some("unlock your wallet first".into()));
+            return;
+        };
+        error.set(None);
+        let what = match to {
+            Some(to) => format!("delegate your voting power to {}", short(&to)),
+            None => "take your voting power back".to_string(),
+        };
+        ledger.transact(keypair, TxKind::Delegate { to }, what);
+    };
+    let delegate = move |_| match PublicKey::parse(delegate_to.get_untracked().trim()) {
+        Ok(to) => send(Some(to)),
+        Err(e) => error.set(Some(format!("not an account: {e}"))),
+    };
+    view! {
+        <div class="row">
+            <label>"Delegate to (account) "
+                <input type="text" size="56" data-testid="dao-delegate-to" placeholder="12D3KooW…"
+                    prop:value=move || delegate_to.get() on:input=move |ev| delegate_to.set(event_target_value(&ev))/>
+            </label>
+            <button type="button" data-testid="dao-delegate" on:click=delegate>"Delegate"</button>
+            <button type="button" data-testid="dao-undelegate" on:click=move |_| send(None)>"Take back"</button>
+        </div>
         {move || error.get().map(|e| view! { <p class="error" role="alert" data-testid="dao-error">{e}</p> })}
     }
 }
@@ -336,8 +361,10 @@ fn ProposalCard(
     }
 }
 
+/// The proposal form. Rendered once: the parameters and voting power it checks against are
+/// read from the latest verified figures when it is used.
 #[component]
-fn ProposeForm(dao: DaoView) -> impl IntoView {
+fn ProposeForm() -> impl IntoView {
     let ledger = expect_context::<LedgerState>();
     let wallet = expect_context::<WalletState>();
     let kind = RwSignal::new(String::from("params"));
@@ -348,12 +375,10 @@ fn ProposeForm(dao: DaoView) -> impl IntoView {
     let recipient = RwSignal::new(String::new());
     let amount = RwSignal::new(String::new());
     let problem = RwSignal::new(None::<String>);
-    let params = dao.params.clone();
-    let power = dao.me.as_ref().map(|m| m.power.current());
+    let latest = move || ledger.dao.get_untracked().map(|d| d.value);
 
     let build = {
-        let params = params.clone();
-        move || -> Result<Action, String> {
+        move |params: &Params| -> Result<Action, String> {
             let action = match kind.get_untracked().as_str() {
                 "params" => {
                     let name = param.get_untracked();
@@ -380,14 +405,19 @@ fn ProposeForm(dao: DaoView) -> impl IntoView {
                 },
                 _ => Action::Text,
             };
-            if let Some(problem) = action.problem(&params) {
+            if let Some(problem) = action.problem(params) {
                 return Err(problem);
             }
             Ok(action)
         }
     };
-    let threshold = params.gov.proposal_threshold;
     let submit = move |_| {
+        let Some(dao) = latest() else {
+            problem.set(Some("the ledger has not been read yet".into()));
+            return;
+        };
+        let threshold = dao.params.gov.proposal_threshold;
+        let power = dao.me.as_ref().map(|m| m.power.current());
         let Some(keypair) = wallet.keypair() else {
             problem.set(Some("unlock your wallet first".into()));
             return;
@@ -412,7 +442,7 @@ fn ProposeForm(dao: DaoView) -> impl IntoView {
             )));
             return;
         }
-        match build() {
+        match build(&dao.params) {
             Ok(action) => {
                 problem.set(None);
                 let what = format!("propose “{}”", title_text.trim());
@@ -431,7 +461,10 @@ fn ProposeForm(dao: DaoView) -> impl IntoView {
     };
     let current = move || {
         let name = param.get();
-        current_values(&params)
+        let Some(dao) = ledger.dao.get() else {
+            return String::new();
+        };
+        current_values(&dao.value.params)
             .into_iter()
             .find(|(n, _)| *n == name)
             .map(|(n, v)| format!("now {}", show_value(n, v)))
@@ -440,7 +473,7 @@ fn ProposeForm(dao: DaoView) -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Make a proposal"</h2>
-            {dao.me.is_none().then(|| view! { <p class="muted" data-testid="dao-wallet-hint">"Unlock your wallet to propose, vote and delegate."</p> })}
+            {move || wallet.keypair().is_none().then(|| view! { <p class="muted" data-testid="dao-wallet-hint">"Unlock your wallet to propose, vote and delegate."</p> })}
             <div class="form">
                 <label>"Kind "
                     <select data-testid="proposal-kind" on:change=move |ev| kind.set(event_target_value(&ev))>
@@ -468,7 +501,7 @@ fn ProposeForm(dao: DaoView) -> impl IntoView {
                             <input type="text" data-testid="proposal-value"
                                 prop:value=move || value.get() on:input=move |ev| value.set(event_target_value(&ev))/>
                         </label>
-                        <p class="muted" data-testid="proposal-current">{current.clone()}</p>
+                        <p class="muted" data-testid="proposal-current">{current}</p>
                     }.into_any(),
                     "grant" => view! {
                         <label>"Recipient "
