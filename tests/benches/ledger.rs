@@ -6,13 +6,17 @@
 //!   the browser's figure comes from the end-to-end benchmark).
 //! - `block_production`: the relay making a block of 1000 transactions from its mempool,
 //!   writing it to its database file with immediate durability.
+//! - `governance`: 1000 votes from 1000 accounts on one proposal in a block (votes applied per
+//!   second), and verifying a proposal's tally as the page does (one proven read).
 
 use client_core::identity::Keypair;
 use client_core::ledger::genesis::Balance;
+use client_core::ledger::gov::{Action, Choice};
 use client_core::ledger::merkle::{self, MemoryTree, verify_read};
 use client_core::ledger::state::UNITS_PER_TOKEN;
 use client_core::ledger::{
-    BlockContext, Genesis, SignedTx, StateKey, Tx, TxKind, apply_all, apply_verified,
+    BlockContext, Genesis, SignedTx, StateKey, StateValue, Tx, TxKind, apply_all, apply_block,
+    apply_verified,
 };
 use client_core::signed::Signed;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -182,5 +186,93 @@ fn production(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, apply, proof, production);
+fn governance(c: &mut Criterion) {
+    let accounts = keys(BLOCK_TXS);
+    let genesis = genesis(&accounts);
+    let tree = MemoryTree::new();
+    tree.commit(&genesis.initial_state()).expect("genesis");
+    let ctx = |height| BlockContext {
+        network_id: NET.into(),
+        height,
+        time_ms: height,
+    };
+    let sign = |from: &Keypair, nonce, kind| {
+        Signed::sign(
+            from,
+            Tx {
+                network_id: NET.into(),
+                nonce,
+                fee: 10_000,
+                kind,
+            },
+        )
+    };
+    // Block 1: account 0 proposes; then empty blocks until voting starts.
+    let propose = sign(
+        &accounts[0],
+        0,
+        TxKind::Propose {
+            title: "bench".into(),
+            description: String::new(),
+            action: Action::Text,
+        },
+    );
+    let (changes, outcomes) = apply_block(&tree, &ctx(1), &[propose]);
+    assert_eq!(outcomes, vec![Ok(())]);
+    tree.commit(&changes).expect("commit");
+    let start = genesis.params.gov.voting_delay_blocks + 1;
+    for height in 2..start {
+        let (changes, _) = apply_block(&tree, &ctx(height), &[]);
+        tree.commit(&changes).expect("commit");
+    }
+    let votes: Vec<SignedTx> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let choice = [Choice::For, Choice::Against, Choice::Abstain][i % 3];
+            let nonce = u64::from(i == 0);
+            sign(
+                k,
+                nonce,
+                TxKind::Vote {
+                    proposal: 0,
+                    choice,
+                },
+            )
+        })
+        .collect();
+    let at_start = ctx(start);
+    let (changes, outcomes) = apply_all(&tree, &at_start, &votes);
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+
+    let mut group = c.benchmark_group("governance");
+    group.throughput(Throughput::Elements(BLOCK_TXS as u64));
+    group.sample_size(20);
+    group.bench_function("1000 votes with signature checks", |b| {
+        b.iter(|| black_box(apply_all(&tree, &at_start, &votes)))
+    });
+    group.finish();
+
+    // The tally after those votes, proven and verified as the page verifies it.
+    let (root, version) = tree.commit(&changes).expect("commit");
+    let key = StateKey::Proposal(0);
+    let (value, proof) = merkle::prove(&tree, &key, version).expect("prove");
+    let Some(StateValue::Proposal(p)) = &value else {
+        panic!("no proposal");
+    };
+    println!(
+        "tally after 1000 votes: for {} against {} abstain {}; proof {} bytes",
+        p.tally.for_power,
+        p.tally.against_power,
+        p.tally.abstain_power,
+        proof.0.len()
+    );
+    let mut group = c.benchmark_group("governance");
+    group.bench_function("verify a proposal's tally (one proven read)", |b| {
+        b.iter(|| verify_read(&root, &key, value.as_ref(), &proof).expect("verifies"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, apply, proof, production, governance);
 criterion_main!(benches);

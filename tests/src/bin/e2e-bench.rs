@@ -149,6 +149,93 @@ async fn ledger_read_timings(browser: &Browser) -> anyhow::Result<(Vec<f64>, Vec
     Ok((per_answer, per_key))
 }
 
+/// Puts `count` proposals on the ledger from a native account (faucet, then proposals), so
+/// that the DAO page has tallies to verify.
+async fn make_proposals(relay: &Relay, count: u64) -> anyhow::Result<()> {
+    use client_core::ledger::gov::Action;
+    use client_core::ledger::tx::min_fee_for;
+    use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
+    use client_core::ledger::{Tx, TxKind};
+    let (mut control, peer) = aqueduct_tests::tcp_client(relay).await?;
+    let genesis = match aqueduct_tests::ledger_call(&mut control, peer, &LedgerRequest::Genesis)
+        .await?
+        .as_slice()
+    {
+        [LedgerResponse::Genesis(g)] => (**g).clone(),
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    };
+    let key = client_core::identity::Keypair::from_seed(&[77; 32]);
+    let mut kinds = vec![TxKind::Faucet];
+    kinds.extend((0..count).map(|i| TxKind::Propose {
+        title: format!("Benchmark proposal {i}"),
+        description: "Read and verified by the page.".into(),
+        action: Action::Text,
+    }));
+    for (nonce, kind) in kinds.into_iter().enumerate() {
+        let fee = min_fee_for(&genesis.params, &genesis.network_id, &kind);
+        let tx = client_core::signed::Signed::sign(
+            &key,
+            Tx {
+                network_id: genesis.network_id.clone(),
+                nonce: nonce as u64,
+                fee,
+                kind,
+            },
+        );
+        let answer = aqueduct_tests::ledger_call(
+            &mut control,
+            peer,
+            &LedgerRequest::Submit { tx: Box::new(tx) },
+        )
+        .await?;
+        anyhow::ensure!(
+            matches!(answer.last(), Some(LedgerResponse::Included { .. })),
+            "not included: {answer:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Opens the DAO page ten times; returns how long the page took to verify every proof behind
+/// it (parameters, treasury, each proposal with its tally), per load and per proposal.
+async fn dao_timings(browser: &Browser, proposals: u64) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    for _ in 0..10 {
+        browser.nav("wallet").await?;
+        browser.nav("dao").await?;
+        browser
+            .wait_attr(
+                "dao-proposal",
+                "data-id",
+                "a proposal",
+                Duration::from_secs(60),
+                |_| true,
+            )
+            .await?;
+    }
+    let entries = browser
+        .eval(
+            "return performance.getEntriesByType('measure').filter(e => e.name.startsWith('aqueduct:dao-verify:'))
+                .map(e => [Number(e.name.split(':')[2]), e.duration]);",
+        )
+        .await?;
+    let mut per_load = Vec::new();
+    let mut per_proposal = Vec::new();
+    for entry in entries.as_array().into_iter().flatten() {
+        let count = entry[0].as_f64().unwrap_or(0.0);
+        if count < proposals as f64 {
+            continue;
+        }
+        let ms = entry[1].as_f64().unwrap_or(f64::NAN);
+        per_load.push(ms);
+        per_proposal.push(ms / count);
+    }
+    anyhow::ensure!(
+        !per_load.is_empty(),
+        "the page recorded no DAO verification"
+    );
+    Ok((per_load, per_proposal))
+}
+
 async fn job_timings(browser: &Browser) -> anyhow::Result<Vec<serde_json::Value>> {
     browser.nav("jobs").await?;
     browser.wait_connected(Duration::from_secs(30)).await?;
@@ -202,6 +289,9 @@ const TRANSFERS: &str = r#"
     return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
         .map(e => ({ name: new URL(e.name).pathname, transfer: e.transferSize, body: e.encodedBodySize, decoded: e.decodedBodySize }));
 "#;
+
+/// Proposals the DAO step puts on the ledger before timing the page.
+const DAO_PROPOSALS: u64 = 10;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -278,6 +368,8 @@ async fn main() -> anyhow::Result<()> {
     let unlocks = unlock_timings(&browser, &relay, 5).await?;
     let (ledger_answers, ledger_keys) = ledger_read_timings(&browser).await?;
     let jobs = job_timings(&browser).await?;
+    make_proposals(&relay, DAO_PROPOSALS).await?;
+    let (dao_loads, dao_per_proposal) = dao_timings(&browser, DAO_PROPOSALS).await?;
     browser.close().await;
     let transferred: f64 = transfers
         .as_array()
@@ -298,6 +390,9 @@ async fn main() -> anyhow::Result<()> {
         "dial_to_connected_ms": summarize(dial_to_connected),
         "round_trip_ms": summarize(rtts),
         "unlock_ms": summarize(unlocks),
+        "dao_verify_ms": summarize(dao_loads),
+        "dao_verify_per_proposal_ms": summarize(dao_per_proposal),
+        "dao_proposals": DAO_PROPOSALS,
         "ledger_answer_verify_ms": summarize(ledger_answers),
         "ledger_verify_per_key_ms": summarize(ledger_keys),
         "cold_load_transfer_bytes": transferred,
@@ -319,6 +414,8 @@ async fn main() -> anyhow::Result<()> {
         "unlock_ms",
         "ledger_answer_verify_ms",
         "ledger_verify_per_key_ms",
+        "dao_verify_ms",
+        "dao_verify_per_proposal_ms",
     ] {
         let s = &results[key];
         let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
