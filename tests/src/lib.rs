@@ -130,6 +130,45 @@ pub async fn ledger_call(
     Ok(answers)
 }
 
+/// The network's genesis, as the relay serves it.
+pub async fn ledger_genesis(
+    control: &mut libp2p_stream::Control,
+    relay: libp2p::PeerId,
+) -> anyhow::Result<client_core::ledger::Genesis> {
+    use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
+    match ledger_call(control, relay, &LedgerRequest::Genesis)
+        .await?
+        .as_slice()
+    {
+        [LedgerResponse::Genesis(g)] => Ok((**g).clone()),
+        other => bail!("expected the genesis, got {other:?}"),
+    }
+}
+
+/// One state value read from `relay` (over a new TCP connection) and verified by a native
+/// light client — what a test believes about the ledger.
+pub async fn read_verified(
+    genesis: &client_core::ledger::Genesis,
+    relay: &Relay,
+    key: client_core::ledger::StateKey,
+) -> anyhow::Result<Option<client_core::ledger::StateValue>> {
+    use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
+    let (mut control, peer) = tcp_client(relay).await?;
+    let keys = vec![key];
+    let answer = ledger_call(
+        &mut control,
+        peer,
+        &LedgerRequest::Read { keys: keys.clone() },
+    )
+    .await?;
+    let Some(LedgerResponse::Reads(Some(reads))) = answer.first() else {
+        bail!("expected proven reads, got {answer:?}");
+    };
+    let mut verified =
+        client_core::ledger::light::LightClient::new(genesis).verify(&keys, reads)?;
+    Ok(verified.value.pop().flatten())
+}
+
 /// Every block a relay has, from height 1 on.
 pub async fn ledger_blocks(
     control: &mut libp2p_stream::Control,
@@ -424,10 +463,16 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a new, empty profile.
     pub async fn start() -> anyhow::Result<Browser> {
         let port = free_tcp_port()?;
+        let profile = temp_dir("chromium-profile");
+        // Chromium's own scratch directories go inside the profile, so they leave with it
+        // (killed, it never removes them itself).
+        let scratch = profile.join("tmp");
+        std::fs::create_dir_all(&scratch)?;
         // Its own process group, so that Chromium and its helpers go with it on drop,
         // even when a failing test never reaches `close`.
         let driver = Command::new(chromedriver_path())
             .process_group(0)
+            .env("TMPDIR", &scratch)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -435,7 +480,6 @@ impl Browser {
             .context(
                 "starting chromedriver — `cargo xtask test` installs it (Debian: chromium-driver)",
             )?;
-        let profile = temp_dir("chromium-profile");
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -696,6 +740,13 @@ impl Drop for Browser {
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
+        // Chromium's processes may still be writing into the profile for a moment after the
+        // kill; try again briefly rather than leave it behind.
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

@@ -6,17 +6,16 @@
 //! and changes nothing.
 
 use aqueduct_tests::{
-    Browser, Relay, RelayPorts, ledger_call, relay_bin, tcp_client, temp_dir, www_dir,
+    Browser, Relay, RelayPorts, ledger_call, ledger_genesis, read_verified, relay_bin, tcp_client,
+    temp_dir, www_dir,
 };
 use client_core::identity::{Keypair, PublicKey};
 use client_core::ledger::gov::{Action, Choice, ParamChange};
-use client_core::ledger::light::LightClient;
 use client_core::ledger::state::{Offer, Params, UNITS_PER_TOKEN, VerificationLevel};
 use client_core::ledger::tx::min_fee_for;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
 use client_core::ledger::{Genesis, StateKey, StateValue, Tx, TxKind};
 use client_core::signed::Signed;
-use libp2p::PeerId;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -77,26 +76,6 @@ impl Native {
     }
 }
 
-async fn read_verified(
-    genesis: &Genesis,
-    relay: &Relay,
-    key: StateKey,
-) -> anyhow::Result<Option<StateValue>> {
-    let (mut control, peer): (_, PeerId) = tcp_client(relay).await?;
-    let keys = vec![key];
-    let answer = ledger_call(
-        &mut control,
-        peer,
-        &LedgerRequest::Read { keys: keys.clone() },
-    )
-    .await?;
-    let Some(LedgerResponse::Reads(Some(reads))) = answer.first() else {
-        anyhow::bail!("unexpected answer {answer:?}");
-    };
-    let mut verified = LightClient::new(genesis).verify(&keys, reads)?;
-    Ok(verified.value.pop().flatten())
-}
-
 async fn verified_params(genesis: &Genesis, relay: &Relay) -> anyhow::Result<Params> {
     match read_verified(genesis, relay, StateKey::Params).await? {
         Some(StateValue::Params(p)) => Ok(p),
@@ -118,13 +97,7 @@ async fn a_proposal_made_and_voted_in_the_browser_passes_and_takes_effect_verifi
         &["--block-interval-ms", "100", "--heartbeat-ms", "250"],
     )?;
     let (mut control, peer) = tcp_client(&relay).await?;
-    let genesis = match ledger_call(&mut control, peer, &LedgerRequest::Genesis)
-        .await?
-        .as_slice()
-    {
-        [LedgerResponse::Genesis(g)] => (**g).clone(),
-        other => anyhow::bail!("unexpected answer {other:?}"),
-    };
+    let genesis = ledger_genesis(&mut control, peer).await?;
     let old_min = genesis.params.min_stake;
     let new_min = old_min + 150 * TOKEN;
 

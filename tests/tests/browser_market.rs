@@ -5,7 +5,8 @@
 //! client, on the customer's side and on the provider's.
 
 use aqueduct_tests::{
-    Browser, Relay, RelayPorts, ledger_call, relay_bin, tcp_client, temp_dir, www_dir,
+    Browser, Relay, RelayPorts, ledger_call, ledger_genesis, read_verified, relay_bin, tcp_client,
+    temp_dir, www_dir,
 };
 use client_core::identity::{Keypair, PublicKey};
 use client_core::ledger::light::LightClient;
@@ -80,13 +81,7 @@ async fn new_wallet_faucet_channel_paid_job_and_settlement_all_verified() -> any
         )
         .await?;
     let (mut control, peer) = tcp_client(&relay).await?;
-    let genesis = match ledger_call(&mut control, peer, &LedgerRequest::Genesis)
-        .await?
-        .as_slice()
-    {
-        [LedgerResponse::Genesis(g)] => (**g).clone(),
-        other => anyhow::bail!("unexpected answer {other:?}"),
-    };
+    let genesis = ledger_genesis(&mut control, peer).await?;
     let faucet = genesis
         .params
         .faucet_amount
@@ -311,27 +306,6 @@ async fn new_wallet_faucet_channel_paid_job_and_settlement_all_verified() -> any
     drop(relay);
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
-}
-
-/// One state value read from the relay and verified by a native light client.
-async fn read_verified(
-    genesis: &client_core::ledger::Genesis,
-    relay: &Relay,
-    key: StateKey,
-) -> anyhow::Result<Option<StateValue>> {
-    let (mut control, peer) = tcp_client(relay).await?;
-    let keys = vec![key];
-    let answer = ledger_call(
-        &mut control,
-        peer,
-        &LedgerRequest::Read { keys: keys.clone() },
-    )
-    .await?;
-    let Some(LedgerResponse::Reads(Some(reads))) = answer.first() else {
-        anyhow::bail!("unexpected answer {answer:?}");
-    };
-    let mut verified = LightClient::new(genesis).verify(&keys, reads)?;
-    Ok(verified.value.pop().flatten())
 }
 
 /// An account's balance, read from the relay and verified by a native light client.

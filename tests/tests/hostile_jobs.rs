@@ -436,14 +436,7 @@ async fn a_provider_takes_only_jobs_whose_voucher_pays_its_price() -> anyhow::Re
     )?;
     let mut client = Client::connect(&relay, 42).await?;
     let mut control = client.control.clone();
-    let genesis =
-        match aqueduct_tests::ledger_call(&mut control, client.relay, &LedgerRequest::Genesis)
-            .await?
-            .as_slice()
-        {
-            [LedgerResponse::Genesis(g)] => (**g).clone(),
-            other => anyhow::bail!("unexpected answer {other:?}"),
-        };
+    let genesis = aqueduct_tests::ledger_genesis(&mut control, client.relay).await?;
     let provider = client_core::identity::PublicKey::from_peer_id(&client.relay)?;
     let customer = client.key.clone();
     transact(

@@ -11,25 +11,12 @@ use client_core::ledger::chain::Replica;
 use client_core::ledger::state::UNITS_PER_TOKEN;
 use client_core::ledger::tx::tx_id;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
-use client_core::ledger::{Genesis, StateKey, Tx, TxKind};
+use client_core::ledger::{StateKey, Tx, TxKind};
 use client_core::signed::Signed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const ACCOUNTS: u8 = 6;
-
-async fn fetch_genesis(
-    control: &mut libp2p_stream::Control,
-    relay: libp2p::PeerId,
-) -> anyhow::Result<Genesis> {
-    match ledger_call(control, relay, &LedgerRequest::Genesis)
-        .await?
-        .as_slice()
-    {
-        [LedgerResponse::Genesis(g)] => Ok((**g).clone()),
-        other => anyhow::bail!("unexpected answer: {other:?}"),
-    }
-}
 
 /// Sends `who`'s transactions one after another (faucet first, then transfers), recording
 /// each one the relay reports as included, until the relay goes away.
@@ -106,7 +93,7 @@ async fn no_committed_transaction_is_lost_to_sigkill() -> anyhow::Result<()> {
     let args = ["--block-interval-ms", "20"];
     let mut relay = Relay::start_with(&bin, &www, &data_dir, &ports, &args)?;
     let (mut control, mut peer) = tcp_client(&relay).await?;
-    let genesis = fetch_genesis(&mut control, peer).await?;
+    let genesis = aqueduct_tests::ledger_genesis(&mut control, peer).await?;
 
     // Three times: let transactions stream in, then pull the plug while they are in flight.
     let included = Arc::new(Mutex::new(Vec::new()));
@@ -153,7 +140,7 @@ async fn no_committed_transaction_is_lost_to_sigkill() -> anyhow::Result<()> {
     let relay = Relay::start_with(&bin, &www, &data_dir, &ports, &args)?;
     let (mut control, peer) = tcp_client(&relay).await?;
     assert_eq!(
-        fetch_genesis(&mut control, peer).await?,
+        aqueduct_tests::ledger_genesis(&mut control, peer).await?,
         genesis,
         "same genesis after the restart"
     );

@@ -157,13 +157,7 @@ async fn make_proposals(relay: &Relay, count: u64) -> anyhow::Result<()> {
     use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
     use client_core::ledger::{Tx, TxKind};
     let (mut control, peer) = aqueduct_tests::tcp_client(relay).await?;
-    let genesis = match aqueduct_tests::ledger_call(&mut control, peer, &LedgerRequest::Genesis)
-        .await?
-        .as_slice()
-    {
-        [LedgerResponse::Genesis(g)] => (**g).clone(),
-        other => anyhow::bail!("unexpected answer {other:?}"),
-    };
+    let genesis = aqueduct_tests::ledger_genesis(&mut control, peer).await?;
     let key = client_core::identity::Keypair::from_seed(&[77; 32]);
     let mut kinds = vec![TxKind::Faucet];
     kinds.extend((0..count).map(|i| TxKind::Propose {
