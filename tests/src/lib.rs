@@ -145,16 +145,15 @@ pub async fn ledger_genesis(
     }
 }
 
-/// One state value read from `relay` (over a new TCP connection) and verified by a native
+/// Values of `keys` read from `relay` (over a new TCP connection) and verified by a native
 /// light client — what a test believes about the ledger.
-pub async fn read_verified(
+pub async fn read_verified_keys(
     genesis: &client_core::ledger::Genesis,
     relay: &Relay,
-    key: client_core::ledger::StateKey,
-) -> anyhow::Result<Option<client_core::ledger::StateValue>> {
+    keys: Vec<client_core::ledger::StateKey>,
+) -> anyhow::Result<Vec<Option<client_core::ledger::StateValue>>> {
     use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
     let (mut control, peer) = tcp_client(relay).await?;
-    let keys = vec![key];
     let answer = ledger_call(
         &mut control,
         peer,
@@ -164,9 +163,21 @@ pub async fn read_verified(
     let Some(LedgerResponse::Reads(Some(reads))) = answer.first() else {
         bail!("expected proven reads, got {answer:?}");
     };
-    let mut verified =
-        client_core::ledger::light::LightClient::new(genesis).verify(&keys, reads)?;
-    Ok(verified.value.pop().flatten())
+    Ok(client_core::ledger::light::LightClient::new(genesis)
+        .verify(&keys, reads)?
+        .value)
+}
+
+/// One value, as [`read_verified_keys`] reads it.
+pub async fn read_verified(
+    genesis: &client_core::ledger::Genesis,
+    relay: &Relay,
+    key: client_core::ledger::StateKey,
+) -> anyhow::Result<Option<client_core::ledger::StateValue>> {
+    Ok(read_verified_keys(genesis, relay, vec![key])
+        .await?
+        .pop()
+        .flatten())
 }
 
 /// Every block a relay has, from height 1 on.

@@ -5,15 +5,13 @@
 //! client, on the customer's side and on the provider's.
 
 use aqueduct_tests::{
-    Browser, Relay, RelayPorts, ledger_call, ledger_genesis, read_verified, relay_bin, tcp_client,
-    temp_dir, www_dir,
+    Browser, Relay, RelayPorts, ledger_genesis, read_verified, read_verified_keys, relay_bin,
+    tcp_client, temp_dir, www_dir,
 };
 use client_core::identity::{Keypair, PublicKey};
-use client_core::ledger::light::LightClient;
 use client_core::ledger::pay::voucher_for;
 use client_core::ledger::state::{UNITS_PER_TOKEN, format_amount};
 use client_core::ledger::tx::min_fee_for;
-use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
 use client_core::ledger::{StateKey, StateValue, TxKind};
 use std::time::Duration;
 
@@ -160,22 +158,17 @@ async fn new_wallet_faucet_channel_paid_job_and_settlement_all_verified() -> any
             amount: 10 * UNITS_PER_TOKEN,
         },
     );
-    let keys = vec![StateKey::Account(me), StateKey::CustomerChannels(me)];
-    let answer = ledger_call(
-        &mut control,
-        peer,
-        &LedgerRequest::Read { keys: keys.clone() },
+    let verified = read_verified_keys(
+        &genesis,
+        &relay,
+        vec![StateKey::Account(me), StateKey::CustomerChannels(me)],
     )
     .await?;
-    let Some(LedgerResponse::Reads(Some(reads))) = answer.first() else {
-        anyhow::bail!("unexpected answer {answer:?}");
-    };
-    let verified = LightClient::new(&genesis).verify(&keys, reads)?;
     let expected_balance = after_faucet - 10 * UNITS_PER_TOKEN - open_fee;
     assert!(
-        matches!(&verified.value[0], Some(StateValue::Account(a)) if a.balance == expected_balance && a.nonce == 2)
+        matches!(&verified[0], Some(StateValue::Account(a)) if a.balance == expected_balance && a.nonce == 2)
     );
-    assert!(matches!(&verified.value[1], Some(StateValue::Hashes(ids)) if ids.len() == 1));
+    assert!(matches!(&verified[1], Some(StateValue::Hashes(ids)) if ids.len() == 1));
 
     // And the page's balance says so too.
     browser.nav("wallet").await?;
@@ -194,7 +187,7 @@ async fn new_wallet_faucet_channel_paid_job_and_settlement_all_verified() -> any
     );
 
     // Pay for a job under the relay's offer.
-    let Some(StateValue::Hashes(ids)) = &verified.value[1] else {
+    let Some(StateValue::Hashes(ids)) = &verified[1] else {
         anyhow::bail!("no channel list");
     };
     let channel = ids[0];

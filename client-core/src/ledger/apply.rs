@@ -662,13 +662,14 @@ fn close_proposals<S: StateRead + ?Sized>(
 /// timelock has passed. Deterministic and bounded by [`MAX_OPEN_PROPOSALS`].
 pub fn end_block(state: &(impl StateRead + ?Sized), ctx: &BlockContext) -> Changes {
     let mut s = Overlay::new(state);
+    // Most blocks have no open proposal: one read and done.
     let open = s.ids(&StateKey::OpenProposals);
-    let Ok(params) = s.params() else {
-        return Changes::new();
-    };
     if open.is_empty() {
         return Changes::new();
     }
+    let Ok(params) = s.params() else {
+        return Changes::new();
+    };
     let height = ctx.height;
     let mut closed = Vec::new();
     for id in open {
@@ -760,14 +761,10 @@ pub fn apply_block(
     ctx: &BlockContext,
     txs: &[SignedTx],
 ) -> (Changes, Vec<Result<(), TxError>>) {
-    let (mut changes, outcomes) = apply_all(state, ctx, txs);
-    let after_txs = {
-        let mut overlay = Overlay::new(state);
-        overlay.extend(changes.clone());
-        end_block(&overlay, ctx)
-    };
-    changes.extend(after_txs);
-    (changes, outcomes)
+    let (mut overlay, outcomes) = apply_txs(state, ctx, txs);
+    let after_txs = end_block(&overlay, ctx);
+    overlay.extend(after_txs);
+    (overlay.into_changes(), outcomes)
 }
 
 /// Checks the signatures of `txs`: all at once by batch verification (one multi-scalar
@@ -807,6 +804,16 @@ pub fn apply_all(
     ctx: &BlockContext,
     txs: &[SignedTx],
 ) -> (Changes, Vec<Result<(), TxError>>) {
+    let (overlay, outcomes) = apply_txs(state, ctx, txs);
+    (overlay.into_changes(), outcomes)
+}
+
+/// [`apply_all`], keeping the changes as an overlay on `state` for what follows in the block.
+fn apply_txs<'a, S: StateRead + ?Sized>(
+    state: &'a S,
+    ctx: &BlockContext,
+    txs: &[SignedTx],
+) -> (Overlay<'a, S>, Vec<Result<(), TxError>>) {
     let signed = verify_signatures(txs);
     let mut overlay = Overlay::new(state);
     let mut outcomes = Vec::with_capacity(txs.len());
@@ -824,5 +831,5 @@ pub fn apply_all(
             Err(error) => outcomes.push(Err(error)),
         }
     }
-    (overlay.into_changes(), outcomes)
+    (overlay, outcomes)
 }

@@ -108,7 +108,45 @@ pub enum ParamChange {
     GraceBlocks(u64),
 }
 
+/// Every governed parameter's name, in the order the app lists them.
+pub const PARAM_NAMES: [&str; 13] = [
+    "min_stake",
+    "unbonding_delay_ms",
+    "channel_timeout_ms",
+    "base_fee",
+    "fee_per_byte",
+    "max_job_ttl_ms",
+    "slash_fraction_bps",
+    "proposal_threshold",
+    "quorum",
+    "voting_delay_blocks",
+    "voting_period_blocks",
+    "timelock_blocks",
+    "grace_blocks",
+];
+
 impl ParamChange {
+    /// The change of the parameter called `name` to `value`; `None` for an unknown name or a
+    /// value out of the parameter's type.
+    pub fn parse(name: &str, value: u64) -> Option<ParamChange> {
+        Some(match name {
+            "min_stake" => ParamChange::MinStake(value),
+            "unbonding_delay_ms" => ParamChange::UnbondingDelayMs(value),
+            "channel_timeout_ms" => ParamChange::ChannelTimeoutMs(value),
+            "base_fee" => ParamChange::BaseFee(value),
+            "fee_per_byte" => ParamChange::FeePerByte(value),
+            "max_job_ttl_ms" => ParamChange::MaxJobTtlMs(value),
+            "slash_fraction_bps" => ParamChange::SlashFractionBps(u16::try_from(value).ok()?),
+            "proposal_threshold" => ParamChange::ProposalThreshold(value),
+            "quorum" => ParamChange::Quorum(value),
+            "voting_delay_blocks" => ParamChange::VotingDelayBlocks(value),
+            "voting_period_blocks" => ParamChange::VotingPeriodBlocks(value),
+            "timelock_blocks" => ParamChange::TimelockBlocks(value),
+            "grace_blocks" => ParamChange::GraceBlocks(value),
+            _ => return None,
+        })
+    }
+
     /// The parameter's name, as the app and the README call it.
     pub fn name(&self) -> &'static str {
         match self {

@@ -103,6 +103,28 @@ async fn unlock_timings(
     Ok(out)
 }
 
+/// The page's performance measures named `<prefix><count>`: (count, duration in ms) each.
+async fn counted_measures(browser: &Browser, prefix: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+    let entries = browser
+        .eval(&format!(
+            "return performance.getEntriesByType('measure').filter(e => e.name.startsWith('{prefix}'))
+                .map(e => [Number(e.name.slice({})), e.duration]);",
+            prefix.len()
+        ))
+        .await?;
+    Ok(entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e[0].as_f64().unwrap_or(0.0),
+                e[1].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect())
+}
+
 /// Opens the wallet and marketplace pages (balance, channels, every offer: all proven reads)
 /// and returns how long the page took to verify each answer, and per key read.
 async fn ledger_read_timings(browser: &Browser) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
@@ -128,17 +150,10 @@ async fn ledger_read_timings(browser: &Browser) -> anyhow::Result<(Vec<f64>, Vec
             )
             .await?;
     }
-    let entries = browser
-        .eval(
-            "return performance.getEntriesByType('measure').filter(e => e.name.startsWith('aqueduct:ledger-verify:'))
-                .map(e => [Number(e.name.split(':')[2]), e.duration]);",
-        )
-        .await?;
     let mut per_answer = Vec::new();
     let mut per_key = Vec::new();
-    for entry in entries.as_array().into_iter().flatten() {
-        let keys = entry[0].as_f64().unwrap_or(1.0).max(1.0);
-        let ms = entry[1].as_f64().unwrap_or(f64::NAN);
+    for (keys, ms) in counted_measures(browser, "aqueduct:ledger-verify:").await? {
+        let keys = keys.max(1.0);
         per_answer.push(ms);
         per_key.push(ms / keys);
     }
@@ -206,20 +221,12 @@ async fn dao_timings(browser: &Browser, proposals: u64) -> anyhow::Result<(Vec<f
             )
             .await?;
     }
-    let entries = browser
-        .eval(
-            "return performance.getEntriesByType('measure').filter(e => e.name.startsWith('aqueduct:dao-verify:'))
-                .map(e => [Number(e.name.split(':')[2]), e.duration]);",
-        )
-        .await?;
     let mut per_load = Vec::new();
     let mut per_proposal = Vec::new();
-    for entry in entries.as_array().into_iter().flatten() {
-        let count = entry[0].as_f64().unwrap_or(0.0);
+    for (count, ms) in counted_measures(browser, "aqueduct:dao-verify:").await? {
         if count < proposals as f64 {
             continue;
         }
-        let ms = entry[1].as_f64().unwrap_or(f64::NAN);
         per_load.push(ms);
         per_proposal.push(ms / count);
     }

@@ -8,7 +8,7 @@ use crate::widgets::VerifiedLine;
 use client_core::identity::PublicKey;
 use client_core::ledger::TxKind;
 use client_core::ledger::gov::{
-    Action, Choice, DaoView, MAX_DESCRIPTION, MAX_TITLE, MyGov, ParamChange, Proposal,
+    Action, Choice, DaoView, MAX_DESCRIPTION, MAX_TITLE, MyGov, PARAM_NAMES, ParamChange, Proposal,
     ProposalState, Status,
 };
 use client_core::ledger::state::{Amount, Params, format_amount};
@@ -16,38 +16,6 @@ use leptos::prelude::*;
 
 /// How often the open DAO page reads proposals and tallies again.
 const LIVE_REFRESH_MS: u32 = 2_000;
-
-/// Builds a parameter change from the number typed (`None`: out of the parameter's range).
-type MakeChange = fn(u64) -> Option<ParamChange>;
-
-/// The governed parameters, as the form lists them: name and how to build the change.
-const PARAMS: [(&str, MakeChange); 13] = [
-    ("min_stake", |v| Some(ParamChange::MinStake(v))),
-    ("unbonding_delay_ms", |v| {
-        Some(ParamChange::UnbondingDelayMs(v))
-    }),
-    ("channel_timeout_ms", |v| {
-        Some(ParamChange::ChannelTimeoutMs(v))
-    }),
-    ("base_fee", |v| Some(ParamChange::BaseFee(v))),
-    ("fee_per_byte", |v| Some(ParamChange::FeePerByte(v))),
-    ("max_job_ttl_ms", |v| Some(ParamChange::MaxJobTtlMs(v))),
-    ("slash_fraction_bps", |v| {
-        u16::try_from(v).ok().map(ParamChange::SlashFractionBps)
-    }),
-    ("proposal_threshold", |v| {
-        Some(ParamChange::ProposalThreshold(v))
-    }),
-    ("quorum", |v| Some(ParamChange::Quorum(v))),
-    ("voting_delay_blocks", |v| {
-        Some(ParamChange::VotingDelayBlocks(v))
-    }),
-    ("voting_period_blocks", |v| {
-        Some(ParamChange::VotingPeriodBlocks(v))
-    }),
-    ("timelock_blocks", |v| Some(ParamChange::TimelockBlocks(v))),
-    ("grace_blocks", |v| Some(ParamChange::GraceBlocks(v))),
-];
 
 /// Amount-valued parameters are typed in tokens; the rest as plain numbers.
 fn is_amount(name: &str) -> bool {
@@ -66,9 +34,10 @@ fn show_value(name: &str, value: u64) -> String {
 }
 
 fn current_values(params: &Params) -> Vec<(&'static str, u64)> {
-    PARAMS
+    PARAM_NAMES
         .iter()
-        .filter_map(|(name, make)| make(0).map(|probe| (*name, probe.current(params))))
+        .filter_map(|name| ParamChange::parse(name, 0))
+        .map(|probe| (probe.name(), probe.current(params)))
         .collect()
 }
 
@@ -377,39 +346,34 @@ fn ProposeForm() -> impl IntoView {
     let problem = RwSignal::new(None::<String>);
     let latest = move || ledger.dao.get_untracked().map(|d| d.value);
 
-    let build = {
-        move |params: &Params| -> Result<Action, String> {
-            let action = match kind.get_untracked().as_str() {
-                "params" => {
-                    let name = param.get_untracked();
-                    let text = value.get_untracked();
-                    let number = if is_amount(&name) {
-                        parse_tokens(&text)
-                            .or_else(|e| if text.trim() == "0" { Ok(0) } else { Err(e) })?
-                    } else {
-                        text.trim()
-                            .parse::<u64>()
-                            .map_err(|_| format!("{text:?} is not a whole number"))?
-                    };
-                    let make = PARAMS
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, make)| *make)
-                        .ok_or("choose a parameter")?;
-                    Action::Params(vec![make(number).ok_or("that value is out of range")?])
-                }
-                "grant" => Action::Grant {
-                    to: PublicKey::parse(recipient.get_untracked().trim())
-                        .map_err(|e| format!("recipient: {e}"))?,
-                    amount: parse_tokens(&amount.get_untracked())?,
-                },
-                _ => Action::Text,
-            };
-            if let Some(problem) = action.problem(params) {
-                return Err(problem);
+    let build = move |params: &Params| -> Result<Action, String> {
+        let action = match kind.get_untracked().as_str() {
+            "params" => {
+                let name = param.get_untracked();
+                let text = value.get_untracked();
+                let number = if is_amount(&name) {
+                    parse_tokens(&text)
+                        .or_else(|e| if text.trim() == "0" { Ok(0) } else { Err(e) })?
+                } else {
+                    text.trim()
+                        .parse::<u64>()
+                        .map_err(|_| format!("{text:?} is not a whole number"))?
+                };
+                Action::Params(vec![
+                    ParamChange::parse(&name, number).ok_or("that value is out of range")?,
+                ])
             }
-            Ok(action)
+            "grant" => Action::Grant {
+                to: PublicKey::parse(recipient.get_untracked().trim())
+                    .map_err(|e| format!("recipient: {e}"))?,
+                amount: parse_tokens(&amount.get_untracked())?,
+            },
+            _ => Action::Text,
+        };
+        if let Some(problem) = action.problem(params) {
+            return Err(problem);
         }
+        Ok(action)
     };
     let submit = move |_| {
         let Some(dao) = latest() else {
@@ -494,7 +458,7 @@ fn ProposeForm() -> impl IntoView {
                     "params" => view! {
                         <label>"Parameter "
                             <select data-testid="proposal-param" on:change=move |ev| param.set(event_target_value(&ev))>
-                                {PARAMS.iter().map(|(name, _)| view! { <option value=*name>{*name}</option> }).collect_view()}
+                                {PARAM_NAMES.iter().map(|name| view! { <option value=*name>{*name}</option> }).collect_view()}
                             </select>
                         </label>
                         <label>"New value " {move || if is_amount(&param.get()) { "(AQD) " } else { "" }}
