@@ -143,31 +143,41 @@ pub struct SparseSnapshot {
 }
 
 impl SparseSnapshot {
-    /// Rebuilds the full snapshot, refusing anything a genuine one could not be.
-    pub fn expand(&self, profile: &Profile) -> Result<Snapshot, JobError> {
+    /// Refuses anything a genuine snapshot could not be: a memory size that is not a page
+    /// multiple within the profile, chunks out of order, of the wrong size or outside it.
+    pub fn check(&self, profile: &Profile) -> Result<(), JobError> {
         let bad = |what: &str| JobError::Restore(what.to_string());
         let max = profile.max_memory_pages as u64 * PAGE as u64;
         if self.memory_len > max || !self.memory_len.is_multiple_of(PAGE as u64) {
             return Err(bad("memory size is not a page multiple within the profile"));
         }
-        let len = self.memory_len as usize;
-        let mut memory = vec![0u8; len];
         let mut last: Option<u32> = None;
         for (index, bytes) in &self.chunks {
             if last.is_some_and(|l| *index <= l) {
                 return Err(bad("chunks out of order"));
             }
             last = Some(*index);
-            let start = *index as usize * CHUNK;
-            if bytes.len() != CHUNK || start + CHUNK > len {
+            let end = (u64::from(*index) + 1) * CHUNK as u64;
+            if bytes.len() != CHUNK || end > self.memory_len {
                 return Err(bad("chunk outside the memory"));
             }
-            memory[start..start + CHUNK].copy_from_slice(bytes);
         }
-        Ok(Snapshot {
-            globals: self.globals.clone(),
-            memory,
-        })
+        Ok(())
+    }
+
+    /// The state hash of the full snapshot this stands for (see [`state_hash`]), without
+    /// building it. Call on a checked snapshot.
+    pub fn hash(&self) -> Hash {
+        let mut hasher = crate::hash::Hasher::default();
+        hasher.encoded(&(STATE_TAG, &self.globals, self.memory_len));
+        for (index, chunk) in &self.chunks {
+            if !is_zero(chunk) {
+                hasher
+                    .bytes(&index.to_le_bytes())
+                    .bytes(Hash::of(chunk).as_bytes());
+            }
+        }
+        hasher.finish()
     }
 }
 
@@ -239,22 +249,51 @@ fn write_globals<M: Machine>(
     Ok(())
 }
 
-/// Restores `snapshot` into a fresh machine.
+/// The 4 KiB chunks of a fresh instance's memory that are not all zeros (its data segments).
+pub fn fresh_chunks<E: Engine>(engine: &E) -> Result<Vec<u32>, JobError> {
+    let mut m = engine.instantiate().map_err(JobError::Engine)?;
+    Ok(m.with_memory(&mut |mem| {
+        mem.chunks(CHUNK)
+            .enumerate()
+            .filter(|(_, c)| !is_zero(c))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }))
+}
+
+/// Restores a checked sparse snapshot into a fresh machine: writes its chunks, and zeroes
+/// the chunks the fresh memory has data in (`fresh`, from [`fresh_chunks`]) that it leaves
+/// out. The rest of a fresh memory is zeros already, so nothing else is written.
 pub fn restore<M: Machine>(
     m: &mut M,
     prepared: &Prepared,
-    snapshot: &Snapshot,
+    snapshot: &SparseSnapshot,
+    fresh: &[u32],
 ) -> Result<(), JobError> {
     let size = m.with_memory(&mut |mem| mem.len());
-    if snapshot.memory.len() < size {
+    let len = usize::try_from(snapshot.memory_len)
+        .map_err(|_| JobError::Restore("the snapshot's memory is too large".into()))?;
+    if len < size {
         return Err(JobError::Restore(
             "the snapshot's memory is smaller than a fresh instance's".into(),
         ));
     }
-    m.grow_memory_to(snapshot.memory.len())
-        .map_err(JobError::Restore)?;
-    m.write_memory(0, &snapshot.memory)
-        .map_err(JobError::Restore)?;
+    m.grow_memory_to(len).map_err(JobError::Restore)?;
+    let zeros = [0u8; CHUNK];
+    for index in fresh {
+        if snapshot
+            .chunks
+            .binary_search_by_key(index, |(i, _)| *i)
+            .is_err()
+        {
+            m.write_memory(*index as usize * CHUNK, &zeros)
+                .map_err(JobError::Restore)?;
+        }
+    }
+    for (index, bytes) in &snapshot.chunks {
+        m.write_memory(*index as usize * CHUNK, bytes)
+            .map_err(JobError::Restore)?;
+    }
     write_globals(m, prepared, &snapshot.globals)
 }
 
@@ -452,11 +491,12 @@ pub struct SegmentRun {
 pub fn run_segment<E: Engine>(
     engine: &E,
     prepared: &Prepared,
-    pre_state: &Snapshot,
+    pre_state: &SparseSnapshot,
+    fresh: &[u32],
     fuel_limit: u64,
 ) -> Result<SegmentRun, JobError> {
     let mut m = engine.instantiate().map_err(JobError::Engine)?;
-    restore(&mut m, prepared, pre_state)?;
+    restore(&mut m, prepared, pre_state, fresh)?;
     let done =
         matches!(call(&mut m, prepared, fuel_limit, "step", &[])?, Some(Val::I32(d)) if d != 0);
     let post_state = hash_state(&mut m, prepared, 0, &mut Unobserved)?;

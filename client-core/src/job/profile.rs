@@ -7,11 +7,17 @@
 //!
 //! - **Fuel** is a mutable global (`aqueduct_fuel`, remaining fuel, i64). Every straight-line
 //!   run of instructions is charged its length before it starts; bulk memory operations and
-//!   `memory.grow` are charged by size on top. Fuel below zero traps. Inside a function the
-//!   count lives in a local, which engines keep in a register: it is loaded from the global on
-//!   entry and after every call, and stored back before every call, on every way out and
-//!   before the out-of-fuel trap, so the global is exact whenever the host can look at it
-//!   (between calls, and after running out). After any other trap it may be behind.
+//!   `memory.grow` are charged by size on top. Fuel below zero traps, checked where a job
+//!   could otherwise run on without bound or do unbounded work: on function entry and exit,
+//!   at the top of every loop iteration, and before each bulk memory operation or
+//!   `memory.grow`. Other charges only subtract, so a job that runs out overruns by at most
+//!   one loop-free stretch of one function before it traps — the same stretch in every
+//!   engine, so the count stays deterministic — and a tight loop pays one check per
+//!   iteration, not one per branch. Inside a function the count lives in a local, which
+//!   engines keep in a register: it is loaded from the global on entry and after every call,
+//!   and stored back before every call, on every way out and before the out-of-fuel trap, so
+//!   the global is exact whenever the host can look at it (between calls, and after running
+//!   out). After any other trap it may be behind.
 //! - **Memory**: the maximum size is the profile's everywhere, and growing past it traps.
 //! - **Stack depth** is a mutable global (`aqueduct_depth`, i32) raised on function entry by a
 //!   weight that grows with the frame's locals and lowered on exit; above
@@ -688,6 +694,7 @@ impl Instrumenter<'_> {
             func: Function::new(locals),
             run: Vec::new(),
             run_cost: 0,
+            check_next: true,
             fuel,
         };
         // Prologue: count this frame, then wrap the body in a block so that every way out of
@@ -710,7 +717,8 @@ impl Instrumenter<'_> {
             Instruction::Block(result_type),
         ]);
 
-        let mut nesting: u32 = 0; // blocks open inside the wrapper
+        // The blocks open inside the wrapper: whether each is a loop.
+        let mut open: Vec<bool> = Vec::new();
         // Instructions that pass through unchanged are copied as their original bytes: every
         // index they hold stays valid (the instrumentation only appends globals and locals).
         let bytes = body.as_bytes();
@@ -722,19 +730,34 @@ impl Instrumenter<'_> {
             let end = reader.original_position() - base;
             let original = bytes.get(start..end).unwrap_or_default();
             match &op {
-                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
-                    nesting += 1;
+                Operator::Block { .. } => {
+                    // Only reached by falling in: the run goes on inside.
+                    open.push(false);
+                    out.push_original(original);
+                }
+                Operator::If { .. } => {
+                    open.push(false);
                     out.push_original(original);
                     out.flush();
+                }
+                Operator::Loop { .. } => {
+                    open.push(true);
+                    out.push_original(original);
+                    out.flush();
+                    // Every iteration starts here: its charge checks.
+                    out.check_next = true;
                 }
                 Operator::Else => {
                     out.push_charged(Instruction::Else);
                     out.flush();
                 }
-                Operator::End if nesting == 0 => {
+                Operator::End if open.is_empty() => {
                     // The function's own end: close the wrapper, then the epilogue.
-                    out.push_charged(Instruction::End);
+                    out.push_free(&[Instruction::End]);
                     out.flush();
+                    // Every way out passes here: no call returns with the fuel overdrawn.
+                    out.emit_now(&[Instruction::LocalGet(fuel.local)]);
+                    out.emit_now(&fuel.keep_or_trap());
                     out.emit_now(&fuel.store());
                     out.emit_now(&[
                         Instruction::GlobalGet(depth),
@@ -745,12 +768,16 @@ impl Instrumenter<'_> {
                     ]);
                 }
                 Operator::End => {
-                    nesting -= 1;
-                    out.push_charged(Instruction::End);
-                    out.flush();
+                    // `end` does nothing and costs nothing. The end of a block or an `if` is
+                    // where branches land, so a new run starts there; the end of a loop is
+                    // only reached by falling out of its body, so the run goes on.
+                    out.push_free(&[Instruction::End]);
+                    if open.pop() != Some(true) {
+                        out.flush();
+                    }
                 }
                 Operator::Return => {
-                    out.push_charged(Instruction::Br(nesting));
+                    out.push_charged(Instruction::Br(open.len() as u32));
                     out.flush();
                 }
                 Operator::Br { .. }
@@ -958,6 +985,9 @@ struct Emitter<'a> {
     func: Function,
     run: Vec<Piece<'a>>,
     run_cost: i64,
+    /// Whether the next charge must also check for running out (it starts a function or a
+    /// loop iteration).
+    check_next: bool,
     fuel: Fuel,
 }
 
@@ -1002,14 +1032,18 @@ impl<'a> Emitter<'a> {
 
     /// Emits the run so far, preceded by one charge for all of it.
     fn flush(&mut self) {
-        if self.run_cost > 0 {
-            let fuel = self.fuel;
+        let fuel = self.fuel;
+        if self.run_cost > 0 || self.check_next {
             self.emit_now(&[
                 Instruction::LocalGet(fuel.local),
                 Instruction::I64Const(self.run_cost),
                 Instruction::I64Sub,
             ]);
-            self.emit_now(&fuel.keep_or_trap());
+            if std::mem::take(&mut self.check_next) {
+                self.emit_now(&fuel.keep_or_trap());
+            } else {
+                self.emit_now(&[Instruction::LocalSet(fuel.local)]);
+            }
         }
         for piece in std::mem::take(&mut self.run) {
             match piece {

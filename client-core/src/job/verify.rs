@@ -12,7 +12,7 @@
 //! Failures name the check that failed.
 
 use super::commit::{self, CheckpointTree, Commitment};
-use super::exec::{self, Engine, JobError, Snapshot, SparseSnapshot};
+use super::exec::{self, Engine, JobError, SparseSnapshot};
 use super::profile::{JobForm, Prepared};
 use super::{JobRequest, Receipt, job_id};
 use crate::hash::Hash;
@@ -332,7 +332,9 @@ pub struct SampleCheck<'a> {
     request: &'a JobRequest,
     receipt: &'a Receipt,
     plan: SamplePlan,
-    states: BTreeMap<u64, Snapshot>,
+    states: BTreeMap<u64, SparseSnapshot>,
+    /// The chunks of a fresh instance's memory that hold data, found on the first segment.
+    fresh: Option<Vec<u32>>,
     /// Every leaf the proof must confirm: index → state hash.
     leaves: BTreeMap<u64, Hash>,
     checked: Vec<u64>,
@@ -351,6 +353,7 @@ impl<'a> SampleCheck<'a> {
             receipt,
             plan,
             states: BTreeMap::new(),
+            fresh: None,
             leaves: BTreeMap::new(),
             checked: Vec::new(),
         }
@@ -376,11 +379,11 @@ impl<'a> SampleCheck<'a> {
         if !self.plan.states.contains(&index) || self.states.contains_key(&index) {
             return Err(VerifyError::Sampling(format!("unexpected state {index}")));
         }
-        let snapshot = state
-            .expand(&self.prepared.profile)
+        state
+            .check(&self.prepared.profile)
             .map_err(|e| VerifyError::Sampling(format!("state {index}: {e}")))?;
-        self.record_leaf(index, snapshot.hash())?;
-        self.states.insert(index, snapshot);
+        self.record_leaf(index, state.hash())?;
+        self.states.insert(index, state.clone());
         Ok(())
     }
 
@@ -398,6 +401,10 @@ impl<'a> SampleCheck<'a> {
         engine: &E,
         segment: u64,
     ) -> Result<(), VerifyError> {
+        if self.fresh.is_none() {
+            self.fresh = Some(exec::fresh_chunks(engine).map_err(VerifyError::Execution)?);
+        }
+        let fresh = self.fresh.as_deref().unwrap_or_default();
         let Some(pre) = segment.checked_sub(1).and_then(|i| self.states.get(&i)) else {
             return Err(VerifyError::Sampling(format!(
                 "the pre-state of segment {segment} was not received"
@@ -405,7 +412,7 @@ impl<'a> SampleCheck<'a> {
         };
         let last = segment + 1 == self.plan.commitment.checkpoints;
         let fuel_limit = self.request.body.body.fuel_limit;
-        let run = exec::run_segment(engine, self.prepared, pre, fuel_limit)
+        let run = exec::run_segment(engine, self.prepared, pre, fresh, fuel_limit)
             .map_err(|_| VerifyError::Segment { segment })?;
         if run.done != last {
             return Err(VerifyError::SegmentEnd {
