@@ -1,7 +1,9 @@
 //! Job execution and verification costs (criterion; `cargo xtask bench` runs it).
 //!
 //! - `primes` and `hash_chain`: the same code compiled natively, in wasmtime as uploaded
-//!   (uninstrumented), and in wasmtime instrumented by the deterministic profile.
+//!   (uninstrumented), and in wasmtime instrumented by the deterministic profile — as the
+//!   relay runs a job whose fuel bounds its time, and as it runs one only the wall clock can
+//!   stop (with wasmtime's epoch checks).
 //! - `verify_1000_segments`: for a 1000-step hash chain, full re-execution against
 //!   commit-then-sample at 99% detection of 5% faked segments.
 
@@ -48,12 +50,22 @@ fn run_raw(job: &CompiledJob, input: &[u8], steps: bool) -> Vec<u8> {
     m.with_memory(&mut |mem| mem[ptr..ptr + len].to_vec())
 }
 
+/// Compiled as the relay runs a job whose fuel bounds its time (see
+/// `node_relay::jobs::engine::fuel_within`): no epoch checks.
 fn compiled(engine: &JobEngine, code: &[u8]) -> CompiledJob {
     CompiledJob::new(
-        engine,
-        engine.compile(code).expect("compiles"),
+        engine.compile(code).expect("compiles").bounded,
         &Profile::V1,
     )
+}
+
+/// Compiled as the relay runs a job only the wall clock can stop: with epoch checks.
+fn guarded(engine: &JobEngine, code: &[u8]) -> CompiledJob {
+    CompiledJob::new(
+        engine.compile(code).expect("compiles").guarded,
+        &Profile::V1,
+    )
+    .with_deadline(std::time::Duration::from_secs(3600))
 }
 
 fn execution(c: &mut Criterion) {
@@ -65,6 +77,7 @@ fn execution(c: &mut Criterion) {
         let bytes = job_module(name).expect("example module (cargo xtask bench builds it)");
         let prepared = profile::prepare(&bytes, &Profile::V1).expect("accepted");
         let instrumented = compiled(&engine, &prepared.code);
+        let clocked = guarded(&engine, &prepared.code);
         let raw = compiled(&engine, &bytes);
         let expected = exec::execute(
             &instrumented,
@@ -99,6 +112,20 @@ fn execution(c: &mut Criterion) {
                 black_box(
                     exec::execute(
                         &instrumented,
+                        &prepared,
+                        input.as_bytes(),
+                        1 << 50,
+                        &mut Unobserved,
+                    )
+                    .expect("runs"),
+                )
+            })
+        });
+        group.bench_function("wasmtime instrumented, wall clock checked", |b| {
+            b.iter(|| {
+                black_box(
+                    exec::execute(
+                        &clocked,
                         &prepared,
                         input.as_bytes(),
                         1 << 50,

@@ -383,6 +383,38 @@ async fn a_job_past_the_wall_clock_limit_is_stopped() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_whose_fuel_fits_the_wall_clock_is_ended_by_its_fuel() -> anyhow::Result<()> {
+    // Under a 1 s limit, a job with at most 1 s / 200 ns = 5 million units of fuel runs without
+    // the clock's checks: its fuel must end it, and does.
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("fuel-bound");
+    let relay = Relay::start_with(
+        &bin,
+        &www,
+        &data_dir,
+        &RelayPorts::pick()?,
+        &["--job-time-limit", "1"],
+    )?;
+    let mut client = Client::connect(&relay, 12).await?;
+    let spin = wat(r#"(module (memory (export "memory") 1)
+        (func (export "alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "run") (param i32 i32) (result i64) (loop br 0) i64.const 0))"#);
+    let limit = node_relay::jobs::engine::fuel_within(Duration::from_secs(1));
+    assert_eq!(limit, 5_000_000);
+    let req = client.request(&spin, b"", limit);
+    let started = std::time::Instant::now();
+    let msgs = client.run(req, &spin).await?;
+    assert_eq!(
+        failure(&msgs),
+        Some(JobFailure::Execution(JobError::OutOfFuel { limit }))
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
 /// Submits `kind` from `who` at `nonce` with the minimum fee and waits for its block.
 async fn transact(
     control: &mut libp2p_stream::Control,

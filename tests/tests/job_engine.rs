@@ -20,7 +20,7 @@ fn compile(engine: &JobEngine, bytes: &[u8]) -> (Prepared, CompiledJob) {
     let module = engine
         .compile(&prepared.code)
         .expect("wasmtime compiles it");
-    let compiled = CompiledJob::new(engine, module, &Profile::V1);
+    let compiled = CompiledJob::new(module.bounded, &Profile::V1);
     (prepared, compiled)
 }
 
@@ -104,8 +104,17 @@ fn execution_is_deterministic_and_fuel_limits_are_exact() {
         &mut Unobserved,
     )
     .expect("runs");
+    // The copy the relay runs under the wall clock (with epoch checks) gives the same.
+    let guarded = CompiledJob::new(
+        engine
+            .compile(&prepared.code)
+            .expect("wasmtime compiles it")
+            .guarded,
+        &Profile::V1,
+    )
+    .with_deadline(std::time::Duration::from_secs(600));
     let b = exec::execute(
-        &compiled,
+        &guarded,
         &prepared,
         b"20 50 x",
         u64::MAX / 4,

@@ -282,6 +282,20 @@ fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
             )
             .env("AQUEDUCT_WWW", &www),
     )?;
+    step("job speed ratios: native, wasmtime, sampling (interleaved runs)");
+    run_cmd(
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "aqueduct-tests",
+                "--bin",
+                "job-ratios",
+            ])
+            .env("AQUEDUCT_WWW", &www),
+    )?;
     step("job execution and verification costs (criterion)");
     run_cmd(
         cargo()

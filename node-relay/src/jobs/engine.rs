@@ -3,8 +3,16 @@
 //!
 //! The modules it runs are already instrumented (fuel, depth, NaN canonicalization), so
 //! wasmtime needs none of its own metering. What it adds is what only the host can enforce:
-//! a memory cap and a wall-clock deadline (epoch interruption, ticked by one thread per
-//! engine). Instances are allocated from a pool sized by the deterministic profile.
+//! a memory cap and a wall-clock deadline. Instances are allocated from a pool sized by the
+//! deterministic profile.
+//!
+//! The deadline is wasmtime's epoch interruption (ticked by one thread), which checks a
+//! counter at the top of every loop iteration — on a tight loop that costs about as much as
+//! the fuel metering itself. A job's fuel already bounds its running time, though: no
+//! metered instruction takes longer than [`SLOWEST_NS_PER_FUEL`]. So every module is compiled
+//! twice, and a job whose fuel limit cannot outlast the wall-clock limit even at that rate
+//! runs the copy without epoch checks ([`JobModule::for_job`]); only bigger ones pay for the
+//! clock.
 
 use client_core::job::exec::{Engine, Machine, PAGE, Val};
 use client_core::job::profile::Profile;
@@ -14,16 +22,47 @@ use wasmtime::{Config, Instance, Memory, Module, Store, StoreLimits, StoreLimits
 
 /// How often the wall-clock deadline is checked.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// The longest one unit of fuel can take, with room to spare: a load that misses every cache
+/// and the TLB costs one unit and about 100 ns on today's servers (bulk memory operations and
+/// `memory.grow` are charged by size, far below this per unit).
+pub const SLOWEST_NS_PER_FUEL: u64 = 200;
 /// Instances alive at once in one engine: one per job worker, with room to spare.
 const MAX_INSTANCES: u32 = 64;
 /// Native stack wasm may use; the profile's depth limit is reached long before.
 const MAX_WASM_STACK: usize = 1024 * 1024;
 
-/// One wasmtime engine for the whole relay, with its epoch ticker.
+/// The relay's two wasmtime engines — with epoch checks for jobs that need the clock, and
+/// without for jobs their fuel bounds — and the epoch ticker.
 #[derive(Clone)]
 pub struct JobEngine {
-    engine: wasmtime::Engine,
+    guarded: wasmtime::Engine,
+    bounded: wasmtime::Engine,
     _ticker: Arc<Ticker>,
+}
+
+/// A module compiled for both engines.
+#[derive(Clone)]
+pub struct JobModule {
+    /// With epoch checks: for jobs the wall clock must be able to stop.
+    pub guarded: Module,
+    /// Without: for jobs whose fuel ends them in time.
+    pub bounded: Module,
+}
+
+/// The most fuel a job may have and still be sure to end within `limit` by running out.
+pub fn fuel_within(limit: Duration) -> u64 {
+    u64::try_from(limit.as_nanos() / u128::from(SLOWEST_NS_PER_FUEL)).unwrap_or(u64::MAX)
+}
+
+impl JobModule {
+    /// The compiled job for a run with `fuel_limit` under the wall-clock limit `wall_clock`.
+    pub fn for_job(&self, profile: &Profile, fuel_limit: u64, wall_clock: Duration) -> CompiledJob {
+        if fuel_limit <= fuel_within(wall_clock) {
+            CompiledJob::new(self.bounded.clone(), profile)
+        } else {
+            CompiledJob::new(self.guarded.clone(), profile).with_deadline(wall_clock)
+        }
+    }
 }
 
 struct Ticker {
@@ -38,9 +77,30 @@ impl Drop for Ticker {
 
 impl JobEngine {
     pub fn new() -> anyhow::Result<Self> {
+        let guarded = Self::engine(true)?;
+        let bounded = Self::engine(false)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticking = guarded.clone();
+        let stopped = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("job-epoch".into())
+            .spawn(move || {
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })?;
+        Ok(JobEngine {
+            guarded,
+            bounded,
+            _ticker: Arc::new(Ticker { stop }),
+        })
+    }
+
+    fn engine(epochs: bool) -> anyhow::Result<wasmtime::Engine> {
         let mut config = Config::new();
         config
-            .epoch_interruption(true)
+            .epoch_interruption(epochs)
             .max_wasm_stack(MAX_WASM_STACK)
             .wasm_simd(false)
             .wasm_relaxed_simd(false);
@@ -59,54 +119,44 @@ impl JobEngine {
             .linear_memory_keep_resident(4 << 20)
             .table_keep_resident(64 << 10);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        let engine = wasmtime::Engine::new(&config)
-            .map_err(|e| anyhow::anyhow!("configuring wasmtime: {e}"))?;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ticking = engine.clone();
-        let stopped = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("job-epoch".into())
-            .spawn(move || {
-                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticking.increment_epoch();
-                }
-            })?;
-        Ok(JobEngine {
-            engine,
-            _ticker: Arc::new(Ticker { stop }),
+        wasmtime::Engine::new(&config).map_err(|e| anyhow::anyhow!("configuring wasmtime: {e}"))
+    }
+
+    /// Compiles an instrumented module for both engines.
+    pub fn compile(&self, code: &[u8]) -> Result<JobModule, String> {
+        let compile = |engine| Module::new(engine, code).map_err(|e| format!("{e:#}"));
+        Ok(JobModule {
+            guarded: compile(&self.guarded)?,
+            bounded: compile(&self.bounded)?,
         })
     }
 
-    /// Compiles an instrumented module.
-    pub fn compile(&self, code: &[u8]) -> Result<Module, String> {
-        Module::new(&self.engine, code).map_err(|e| format!("{e:#}"))
+    /// Serializes a compiled module for the on-disk cache: one file per engine.
+    pub fn serialize(&self, module: &JobModule) -> Result<[Vec<u8>; 2], String> {
+        let serialize = |m: &Module| m.serialize().map_err(|e| format!("{e:#}"));
+        Ok([serialize(&module.guarded)?, serialize(&module.bounded)?])
     }
 
-    /// Serializes a compiled module for the on-disk cache.
-    pub fn serialize(&self, module: &Module) -> Result<Vec<u8>, String> {
-        module.serialize().map_err(|e| format!("{e:#}"))
-    }
-
-    /// Loads a module this relay serialized earlier.
+    /// Loads a module this relay serialized earlier (the two files of [`JobEngine::serialize`]).
     ///
-    /// The file must come from [`JobEngine::serialize`] of this same wasmtime build: the relay
-    /// only reads files it wrote itself into its data directory (wasmtime also checks the
-    /// version and configuration recorded in the file and refuses mismatches).
-    pub fn load_serialized(&self, path: &std::path::Path) -> Result<Module, String> {
-        // SAFETY: see above; the file is one we wrote with `serialize`, atomically.
-        unsafe { Module::deserialize_file(&self.engine, path) }.map_err(|e| format!("{e:#}"))
-    }
-
-    pub fn inner(&self) -> &wasmtime::Engine {
-        &self.engine
+    /// The files must come from [`JobEngine::serialize`] of this same wasmtime build: the
+    /// relay only reads files it wrote itself into its data directory (wasmtime also checks
+    /// the version and configuration recorded in each file and refuses mismatches).
+    pub fn load_serialized(&self, paths: [&std::path::Path; 2]) -> Result<JobModule, String> {
+        // SAFETY: see above; the files are ones we wrote with `serialize`, atomically.
+        let load = |engine, path| {
+            unsafe { Module::deserialize_file(engine, path) }.map_err(|e| format!("{e:#}"))
+        };
+        Ok(JobModule {
+            guarded: load(&self.guarded, paths[0])?,
+            bounded: load(&self.bounded, paths[1])?,
+        })
     }
 }
 
 /// A compiled job with the host limits it runs under.
 #[derive(Clone)]
 pub struct CompiledJob {
-    pub engine: JobEngine,
     pub module: Module,
     pub max_memory_bytes: usize,
     /// Wall-clock budget per instance, in epoch ticks; `None` for no deadline.
@@ -114,15 +164,15 @@ pub struct CompiledJob {
 }
 
 impl CompiledJob {
-    pub fn new(engine: &JobEngine, module: Module, profile: &Profile) -> Self {
+    pub fn new(module: Module, profile: &Profile) -> Self {
         CompiledJob {
-            engine: engine.clone(),
             module,
             max_memory_bytes: profile.max_memory_pages as usize * PAGE,
             deadline_ticks: None,
         }
     }
 
+    /// Stops the job after `limit` (only a module compiled with epoch checks can be stopped).
     pub fn with_deadline(mut self, limit: Duration) -> Self {
         let ticks = limit.as_millis() / EPOCH_TICK.as_millis();
         self.deadline_ticks = Some(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
@@ -148,7 +198,7 @@ impl Engine for CompiledJob {
             .instances(1)
             .memories(1)
             .build();
-        let mut store = Store::new(self.engine.inner(), limits);
+        let mut store = Store::new(self.module.engine(), limits);
         store.limiter(|limits| limits);
         store.set_epoch_deadline(self.deadline_ticks.unwrap_or(u64::MAX / 2));
         store.epoch_deadline_trap();

@@ -29,7 +29,7 @@ use client_core::job::profile::{self, JobForm, ModuleError, Prepared, Profile};
 use client_core::job::{JobFailure, JobRequest, MAX_INPUT_BYTES, Receipt, Refusal, job_id};
 use client_core::ledger::pay::Payment;
 use client_core::signed::Signed;
-use engine::{CompiledJob, DEADLINE_MESSAGE, JobEngine};
+use engine::{DEADLINE_MESSAGE, JobEngine, JobModule};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,7 +134,7 @@ impl Live {
 /// A module ready to run: its instrumented form and wasmtime's compilation of it.
 pub struct LoadedModule {
     pub prepared: Prepared,
-    pub compiled: wasmtime::Module,
+    pub compiled: JobModule,
 }
 
 struct Queued {
@@ -368,8 +368,13 @@ impl JobService {
     pub fn load_module(&self, bytes: &[u8]) -> Result<Arc<LoadedModule>, ModuleError> {
         let prepared = profile::prepare(bytes, &self.profile)?;
         let hash = prepared.module_hash;
-        let cwasm = self.modules_dir.join(format!("{hash}.cwasm"));
-        let compiled = match cwasm.is_file().then(|| self.engine.load_serialized(&cwasm)) {
+        // Compiled for each engine: with epoch checks, and bounded by fuel alone.
+        let cwasm = [
+            self.modules_dir.join(format!("{hash}.cwasm")),
+            self.modules_dir.join(format!("{hash}.bounded.cwasm")),
+        ];
+        let cached = cwasm.iter().all(|p| p.is_file());
+        let compiled = match cached.then(|| self.engine.load_serialized([&cwasm[0], &cwasm[1]])) {
             Some(Ok(module)) => module,
             _ => {
                 let module = self
@@ -378,8 +383,10 @@ impl JobService {
                     .map_err(ModuleError::Invalid)?;
                 match self.engine.serialize(&module) {
                     Ok(serialized) => {
-                        if let Err(e) = write_atomic(&cwasm, &serialized) {
-                            tracing::warn!(error = %e, "could not cache a compiled module");
+                        for (path, bytes) in cwasm.iter().zip(&serialized) {
+                            if let Err(e) = write_atomic(path, bytes) {
+                                tracing::warn!(error = %e, "could not cache a compiled module");
+                            }
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "could not serialize a compiled module"),
@@ -599,8 +606,10 @@ impl JobService {
             checkpoints: 0,
         });
         let spec = &request.body.body;
-        let compiled = CompiledJob::new(&self.engine, module.compiled.clone(), &self.profile)
-            .with_deadline(self.config.wall_clock);
+        let compiled =
+            module
+                .compiled
+                .for_job(&self.profile, spec.fuel_limit, self.config.wall_clock);
         let mut observer = RelayObserver {
             live: &live,
             fuel_limit: spec.fuel_limit,
