@@ -13,7 +13,10 @@
 //!   `memory.grow`. Other charges only subtract, so a job that runs out overruns by at most
 //!   one loop-free stretch of one function before it traps — the same stretch in every
 //!   engine, so the count stays deterministic — and a tight loop pays one check per
-//!   iteration, not one per branch. Inside a function the count lives in a local, which
+//!   iteration, not one per branch. The code after a block or an `if` (where branches out of
+//!   it land) is charged together with the code that opens it, as it runs at most once for
+//!   each time that does: a loop whose body is a few branches pays one charge per iteration,
+//!   and a branch that leaves past such code has paid for it. Inside a function the count lives in a local, which
 //!   engines keep in a register: it is loaded from the global on entry and after every call,
 //!   and stored back before every call, on every way out and before the out-of-fuel trap, so
 //!   the global is exact whenever the host can look at it (between calls, and after running
@@ -690,178 +693,193 @@ impl Instrumenter<'_> {
         };
         let weight = 1 + (local_count / 8) as i32;
 
-        let mut out = Emitter {
-            func: Function::new(locals),
-            run: Vec::new(),
-            run_cost: 0,
-            check_next: true,
-            fuel,
-        };
-        // Prologue: count this frame, then wrap the body in a block so that every way out of
-        // the function (falling off the end, `return`, a branch to the function's label)
-        // passes through the epilogue.
-        let depth = self.depth_global;
-        let max_depth = self.profile.max_depth as i32;
-        out.emit_now(&fuel.load());
-        out.emit_now(&[
-            Instruction::GlobalGet(depth),
-            Instruction::I32Const(weight),
-            Instruction::I32Add,
-            Instruction::GlobalSet(depth),
-            Instruction::GlobalGet(depth),
-            Instruction::I32Const(max_depth),
-            Instruction::I32GtS,
-            Instruction::If(BlockType::Empty),
-            Instruction::Unreachable,
-            Instruction::End,
-            Instruction::Block(result_type),
-        ]);
+        // Two passes over the body: the first finds what each run costs and which runs start
+        // at the end of a block, the second emits the code with those costs moved to the runs
+        // that open the blocks (see `Emitter::plan`).
+        let mut plan: Option<Vec<i64>> = None;
+        let out = loop {
+            let mut out = Emitter {
+                func: Function::new(locals.clone()),
+                run: Vec::new(),
+                run_cost: 0,
+                check_next: true,
+                fuel,
+                runs: 0,
+                own: Vec::new(),
+                ends: Vec::new(),
+                charges: plan.take(),
+            };
+            // Prologue: count this frame, then wrap the body in a block so that every way out of
+            // the function (falling off the end, `return`, a branch to the function's label)
+            // passes through the epilogue.
+            let depth = self.depth_global;
+            let max_depth = self.profile.max_depth as i32;
+            out.emit_now(&fuel.load());
+            out.emit_now(&[
+                Instruction::GlobalGet(depth),
+                Instruction::I32Const(weight),
+                Instruction::I32Add,
+                Instruction::GlobalSet(depth),
+                Instruction::GlobalGet(depth),
+                Instruction::I32Const(max_depth),
+                Instruction::I32GtS,
+                Instruction::If(BlockType::Empty),
+                Instruction::Unreachable,
+                Instruction::End,
+                Instruction::Block(result_type),
+            ]);
 
-        // The blocks open inside the wrapper: whether each is a loop.
-        let mut open: Vec<bool> = Vec::new();
-        // Instructions that pass through unchanged are copied as their original bytes: every
-        // index they hold stays valid (the instrumentation only appends globals and locals).
-        let bytes = body.as_bytes();
-        let base = body.range().start;
-        let mut reader = body.get_operators_reader().map_err(invalid)?;
-        while !reader.eof() {
-            let start = reader.original_position() - base;
-            let op = reader.read().map_err(invalid)?;
-            let end = reader.original_position() - base;
-            let original = bytes.get(start..end).unwrap_or_default();
-            match &op {
-                Operator::Block { .. } => {
-                    // Only reached by falling in: the run goes on inside.
-                    open.push(false);
-                    out.push_original(original);
-                }
-                Operator::If { .. } => {
-                    open.push(false);
-                    out.push_original(original);
-                    out.flush();
-                }
-                Operator::Loop { .. } => {
-                    open.push(true);
-                    out.push_original(original);
-                    out.flush();
-                    // Every iteration starts here: its charge checks.
-                    out.check_next = true;
-                }
-                Operator::Else => {
-                    out.push_charged(Instruction::Else);
-                    out.flush();
-                }
-                Operator::End if open.is_empty() => {
-                    // The function's own end: close the wrapper, then the epilogue.
-                    out.push_free(&[Instruction::End]);
-                    out.flush();
-                    // Every way out passes here: no call returns with the fuel overdrawn.
-                    out.emit_now(&[Instruction::LocalGet(fuel.local)]);
-                    out.emit_now(&fuel.keep_or_trap());
-                    out.emit_now(&fuel.store());
-                    out.emit_now(&[
-                        Instruction::GlobalGet(depth),
-                        Instruction::I32Const(weight),
-                        Instruction::I32Sub,
-                        Instruction::GlobalSet(depth),
-                        Instruction::End,
-                    ]);
-                }
-                Operator::End => {
-                    // `end` does nothing and costs nothing. The end of a block or an `if` is
-                    // where branches land, so a new run starts there; the end of a loop is
-                    // only reached by falling out of its body, so the run goes on.
-                    out.push_free(&[Instruction::End]);
-                    if open.pop() != Some(true) {
+            // The blocks open inside the wrapper: whether each is a loop, and the run it opened in.
+            let mut open: Vec<(bool, usize)> = Vec::new();
+            // Instructions that pass through unchanged are copied as their original bytes: every
+            // index they hold stays valid (the instrumentation only appends globals and locals).
+            let bytes = body.as_bytes();
+            let base = body.range().start;
+            let mut reader = body.get_operators_reader().map_err(invalid)?;
+            while !reader.eof() {
+                let start = reader.original_position() - base;
+                let op = reader.read().map_err(invalid)?;
+                let end = reader.original_position() - base;
+                let original = bytes.get(start..end).unwrap_or_default();
+                match &op {
+                    Operator::Block { .. } => {
+                        // Only reached by falling in: the run goes on inside.
+                        open.push((false, out.runs));
+                        out.push_original(original);
+                    }
+                    Operator::If { .. } => {
+                        open.push((false, out.runs));
+                        out.push_original(original);
                         out.flush();
                     }
-                }
-                Operator::Return => {
-                    out.push_charged(Instruction::Br(open.len() as u32));
-                    out.flush();
-                }
-                Operator::Br { .. }
-                | Operator::BrIf { .. }
-                | Operator::BrTable { .. }
-                | Operator::Unreachable => {
-                    out.push_original(original);
-                    out.flush();
-                }
-                Operator::Call { .. } | Operator::CallIndirect { .. } => {
-                    // The callee charges the global: hand it the count, take it back after.
-                    out.push_free(&fuel.store());
-                    out.push_original(original);
-                    out.push_free(&fuel.load());
-                }
-                Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } => {
-                    // The byte count is on top of the stack: charge one unit per 16 bytes.
-                    out.charge_dynamic(
-                        scratch.i32,
-                        &[Instruction::I64Const(4), Instruction::I64ShrU],
-                    );
-                    out.push_original(original);
-                }
-                Operator::MemoryGrow { .. } => {
-                    // The page count is on top: charge 1024 units per 64 KiB page, and trap
-                    // (with the depth counter set to MEMORY_LIMIT_MARK) when the memory would
-                    // grow past the profile's limit, rather than let the job carry on with -1.
-                    out.charge_dynamic(
-                        scratch.i32,
-                        &[Instruction::I64Const(10), Instruction::I64Shl],
-                    );
-                    out.push_free(&[
-                        Instruction::LocalGet(scratch.i32),
-                        Instruction::I64ExtendI32U,
-                        Instruction::MemorySize(0),
-                        Instruction::I64ExtendI32U,
-                        Instruction::I64Add,
-                        Instruction::I64Const(i64::from(self.profile.max_memory_pages)),
-                        Instruction::I64GtU,
-                        Instruction::If(BlockType::Empty),
-                        Instruction::I32Const(MEMORY_LIMIT_MARK),
-                        Instruction::GlobalSet(depth),
-                        Instruction::Unreachable,
-                        Instruction::End,
-                    ]);
-                    out.push_original(original);
-                }
-                Operator::MemoryInit { .. }
-                | Operator::DataDrop { .. }
-                | Operator::TableSet { .. }
-                | Operator::TableGrow { .. }
-                | Operator::TableFill { .. }
-                | Operator::TableCopy { .. }
-                | Operator::TableInit { .. }
-                | Operator::ElemDrop { .. }
-                | Operator::ReturnCall { .. }
-                | Operator::ReturnCallIndirect { .. } => {
-                    return Err(ModuleError::Instruction(operator_name(&op)));
-                }
-                _ => {
-                    let nan = nan_kind(&op);
-                    out.push_original(original);
-                    match nan {
-                        Some(FloatKind::F32) => out.push_free(&[
-                            Instruction::LocalTee(scratch.f32),
-                            Instruction::F32Const(Ieee32::new(CANONICAL_NAN_32)),
-                            Instruction::LocalGet(scratch.f32),
-                            Instruction::LocalGet(scratch.f32),
-                            Instruction::F32Eq,
-                            Instruction::Select,
-                        ]),
-                        Some(FloatKind::F64) => out.push_free(&[
-                            Instruction::LocalTee(scratch.f64),
-                            Instruction::F64Const(Ieee64::new(CANONICAL_NAN_64)),
-                            Instruction::LocalGet(scratch.f64),
-                            Instruction::LocalGet(scratch.f64),
-                            Instruction::F64Eq,
-                            Instruction::Select,
-                        ]),
-                        None => {}
+                    Operator::Loop { .. } => {
+                        open.push((true, out.runs));
+                        out.push_original(original);
+                        out.flush();
+                        // Every iteration starts here: its charge checks.
+                        out.check_next = true;
+                    }
+                    Operator::Else => {
+                        out.push_charged(Instruction::Else);
+                        out.flush();
+                    }
+                    Operator::End if open.is_empty() => {
+                        // The function's own end: close the wrapper, then the epilogue.
+                        out.push_free(&[Instruction::End]);
+                        out.flush();
+                        // Every way out passes here: no call returns with the fuel overdrawn.
+                        out.emit_now(&[Instruction::LocalGet(fuel.local)]);
+                        out.emit_now(&fuel.keep_or_trap());
+                        out.emit_now(&fuel.store());
+                        out.emit_now(&[
+                            Instruction::GlobalGet(depth),
+                            Instruction::I32Const(weight),
+                            Instruction::I32Sub,
+                            Instruction::GlobalSet(depth),
+                            Instruction::End,
+                        ]);
+                    }
+                    Operator::End => {
+                        // `end` does nothing and costs nothing. The end of a block or an `if` is
+                        // where branches land, so a new run starts there; the end of a loop is
+                        // only reached by falling out of its body, so the run goes on.
+                        out.push_free(&[Instruction::End]);
+                        if let Some((false, opened_in)) = open.pop() {
+                            out.flush();
+                            out.ends.push((opened_in, out.runs));
+                        }
+                    }
+                    Operator::Return => {
+                        out.push_charged(Instruction::Br(open.len() as u32));
+                        out.flush();
+                    }
+                    Operator::Br { .. }
+                    | Operator::BrIf { .. }
+                    | Operator::BrTable { .. }
+                    | Operator::Unreachable => {
+                        out.push_original(original);
+                        out.flush();
+                    }
+                    Operator::Call { .. } | Operator::CallIndirect { .. } => {
+                        // The callee charges the global: hand it the count, take it back after.
+                        out.push_free(&fuel.store());
+                        out.push_original(original);
+                        out.push_free(&fuel.load());
+                    }
+                    Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } => {
+                        // The byte count is on top of the stack: charge one unit per 16 bytes.
+                        out.charge_dynamic(
+                            scratch.i32,
+                            &[Instruction::I64Const(4), Instruction::I64ShrU],
+                        );
+                        out.push_original(original);
+                    }
+                    Operator::MemoryGrow { .. } => {
+                        // The page count is on top: charge 1024 units per 64 KiB page, and trap
+                        // (with the depth counter set to MEMORY_LIMIT_MARK) when the memory would
+                        // grow past the profile's limit, rather than let the job carry on with -1.
+                        out.charge_dynamic(
+                            scratch.i32,
+                            &[Instruction::I64Const(10), Instruction::I64Shl],
+                        );
+                        out.push_free(&[
+                            Instruction::LocalGet(scratch.i32),
+                            Instruction::I64ExtendI32U,
+                            Instruction::MemorySize(0),
+                            Instruction::I64ExtendI32U,
+                            Instruction::I64Add,
+                            Instruction::I64Const(i64::from(self.profile.max_memory_pages)),
+                            Instruction::I64GtU,
+                            Instruction::If(BlockType::Empty),
+                            Instruction::I32Const(MEMORY_LIMIT_MARK),
+                            Instruction::GlobalSet(depth),
+                            Instruction::Unreachable,
+                            Instruction::End,
+                        ]);
+                        out.push_original(original);
+                    }
+                    Operator::MemoryInit { .. }
+                    | Operator::DataDrop { .. }
+                    | Operator::TableSet { .. }
+                    | Operator::TableGrow { .. }
+                    | Operator::TableFill { .. }
+                    | Operator::TableCopy { .. }
+                    | Operator::TableInit { .. }
+                    | Operator::ElemDrop { .. }
+                    | Operator::ReturnCall { .. }
+                    | Operator::ReturnCallIndirect { .. } => {
+                        return Err(ModuleError::Instruction(operator_name(&op)));
+                    }
+                    _ => {
+                        let nan = nan_kind(&op);
+                        out.push_original(original);
+                        match nan {
+                            Some(FloatKind::F32) => out.push_free(&[
+                                Instruction::LocalTee(scratch.f32),
+                                Instruction::F32Const(Ieee32::new(CANONICAL_NAN_32)),
+                                Instruction::LocalGet(scratch.f32),
+                                Instruction::LocalGet(scratch.f32),
+                                Instruction::F32Eq,
+                                Instruction::Select,
+                            ]),
+                            Some(FloatKind::F64) => out.push_free(&[
+                                Instruction::LocalTee(scratch.f64),
+                                Instruction::F64Const(Ieee64::new(CANONICAL_NAN_64)),
+                                Instruction::LocalGet(scratch.f64),
+                                Instruction::LocalGet(scratch.f64),
+                                Instruction::F64Eq,
+                                Instruction::Select,
+                            ]),
+                            None => {}
+                        }
                     }
                 }
             }
-        }
+            if out.charges.is_some() {
+                break out;
+            }
+            plan = Some(out.plan());
+        };
         code.function(&out.func);
         Ok(())
     }
@@ -989,6 +1007,14 @@ struct Emitter<'a> {
     /// loop iteration).
     check_next: bool,
     fuel: Fuel,
+    /// Runs flushed so far: the index of the run being collected.
+    runs: usize,
+    /// What each run's own instructions cost, by index.
+    own: Vec<i64>,
+    /// For each block and `if`: the run it opened in, and the run that starts at its end.
+    ends: Vec<(usize, usize)>,
+    /// The charge of each run (second pass), from [`Emitter::plan`].
+    charges: Option<Vec<i64>>,
 }
 
 impl<'a> Emitter<'a> {
@@ -1030,13 +1056,42 @@ impl<'a> Emitter<'a> {
         self.push_free(&fuel.keep_or_trap());
     }
 
-    /// Emits the run so far, preceded by one charge for all of it.
+    /// What each run is charged, from a first pass: its own cost, plus that of the run after
+    /// each block it opens (with what those carry in turn), except that runs after a block
+    /// are charged nothing themselves.
+    fn plan(&self) -> Vec<i64> {
+        let mut total = self.own.clone();
+        let mut moved = vec![false; total.len()];
+        let mut ends = self.ends.clone();
+        // Inner ones first: a run after a block may itself open blocks (later runs).
+        ends.sort_by_key(|e| std::cmp::Reverse(e.0));
+        for (opened_in, after) in ends {
+            if opened_in < after && after < total.len() {
+                total[opened_in] = total[opened_in].saturating_add(total[after]);
+                moved[after] = true;
+            }
+        }
+        for (t, m) in total.iter_mut().zip(moved) {
+            if m {
+                *t = 0;
+            }
+        }
+        total
+    }
+
+    /// Emits the run so far, preceded by one charge for it (see [`Emitter::plan`]).
     fn flush(&mut self) {
         let fuel = self.fuel;
-        if self.run_cost > 0 || self.check_next {
+        let cost = match &self.charges {
+            Some(charges) => charges.get(self.runs).copied().unwrap_or(self.run_cost),
+            None => self.run_cost,
+        };
+        self.own.push(self.run_cost);
+        self.runs += 1;
+        if cost > 0 || self.check_next {
             self.emit_now(&[
                 Instruction::LocalGet(fuel.local),
-                Instruction::I64Const(self.run_cost),
+                Instruction::I64Const(cost),
                 Instruction::I64Sub,
             ]);
             if std::mem::take(&mut self.check_next) {
