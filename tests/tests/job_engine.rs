@@ -534,3 +534,50 @@ fn fuel_spent_in_called_functions_is_counted() {
         );
     }
 }
+
+#[test]
+fn fuel_follows_the_documented_charging_rules() {
+    let run = |text: &str, input: &[u8]| {
+        let engine = JobEngine::new().expect("engine");
+        let (prepared, compiled) = compile(&engine, &wat(text));
+        exec::execute(&compiled, &prepared, input, 1_000_000, &mut Unobserved)
+            .expect("runs")
+            .fuel_used
+    };
+    // A loop pays for its instructions once per iteration (`end` costs nothing): here five
+    // (local.get, i32.const, i32.sub, local.tee, br_if) for each turn of a count-down from
+    // the input's first byte.
+    let countdown = r#"(module (memory (export "memory") 1)
+        (func (export "alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "run") (param i32 i32) (result i64) (local i32)
+            (local.set 2 (i32.load8_u (local.get 0)))
+            (loop $l (br_if $l (local.tee 2 (i32.sub (local.get 2) (i32.const 1)))))
+            i64.const 0))"#;
+    assert_eq!(run(countdown, &[6]) - run(countdown, &[5]), 5);
+    assert_eq!(run(countdown, &[9]) - run(countdown, &[5]), 20);
+
+    // The code after a block is paid with the code that opens it: a branch that leaves past
+    // it (first byte not zero) has paid for it too, so `extra` more instructions there cost
+    // `extra` more fuel whichever way the run goes.
+    let after_block = |extra: usize| {
+        let tail = "(drop (i32.const 1))\n".repeat(extra);
+        format!(
+            r#"(module (memory (export "memory") 1)
+            (func (export "alloc") (param i32) (result i32) i32.const 1024)
+            (func (export "run") (param i32 i32) (result i64)
+                (block $out
+                    (block $b (br_if $out (i32.load8_u (local.get 0))))
+                    {tail})
+                i64.const 0))"#
+        )
+    };
+    for first in [0u8, 1] {
+        assert_eq!(
+            run(&after_block(6), &[first]) - run(&after_block(2), &[first]),
+            8,
+            "four more (i32.const, drop) pairs after the block, first byte {first}"
+        );
+    }
+    // Leaving past the tail pays the same as running through it.
+    assert_eq!(run(&after_block(4), &[1]), run(&after_block(4), &[0]));
+}
