@@ -7,16 +7,9 @@
 //! - `verify_1000_segments`: for a 1000-step hash chain, full re-execution against
 //!   commit-then-sample at 99% detection of 5% faked segments.
 
-use aqueduct_tests::{KeepStates, job_module};
-use client_core::envelope::Request;
-use client_core::hash::Hash;
-use client_core::identity::Keypair;
-use client_core::job::commit::CheckpointTree;
+use aqueduct_tests::{job_module, sampled_hash_chain};
 use client_core::job::exec::{self, Engine, Machine, Unobserved, Val};
 use client_core::job::profile::{self, Profile};
-use client_core::job::verify::{self, SampleCheck, SamplePlan};
-use client_core::job::{JobSpec, Receipt, job_id};
-use client_core::signed::Signed;
 use criterion::{Criterion, criterion_group, criterion_main};
 use node_relay::jobs::engine::{CompiledJob, JobEngine};
 use std::hint::black_box;
@@ -141,65 +134,18 @@ fn execution(c: &mut Criterion) {
 
 fn verification(c: &mut Criterion) {
     let engine = JobEngine::new().expect("engine");
-    let bytes = job_module("hash-chain").expect("example module");
-    let prepared = profile::prepare(&bytes, &Profile::V1).expect("accepted");
-    let job = compiled(&engine, &prepared.code);
-    let input = b"1000 1000 sampling".to_vec();
-    let fuel = 1 << 50;
-    let customer = Keypair::from_seed(&[3; 32]);
-    let spec = JobSpec {
-        module: prepared.module_hash,
-        input: input.clone(),
-        fuel_limit: fuel,
-        payment: None,
-    };
-    let request = Signed::sign(&customer, Request::new("bench", 1, 0, 60_000, spec));
-    let mut kept = KeepStates::default();
-    let outcome = exec::execute(&job, &prepared, &input, fuel, &mut kept).expect("runs");
-    let tree = CheckpointTree::new(&outcome.checkpoints);
-    let receipt = Receipt {
-        profile: 1,
-        job: job_id(&request),
-        customer: request.signer,
-        module: prepared.module_hash,
-        input: Hash::of(&input),
-        output: Hash::of(&outcome.output),
-        fuel_used: outcome.fuel_used,
-        commitment: Some(tree.commitment()),
-        payment: None,
-        completed_at_ms: 0,
-    };
-    let sparse: Vec<_> = kept.0.iter().map(exec::Snapshot::to_sparse).collect();
-
+    let chain = sampled_hash_chain(&engine, b"1000 1000 sampling").expect("runs");
     let mut group = c.benchmark_group("verify_1000_segments");
     group.sample_size(10);
     group.bench_function("full re-execution", |b| {
-        b.iter(|| {
-            black_box(verify::reexecute(&job, &prepared, &request, &receipt).expect("verifies"))
-        })
+        b.iter(|| black_box(chain.reexecute().expect("verifies")))
     });
-    // The relay's side — choosing nothing, proving the states asked for — is not the
-    // verifier's cost: plans and proofs for a few random seeds are made beforehand.
-    let plans: Vec<(SamplePlan, Vec<u8>)> = (0..16u8)
-        .map(|seed| {
-            let plan = SamplePlan::new(tree.commitment(), 0.05, 0.99, &[seed; 32]);
-            let proof = tree.prove(&plan.prove);
-            (plan, proof)
-        })
-        .collect();
+    let plans = chain.plans(16);
     let mut next = plans.iter().cycle();
     group.bench_function("sampling 99% at 5%", |b| {
         b.iter(|| {
             let (plan, proof) = next.next().expect("cycles forever");
-            let mut check = SampleCheck::new(&prepared, &request, &receipt, plan.clone());
-            for i in &plan.states {
-                check.add_state(*i, &sparse[*i as usize]).expect("state");
-            }
-            check.check_initial_state(&job).expect("initial state");
-            for s in &plan.segments {
-                check.check_segment(&job, *s).expect("segment");
-            }
-            black_box(check.finish(proof).expect("verifies"))
+            black_box(chain.sample(plan, proof).expect("verifies"))
         })
     });
     group.finish();

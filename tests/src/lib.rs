@@ -212,6 +212,118 @@ impl client_core::job::exec::Observer for KeepStates {
     }
 }
 
+/// A step job run once, with everything a verifier needs to check it by sampling: the
+/// prepared module and its compiled form (as the relay runs a job its fuel bounds), the signed
+/// request and receipt, the checkpoint tree, and every checkpoint's state as a relay sends it.
+pub struct SampledJob {
+    pub prepared: client_core::job::profile::Prepared,
+    pub job: node_relay::jobs::engine::CompiledJob,
+    pub request: client_core::job::JobRequest,
+    pub receipt: client_core::job::Receipt,
+    pub tree: client_core::job::commit::CheckpointTree,
+    pub states: Vec<client_core::job::exec::SparseSnapshot>,
+}
+
+impl SampledJob {
+    /// Sampling plans at 99% detection of 5% skipped work, one per seed, each with the relay's
+    /// proof (made here, beforehand: proving is the relay's cost, not the verifier's).
+    pub fn plans(&self, seeds: u8) -> Vec<(client_core::job::verify::SamplePlan, Vec<u8>)> {
+        (0..seeds)
+            .map(|seed| {
+                let plan = client_core::job::verify::SamplePlan::new(
+                    self.tree.commitment(),
+                    0.05,
+                    0.99,
+                    &[seed; 32],
+                );
+                let proof = self.tree.prove(&plan.prove);
+                (plan, proof)
+            })
+            .collect()
+    }
+
+    /// One whole sampling check of `plan`, as the page makes it once the states arrive.
+    pub fn sample(
+        &self,
+        plan: &client_core::job::verify::SamplePlan,
+        proof: &[u8],
+    ) -> Result<client_core::job::verify::Strength, client_core::job::verify::VerifyError> {
+        let mut check = client_core::job::verify::SampleCheck::new(
+            &self.prepared,
+            &self.request,
+            &self.receipt,
+            plan.clone(),
+        );
+        for i in &plan.states {
+            let state = self.states.get(*i as usize).ok_or_else(|| {
+                client_core::job::verify::VerifyError::Sampling(format!("no state {i}"))
+            })?;
+            check.add_state(*i, state)?;
+        }
+        check.check_initial_state(&self.job)?;
+        for s in &plan.segments {
+            check.check_segment(&self.job, *s)?;
+        }
+        check.finish(proof)
+    }
+
+    /// Re-executes the whole job, as the page does for a one-shot job.
+    pub fn reexecute(
+        &self,
+    ) -> Result<client_core::job::verify::Strength, client_core::job::verify::VerifyError> {
+        client_core::job::verify::reexecute(&self.job, &self.prepared, &self.request, &self.receipt)
+    }
+}
+
+/// Runs the example hash chain on `input` (`"1000 1000 sampling"`: 1000 segments) for
+/// [`SampledJob`].
+pub fn sampled_hash_chain(
+    engine: &node_relay::jobs::engine::JobEngine,
+    input: &[u8],
+) -> anyhow::Result<SampledJob> {
+    use client_core::job::profile::{self, Profile};
+    use client_core::job::{JobSpec, Receipt, exec, job_id};
+    let fuel = 1 << 50;
+    let prepared = profile::prepare(&job_module("hash-chain")?, &Profile::V1)?;
+    let module = engine.compile(&prepared.code).map_err(anyhow::Error::msg)?;
+    let job = node_relay::jobs::engine::CompiledJob::new(module.bounded, &Profile::V1);
+    let customer = client_core::identity::Keypair::from_seed(&[3; 32]);
+    let spec = JobSpec {
+        module: prepared.module_hash,
+        input: input.to_vec(),
+        fuel_limit: fuel,
+        payment: None,
+    };
+    let request = client_core::signed::Signed::sign(
+        &customer,
+        client_core::envelope::Request::new("bench", 1, 0, 60_000, spec),
+    );
+    let mut kept = KeepStates::default();
+    let outcome = exec::execute(&job, &prepared, input, fuel, &mut kept)?;
+    let tree = client_core::job::commit::CheckpointTree::new(&outcome.checkpoints);
+    let receipt = Receipt {
+        profile: 1,
+        job: job_id(&request),
+        customer: request.signer,
+        module: prepared.module_hash,
+        input: client_core::hash::Hash::of(input),
+        output: client_core::hash::Hash::of(&outcome.output),
+        fuel_used: outcome.fuel_used,
+        commitment: Some(tree.commitment()),
+        payment: None,
+        completed_at_ms: 0,
+    };
+    let states = kept.0.iter().map(exec::Snapshot::to_sparse).collect();
+    Ok(SampledJob {
+        prepared,
+        job,
+        request,
+        receipt,
+        tree,
+        states,
+    })
+}
+
 /// Dials `addr`, keeps driving `swarm` on a task for good, and returns a stream control once
 /// the connection is up (or the dial's error).
 pub async fn dial_and_drive(

@@ -108,10 +108,17 @@ async fn new_wallet_faucet_channel_paid_job_and_settlement_all_verified() -> any
             |v| v == relay_id,
         )
         .await?;
-    assert_eq!(
-        browser.attr("market-offer", "data-price").await.as_deref(),
-        Some("7")
-    );
+    // Waited for, not read once: the list refreshes every few seconds and may be between
+    // two renderings at the moment of a single read.
+    browser
+        .wait_attr(
+            "market-offer",
+            "data-price",
+            "the offer's price",
+            WAIT,
+            |v| v == "7",
+        )
+        .await?;
     browser.click("market-offer").await?;
     browser
         .wait_attr(

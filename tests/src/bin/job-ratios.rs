@@ -10,16 +10,9 @@
 //! Prints a table and writes `target/bench/job-ratios.json`.
 
 use anyhow::Context;
-use aqueduct_tests::{KeepStates, artifacts_dir, job_module};
-use client_core::envelope::Request;
-use client_core::hash::Hash;
-use client_core::identity::Keypair;
-use client_core::job::commit::CheckpointTree;
+use aqueduct_tests::{artifacts_dir, job_module, sampled_hash_chain};
 use client_core::job::exec::{self, Engine, Machine, Unobserved, Val};
-use client_core::job::profile::{self, Prepared, Profile};
-use client_core::job::verify::{self, SampleCheck, SamplePlan};
-use client_core::job::{JobSpec, Receipt, job_id};
-use client_core::signed::Signed;
+use client_core::job::profile::{self, Profile};
 use node_relay::jobs::engine::{CompiledJob, JobEngine};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -150,78 +143,37 @@ fn execution(engine: &JobEngine, name: &str, rounds: u32) -> anyhow::Result<serd
 }
 
 fn sampling(engine: &JobEngine, rounds: u32) -> anyhow::Result<serde_json::Value> {
-    let bytes = job_module("hash-chain")?;
-    let prepared: Prepared = profile::prepare(&bytes, &Profile::V1)?;
-    let job = compile(engine, &prepared.code, false)?;
-    let input = b"1000 1000 sampling".to_vec();
-    let customer = Keypair::from_seed(&[3; 32]);
-    let spec = JobSpec {
-        module: prepared.module_hash,
-        input: input.clone(),
-        fuel_limit: FUEL,
-        payment: None,
-    };
-    let request = Signed::sign(&customer, Request::new("bench", 1, 0, 60_000, spec));
-    let mut kept = KeepStates::default();
-    let outcome = exec::execute(&job, &prepared, &input, FUEL, &mut kept)?;
-    anyhow::ensure!(outcome.checkpoints.len() >= 1000, "a 1000-segment job");
-    let tree = CheckpointTree::new(&outcome.checkpoints);
-    let receipt = Receipt {
-        profile: 1,
-        job: job_id(&request),
-        customer: request.signer,
-        module: prepared.module_hash,
-        input: Hash::of(&input),
-        output: Hash::of(&outcome.output),
-        fuel_used: outcome.fuel_used,
-        commitment: Some(tree.commitment()),
-        payment: None,
-        completed_at_ms: 0,
-    };
-    let sparse: Vec<_> = kept.0.iter().map(exec::Snapshot::to_sparse).collect();
-    // The relay's side (proving the states asked for) is not the verifier's cost: plans and
-    // proofs for a few seeds are made beforehand.
-    let plans: Vec<(SamplePlan, Vec<u8>)> = (0..rounds.max(1) as u8)
-        .map(|seed| {
-            let plan = SamplePlan::new(tree.commitment(), 0.05, 0.99, &[seed; 32]);
-            let proof = tree.prove(&plan.prove);
-            (plan, proof)
-        })
-        .collect();
-    let segments = plans[0].0.segments.len();
+    let chain = sampled_hash_chain(engine, b"1000 1000 sampling")?;
+    let segments = chain.states.len() - 1;
+    anyhow::ensure!(segments >= 1000, "a 1000-segment job");
+    let plans = chain.plans(rounds.clamp(1, 255) as u8);
+    let sampled = plans[0].0.segments.len();
+    for (plan, proof) in &plans {
+        chain.sample(plan, proof)?;
+    }
     let mut next = plans.iter().cycle();
     let t = fastest(
         rounds,
         &mut [
             &mut || {
-                black_box(verify::reexecute(&job, &prepared, &request, &receipt).ok());
+                black_box(chain.reexecute().ok());
             },
             &mut || {
-                let Some((plan, proof)) = next.next() else {
-                    return;
-                };
-                let mut check = SampleCheck::new(&prepared, &request, &receipt, plan.clone());
-                for i in &plan.states {
-                    let _ = check.add_state(*i, &sparse[*i as usize]);
+                if let Some((plan, proof)) = next.next() {
+                    black_box(chain.sample(plan, proof).ok());
                 }
-                let _ = check.check_initial_state(&job);
-                for s in &plan.segments {
-                    let _ = check.check_segment(&job, *s);
-                }
-                black_box(check.finish(proof).ok());
             },
         ],
     );
     let (full_ms, sample_ms) = (t[0], t[1]);
     println!(
-        "sampling    {} segments, 99% detection of 5% skipped: {segments} re-run | full \
+        "sampling    {segments} segments, 99% detection of 5% skipped: {sampled} re-run | full \
          re-execution {full_ms:6.1} ms | sampling {sample_ms:6.1} ms = {:.1}% of full",
-        outcome.checkpoints.len() - 1,
         100.0 * sample_ms / full_ms
     );
     Ok(serde_json::json!({
-        "segments": outcome.checkpoints.len() - 1,
-        "sampled_segments": segments,
+        "segments": segments,
+        "sampled_segments": sampled,
         "full_reexecution_ms": full_ms,
         "sampling_ms": sample_ms,
         "sampling_percent_of_full": 100.0 * sample_ms / full_ms,
