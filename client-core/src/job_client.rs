@@ -484,7 +484,7 @@ async fn fetch_samples<'a>(
     loop {
         match receive(stream).await.map_err(SampleFetch::Net)? {
             RelayMsg::State { index, state } => {
-                check.add_state(index, &state).map_err(SampleFetch::Check)?;
+                check.add_state(index, state).map_err(SampleFetch::Check)?;
                 received += 1;
                 on_progress(VerifyProgress::FetchingStates { received, total });
             }

@@ -258,7 +258,7 @@ impl SampledJob {
             let state = self.states.get(*i as usize).ok_or_else(|| {
                 client_core::job::verify::VerifyError::Sampling(format!("no state {i}"))
             })?;
-            check.add_state(*i, state)?;
+            check.add_state(*i, state.clone())?;
         }
         check.check_initial_state(&self.job)?;
         for s in &plan.segments {

@@ -395,7 +395,7 @@ fn sample(
     let proof = tree.prove(&plan.prove);
     let mut check = SampleCheck::new(prepared, request, receipt, plan.clone());
     for index in &plan.states {
-        check.add_state(*index, &states[*index as usize].to_sparse())?;
+        check.add_state(*index, states[*index as usize].to_sparse())?;
     }
     check.check_initial_state(compiled)?;
     for segment in &plan.segments {

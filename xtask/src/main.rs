@@ -231,104 +231,55 @@ fn dist() -> anyhow::Result<PathBuf> {
     Ok(www)
 }
 
-fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
-    let browser = setup::ensure_chromium()?;
-    let www = dist()?;
-    step("end-to-end benchmark (release relay, headless Chromium)");
-    run_cmd(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "aqueduct-tests",
-                "--bin",
-                "e2e-bench",
-                "--",
-            ])
-            .arg("--loads")
-            .arg(loads.to_string())
-            .arg("--probes")
-            .arg(probes.to_string())
-            .env(
-                "AQUEDUCT_RELAY_BIN",
-                root().join("target/release/node-relay"),
-            )
-            .env("AQUEDUCT_WWW", &www)
-            .env("CHROMEDRIVER", &browser.chromedriver)
-            .env("CHROMIUM", &browser.chromium),
-    )?;
-    step("job throughput: 20 native clients over webrtc-direct (release relay)");
-    run_cmd(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "aqueduct-tests",
-                "--bin",
-                "job-throughput",
-                "--",
-                "--clients",
-                "20",
-                "--seconds",
-                "10",
-            ])
-            .env(
-                "AQUEDUCT_RELAY_BIN",
-                root().join("target/release/node-relay"),
-            )
-            .env("AQUEDUCT_WWW", &www),
-    )?;
-    step("job speed ratios: native, wasmtime, sampling (interleaved runs)");
-    run_cmd(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "aqueduct-tests",
-                "--bin",
-                "job-ratios",
-            ])
-            .env("AQUEDUCT_WWW", &www),
-    )?;
-    step("job execution and verification costs (criterion)");
-    run_cmd(
-        cargo()
-            .args([
-                "bench",
-                "--quiet",
-                "-p",
-                "aqueduct-tests",
-                "--bench",
-                "jobs",
-            ])
-            .env("AQUEDUCT_WWW", &www),
-    )?;
-    step("ledger: applying transactions, proofs, block production (criterion)");
-    run_cmd(cargo().args([
-        "bench",
-        "--quiet",
-        "-p",
-        "aqueduct-tests",
-        "--bench",
-        "ledger",
-    ]))?;
-    step("ledger database size for 100 000 accounts");
-    run_cmd(cargo().args([
+/// `cargo run --release` of one of the test crate's benchmark binaries, with `args`.
+fn bench_bin(name: &str, args: &[&str]) -> Command {
+    let mut cmd = cargo();
+    cmd.args([
         "run",
         "--release",
         "--quiet",
         "-p",
         "aqueduct-tests",
         "--bin",
-        "ledger-size",
+        name,
         "--",
-        "--accounts",
-        "100000",
-    ]))
+    ])
+    .args(args);
+    cmd
+}
+
+/// `cargo bench` of one of the test crate's criterion benches.
+fn criterion(name: &str) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["bench", "--quiet", "-p", "aqueduct-tests", "--bench", name]);
+    cmd
+}
+
+fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
+    let browser = setup::ensure_chromium()?;
+    let www = dist()?;
+    let relay = root().join("target/release/node-relay");
+    step("end-to-end benchmark (release relay, headless Chromium)");
+    let (loads, probes) = (loads.to_string(), probes.to_string());
+    run_cmd(
+        bench_bin("e2e-bench", &["--loads", &loads, "--probes", &probes])
+            .env("AQUEDUCT_RELAY_BIN", &relay)
+            .env("AQUEDUCT_WWW", &www)
+            .env("CHROMEDRIVER", &browser.chromedriver)
+            .env("CHROMIUM", &browser.chromium),
+    )?;
+    step("job throughput: 20 native clients over webrtc-direct (release relay)");
+    run_cmd(
+        bench_bin("job-throughput", &["--clients", "20", "--seconds", "10"])
+            .env("AQUEDUCT_RELAY_BIN", &relay)
+            .env("AQUEDUCT_WWW", &www),
+    )?;
+    step("job speed ratios: native, wasmtime, sampling (interleaved runs)");
+    run_cmd(bench_bin("job-ratios", &[]).env("AQUEDUCT_WWW", &www))?;
+    step("job execution and verification costs (criterion)");
+    run_cmd(criterion("jobs").env("AQUEDUCT_WWW", &www))?;
+    step("ledger: applying transactions, proofs, block production (criterion)");
+    run_cmd(&mut criterion("ledger"))?;
+    step("ledger database size for 100 000 accounts");
+    run_cmd(&mut bench_bin("ledger-size", &["--accounts", "100000"]))
 }

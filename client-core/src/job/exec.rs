@@ -100,12 +100,23 @@ fn is_zero(chunk: &[u8]) -> bool {
 /// zeros (an untouched stack, free heap), which this skips instead of hashing; hashing each
 /// chunk on its own lets BLAKE3 work on its four 1 KiB blocks side by side.
 pub fn state_hash(globals: &[u64], memory: &[u8]) -> Hash {
+    let chunks = memory.chunks(CHUNK).enumerate().map(|(i, c)| (i as u32, c));
+    hash_chunks(globals, memory.len() as u64, chunks)
+}
+
+/// [`state_hash`] over a memory of `memory_len` bytes given as (index, chunk) pairs in order;
+/// chunks left out, like all-zero ones, count as zeros.
+fn hash_chunks<'a>(
+    globals: &[u64],
+    memory_len: u64,
+    chunks: impl Iterator<Item = (u32, &'a [u8])>,
+) -> Hash {
     let mut hasher = crate::hash::Hasher::default();
-    hasher.encoded(&(STATE_TAG, globals, memory.len() as u64));
-    for (index, chunk) in memory.chunks(CHUNK).enumerate() {
+    hasher.encoded(&(STATE_TAG, globals, memory_len));
+    for (index, chunk) in chunks {
         if !is_zero(chunk) {
             hasher
-                .bytes(&(index as u32).to_le_bytes())
+                .bytes(&index.to_le_bytes())
                 .bytes(Hash::of(chunk).as_bytes());
         }
     }
@@ -168,16 +179,8 @@ impl SparseSnapshot {
     /// The state hash of the full snapshot this stands for (see [`state_hash`]), without
     /// building it. Call on a checked snapshot.
     pub fn hash(&self) -> Hash {
-        let mut hasher = crate::hash::Hasher::default();
-        hasher.encoded(&(STATE_TAG, &self.globals, self.memory_len));
-        for (index, chunk) in &self.chunks {
-            if !is_zero(chunk) {
-                hasher
-                    .bytes(&index.to_le_bytes())
-                    .bytes(Hash::of(chunk).as_bytes());
-            }
-        }
-        hasher.finish()
+        let chunks = self.chunks.iter().map(|(i, c)| (*i, c.as_slice()));
+        hash_chunks(&self.globals, self.memory_len, chunks)
     }
 }
 

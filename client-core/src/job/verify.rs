@@ -375,7 +375,7 @@ impl<'a> SampleCheck<'a> {
     }
 
     /// A state the relay sent. Only states the plan asked for are taken.
-    pub fn add_state(&mut self, index: u64, state: &SparseSnapshot) -> Result<(), VerifyError> {
+    pub fn add_state(&mut self, index: u64, state: SparseSnapshot) -> Result<(), VerifyError> {
         if !self.plan.states.contains(&index) || self.states.contains_key(&index) {
             return Err(VerifyError::Sampling(format!("unexpected state {index}")));
         }
@@ -383,7 +383,7 @@ impl<'a> SampleCheck<'a> {
             .check(&self.prepared.profile)
             .map_err(|e| VerifyError::Sampling(format!("state {index}: {e}")))?;
         self.record_leaf(index, state.hash())?;
-        self.states.insert(index, state.clone());
+        self.states.insert(index, state);
         Ok(())
     }
 
