@@ -287,7 +287,7 @@ pub fn spawn(first: PeerConfig, on_event: Rc<dyn Fn(PeerEvent)>) -> Result<PeerH
 }
 
 /// Awaits `fut` for at most `ms`; `None` on timeout.
-async fn within<F: Future>(ms: u32, fut: F) -> Option<F::Output> {
+pub async fn within<F: Future>(ms: u32, fut: F) -> Option<F::Output> {
     match select(Box::pin(fut), TimeoutFuture::new(ms)).await {
         Either::Left((out, _)) => Some(out),
         Either::Right(_) => None,

@@ -120,3 +120,62 @@ async fn relay_stops_cleanly_on_sigterm_and_keeps_its_identity() -> anyhow::Resu
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+/// The app waits for its first connection before it mounts (see web-ui's `main`), but not
+/// for ever: when the relay's WebRTC address does not answer, the page still mounts, says it
+/// is connecting, and the static shell it showed meanwhile is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn page_mounts_while_the_relay_does_not_answer() -> anyhow::Result<()> {
+    use axum::{Json, Router, routing::get};
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("e2e-silent");
+    // A real relay's info (a valid certhash and peer id), then the relay is stopped: its
+    // address answers nothing, while a plain file server serves the app and that info.
+    let info = {
+        let mut relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
+        let info = relay.info()?;
+        relay.kill();
+        info
+    };
+    let app = Router::new()
+        .route(
+            "/api/info",
+            get(move || {
+                let info = info.clone();
+                async move { Json(info) }
+            }),
+        )
+        .fallback_service(tower_http::services::ServeDir::new(&www));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let browser = Browser::start().await?;
+    browser.goto(&url).await?;
+    let state = browser
+        .wait_for(
+            "connection-state",
+            "the mounted app",
+            Duration::from_secs(10),
+            |t| !t.is_empty(),
+        )
+        .await;
+    browser.screenshot("network-relay-silent").await?;
+    let state = state?;
+    assert!(
+        matches!(state.as_str(), "connecting" | "disconnected"),
+        "a relay that does not answer is not {state:?}"
+    );
+    let shell = browser
+        .eval("return document.getElementById('shell') !== null;")
+        .await?;
+    assert_eq!(
+        shell,
+        serde_json::json!(false),
+        "the static shell is removed"
+    );
+    browser.close().await;
+    server.abort();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}

@@ -12,10 +12,9 @@ use leptos::prelude::*;
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
+/// The app, around the one connection (started before the mount, shared by every page).
 #[component]
-pub fn App() -> impl IntoView {
-    // One connection for the whole app, started once and shared by every page.
-    let network = NetworkState::start();
+pub fn App(network: NetworkState) -> impl IntoView {
     provide_context(network);
     provide_context(WalletState::start());
     provide_context(JobsState::start());

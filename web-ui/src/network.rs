@@ -7,6 +7,7 @@ use crate::widgets::local_storage;
 use client_core::browser::{self, PeerConfig, PeerEvent, PeerHandle, PeerId};
 use client_core::protocol::RelayStatus;
 use client_core::stats::{RttSummary, RttWindow};
+use futures::channel::oneshot;
 use leptos::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -90,11 +91,15 @@ pub struct NetworkState {
     /// Streams to relays are opened through this, once the peer is started.
     pub peer: StoredValue<Option<PeerHandle>, LocalStorage>,
     windows: StoredValue<HashMap<PeerId, RttWindow>, LocalStorage>,
+    /// Told when the first attempt to reach the serving relay has ended, either way.
+    first_attempt: StoredValue<Option<oneshot::Sender<()>>, LocalStorage>,
 }
 
 impl NetworkState {
-    /// Creates the state and starts connecting to the relay that served this page.
-    pub fn start() -> Self {
+    /// Creates the state and starts connecting to the relay that served this page. The
+    /// receiver is told when that first attempt has ended (connected, failed or lost).
+    pub fn start() -> (Self, oneshot::Receiver<()>) {
+        let (first_attempt, ended) = oneshot::channel();
         let state = NetworkState {
             phase: RwSignal::new(Phase::Discovering),
             relay_peer_id: RwSignal::new(None),
@@ -107,9 +112,22 @@ impl NetworkState {
             relays: RwSignal::new(Vec::new()),
             peer: StoredValue::new_local(None),
             windows: StoredValue::new_local(HashMap::new()),
+            first_attempt: StoredValue::new_local(Some(first_attempt)),
         };
-        leptos::task::spawn_local(state.connect());
-        state
+        // Started before the app mounts (and so before Leptos sets up its task executor).
+        wasm_bindgen_futures::spawn_local(state.connect());
+        (state, ended)
+    }
+
+    /// The serving relay's connection has a new state; the first one after dialing ends the
+    /// first attempt.
+    fn set_phase(&self, phase: Phase) {
+        if !matches!(phase, Phase::Discovering | Phase::Connecting { .. })
+            && let Some(tx) = self.first_attempt.try_update_value(Option::take).flatten()
+        {
+            let _ = tx.send(());
+        }
+        self.phase.set(phase);
     }
 
     fn note(&self, text: String) {
@@ -130,7 +148,7 @@ impl NetworkState {
             Ok(info) => info,
             Err(e) => {
                 self.note(e.to_string());
-                self.phase.set(Phase::Failed(e.to_string()));
+                self.set_phase(Phase::Failed(e.to_string()));
                 return;
             }
         };
@@ -138,7 +156,7 @@ impl NetworkState {
         let mut config = match PeerConfig::from_info(&info) {
             Ok(config) => config,
             Err(e) => {
-                self.phase.set(Phase::Failed(e.to_string()));
+                self.set_phase(Phase::Failed(e.to_string()));
                 return;
             }
         };
@@ -166,7 +184,7 @@ impl NetworkState {
         match browser::spawn(config, Rc::new(on_event)) {
             Ok(handle) => self.peer.set_value(Some(handle)),
             Err(e) => {
-                self.phase.set(Phase::Failed(e.to_string()));
+                self.set_phase(Phase::Failed(e.to_string()));
                 return;
             }
         }
@@ -309,7 +327,7 @@ impl NetworkState {
                 self.update_entry(relay, |e| e.phase = Phase::Connecting { attempt });
                 if self.is_serving(relay) {
                     self.relay_addr.set(Some(addr));
-                    self.phase.set(Phase::Connecting { attempt });
+                    self.set_phase(Phase::Connecting { attempt });
                 }
             }
             PeerEvent::Connected {
@@ -328,7 +346,7 @@ impl NetworkState {
                     self.relay_peer_id.set(Some(relay.to_string()));
                     self.relay_addr.set(Some(addr));
                     self.dial_ms.set(Some(dial_ms));
-                    self.phase.set(Phase::Connected);
+                    self.set_phase(Phase::Connected);
                 }
             }
             PeerEvent::Probe {
@@ -374,7 +392,7 @@ impl NetworkState {
                 };
                 self.update_entry(relay, |e| e.phase = phase.clone());
                 if self.is_serving(relay) {
-                    self.phase.set(phase);
+                    self.set_phase(phase);
                 }
             }
         }

@@ -1,7 +1,10 @@
 //! End-to-end benchmark (`cargo xtask bench`): a release relay on loopback, headless Chromium.
 //!
-//! - page load: over `--loads` fresh browser profiles (nothing cached), the time from
-//!   navigation start to "connected", and from the start of the WebRTC dial to "connected";
+//! - page load: over `--loads` fresh browser profiles (nothing cached, the site never seen),
+//!   each opened once the browser has finished starting (as in a browser the user already has
+//!   open; `--cold-browser` opens it at once instead), the time from navigation start to
+//!   "connected", and from the start of the WebRTC dial to "connected"; `--trace` prints each
+//!   load's timeline (marks and when each file arrived), `--loads-only` stops after the loads;
 //! - round trip: `--probes` status probes on one page's long-lived stream.
 //!
 //! Times come from the page's own User Timing marks (`aqueduct:dial`, `aqueduct:connected`)
@@ -16,20 +19,50 @@ use std::time::{Duration, Instant};
 struct Args {
     loads: u32,
     probes: u32,
+    /// Print each load's timeline (every mark, and when each file finished arriving).
+    trace: bool,
+    /// Stop after the page loads (for working on the load time).
+    loads_only: bool,
+    /// Open the page the moment the browser has started, while it is still busy starting.
+    cold_browser: bool,
 }
+
+/// How long a new browser is left to finish starting before the page is opened.
+const BROWSER_SETTLE: Duration = Duration::from_secs(2);
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         loads: 12,
         probes: 300,
+        trace: false,
+        loads_only: false,
+        cold_browser: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--trace" => {
+                args.trace = true;
+                continue;
+            }
+            "--loads-only" => {
+                args.loads_only = true;
+                continue;
+            }
+            "--cold-browser" => {
+                args.cold_browser = true;
+                continue;
+            }
+            _ => {}
+        }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--loads" => args.loads = value.parse()?,
             "--probes" => args.probes = value.parse()?,
-            other => anyhow::bail!("unknown flag {other}; expected --loads N --probes N"),
+            other => anyhow::bail!(
+                "unknown flag {other}; expected --loads N --probes N --trace --loads-only \
+                 --cold-browser"
+            ),
         }
     }
     Ok(args)
@@ -61,6 +94,16 @@ const MARKS: &str = r#"
     return { boot: t("aqueduct:boot"), wasm_main: t("aqueduct:wasm-main"), mounted: t("aqueduct:mounted"), info: t("aqueduct:info"),
              dial: t("aqueduct:dial"), connected: t("aqueduct:connected"),
              dom_interactive: nav ? nav.domInteractive : null };
+"#;
+
+/// A load's timeline: when each file finished arriving and every mark, in time order.
+const TIMELINE: &str = r#"
+    const rows = performance.getEntriesByType('resource').map(e => [e.responseEnd, 'got ' + new URL(e.name).pathname + ' (asked at ' + e.startTime.toFixed(1) + ', fetch ' + e.fetchStart.toFixed(1) + ', connect ' + e.connectStart.toFixed(1) + '-' + e.connectEnd.toFixed(1) + ', request ' + e.requestStart.toFixed(1) + ', first byte ' + e.responseStart.toFixed(1) + ')']);
+    const nav = performance.getEntriesByType('navigation')[0];
+    if (nav) rows.push([nav.responseEnd, 'got the page'], [nav.domInteractive, 'dom interactive']);
+    for (const e of performance.getEntriesByType('mark')) rows.push([e.startTime, e.name]);
+    rows.sort((a, b) => a[0] - b[0]);
+    return rows.map(([t, what]) => t.toFixed(1).padStart(7) + ' ms  ' + what).join('\n');
 "#;
 
 /// Runs each example job from a page and reads how long the relay took to run it and how long
@@ -291,6 +334,37 @@ const TRANSFERS: &str = r#"
         .map(e => ({ name: new URL(e.name).pathname, transfer: e.transferSize, body: e.encodedBodySize, decoded: e.decodedBodySize }));
 "#;
 
+/// The page-load figures, in the order a load passes them.
+const PAGE_LOAD_KEYS: [&str; 6] = [
+    "navigation_to_script_start_ms",
+    "navigation_to_wasm_main_ms",
+    "navigation_to_app_mounted_ms",
+    "navigation_to_relay_info_ms",
+    "navigation_to_connected_ms",
+    "dial_to_connected_ms",
+];
+
+/// Prints the summaries under `keys` of `results`, one row each.
+fn print_table(results: &serde_json::Value, keys: &[&str]) {
+    println!(
+        "\n{:<32} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "metric (ms)", "n", "median", "p90", "p99", "max"
+    );
+    for key in keys {
+        let s = &results[key];
+        let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<32} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            key.trim_end_matches("_ms"),
+            s["n"],
+            f("median"),
+            f("p90"),
+            f("p99"),
+            f("max")
+        );
+    }
+}
+
 /// Proposals the DAO step puts on the ledger before timing the page.
 const DAO_PROPOSALS: u64 = 10;
 
@@ -319,6 +393,12 @@ async fn main() -> anyhow::Result<()> {
     let mut transfers = serde_json::Value::Null;
     for i in 0..args.loads {
         let browser = Browser::start().await?;
+        if !args.cold_browser {
+            // A user opens the app in a browser that is already running: let this one finish
+            // starting (its own start-up work competes for the CPU) before the page is opened.
+            browser.goto("about:blank").await?;
+            tokio::time::sleep(BROWSER_SETTLE).await;
+        }
         browser.goto(&url).await?;
         browser.wait_connected(Duration::from_secs(30)).await?;
         let marks = browser.eval(MARKS).await?;
@@ -328,6 +408,10 @@ async fn main() -> anyhow::Result<()> {
         };
         if i == 0 {
             transfers = browser.eval(TRANSFERS).await?;
+        }
+        if args.trace {
+            let timeline = browser.eval(TIMELINE).await?;
+            eprintln!("{}", timeline.as_str().unwrap_or_default());
         }
         nav_to_connected.push(connected);
         dial_to_connected.push(connected - dial);
@@ -341,6 +425,18 @@ async fn main() -> anyhow::Result<()> {
             connected - dial
         );
         browser.close().await;
+    }
+    if args.loads_only {
+        let results = serde_json::json!({
+            "navigation_to_script_start_ms": summarize(nav_to_boot),
+            "navigation_to_wasm_main_ms": summarize(nav_to_wasm_main),
+            "navigation_to_app_mounted_ms": summarize(nav_to_mounted),
+            "navigation_to_relay_info_ms": summarize(nav_to_info),
+            "navigation_to_connected_ms": summarize(nav_to_connected),
+            "dial_to_connected_ms": summarize(dial_to_connected),
+        });
+        print_table(&results, &PAGE_LOAD_KEYS);
+        return Ok(());
     }
 
     let browser = Browser::start().await?;
@@ -400,36 +496,18 @@ async fn main() -> anyhow::Result<()> {
         "cold_load_resources": transfers,
         "jobs": jobs,
     });
-    println!(
-        "\n{:<32} {:>6} {:>9} {:>9} {:>9} {:>9}",
-        "metric (ms)", "n", "median", "p90", "p99", "max"
+    print_table(&results, &PAGE_LOAD_KEYS);
+    print_table(
+        &results,
+        &[
+            "round_trip_ms",
+            "unlock_ms",
+            "ledger_answer_verify_ms",
+            "ledger_verify_per_key_ms",
+            "dao_verify_ms",
+            "dao_verify_per_proposal_ms",
+        ],
     );
-    for key in [
-        "navigation_to_script_start_ms",
-        "navigation_to_wasm_main_ms",
-        "navigation_to_app_mounted_ms",
-        "navigation_to_relay_info_ms",
-        "navigation_to_connected_ms",
-        "dial_to_connected_ms",
-        "round_trip_ms",
-        "unlock_ms",
-        "ledger_answer_verify_ms",
-        "ledger_verify_per_key_ms",
-        "dao_verify_ms",
-        "dao_verify_per_proposal_ms",
-    ] {
-        let s = &results[key];
-        let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
-        println!(
-            "{:<32} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
-            key.trim_end_matches("_ms"),
-            s["n"],
-            f("median"),
-            f("p90"),
-            f("p99"),
-            f("max")
-        );
-    }
     println!(
         "\ncold load of the app (html, js, wasm, css, icon; as transferred): {:.1} KB",
         transferred / 1024.0
