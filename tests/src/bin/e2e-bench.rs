@@ -96,6 +96,18 @@ const MARKS: &str = r#"
              dom_interactive: nav ? nav.domInteractive : null };
 "#;
 
+/// A new browser with an empty profile. A user opens the app in a browser that is already
+/// running, so unless `cold`, this one is left to finish starting (its own start-up work
+/// competes for the CPU) before the page is opened.
+async fn started_browser(cold: bool) -> anyhow::Result<Browser> {
+    let browser = Browser::start().await?;
+    if !cold {
+        browser.goto("about:blank").await?;
+        tokio::time::sleep(BROWSER_SETTLE).await;
+    }
+    Ok(browser)
+}
+
 /// A load's timeline: when each file finished arriving and every mark, in time order.
 const TIMELINE: &str = r#"
     const rows = performance.getEntriesByType('resource').map(e => [e.responseEnd, 'got ' + new URL(e.name).pathname + ' (asked at ' + e.startTime.toFixed(1) + ', fetch ' + e.fetchStart.toFixed(1) + ', connect ' + e.connectStart.toFixed(1) + '-' + e.connectEnd.toFixed(1) + ', request ' + e.requestStart.toFixed(1) + ', first byte ' + e.responseStart.toFixed(1) + ')']);
@@ -392,13 +404,7 @@ async fn main() -> anyhow::Result<()> {
     let mut nav_to_mounted = Vec::new();
     let mut transfers = serde_json::Value::Null;
     for i in 0..args.loads {
-        let browser = Browser::start().await?;
-        if !args.cold_browser {
-            // A user opens the app in a browser that is already running: let this one finish
-            // starting (its own start-up work competes for the CPU) before the page is opened.
-            browser.goto("about:blank").await?;
-            tokio::time::sleep(BROWSER_SETTLE).await;
-        }
+        let browser = started_browser(args.cold_browser).await?;
         browser.goto(&url).await?;
         browser.wait_connected(Duration::from_secs(30)).await?;
         let marks = browser.eval(MARKS).await?;
@@ -439,7 +445,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let browser = Browser::start().await?;
+    let browser = started_browser(args.cold_browser).await?;
     browser.goto(&format!("{url}?probe_ms=10")).await?;
     browser.wait_connected(Duration::from_secs(30)).await?;
     let started = Instant::now();
