@@ -369,7 +369,6 @@ async fn a_spinning_job_is_stopped_by_the_wall_clock_or_by_its_fuel() -> anyhow:
     let spin = wat(r#"(module (memory (export "memory") 1)
         (func (export "alloc") (param i32) (result i32) i32.const 1024)
         (func (export "run") (param i32 i32) (result i64) (loop br 0) i64.const 0))"#);
-
     // Fuel for hours: only the wall clock can stop it.
     let req = client.request(&spin, b"", 40_000_000_000);
     let started = std::time::Instant::now();

@@ -537,8 +537,8 @@ fn fuel_spent_in_called_functions_is_counted() {
 
 #[test]
 fn fuel_follows_the_documented_charging_rules() {
+    let engine = JobEngine::new().expect("engine");
     let run = |text: &str, input: &[u8]| {
-        let engine = JobEngine::new().expect("engine");
         let (prepared, compiled) = compile(&engine, &wat(text));
         exec::execute(&compiled, &prepared, input, 1_000_000, &mut Unobserved)
             .expect("runs")

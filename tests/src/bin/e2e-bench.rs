@@ -40,25 +40,13 @@ fn parse_args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--trace" => {
-                args.trace = true;
-                continue;
-            }
-            "--loads-only" => {
-                args.loads_only = true;
-                continue;
-            }
-            "--cold-browser" => {
-                args.cold_browser = true;
-                continue;
-            }
-            _ => {}
-        }
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--loads" => args.loads = value.parse()?,
-            "--probes" => args.probes = value.parse()?,
+            "--trace" => args.trace = true,
+            "--loads-only" => args.loads_only = true,
+            "--cold-browser" => args.cold_browser = true,
+            "--loads" => args.loads = value()?.parse()?,
+            "--probes" => args.probes = value()?.parse()?,
             other => anyhow::bail!(
                 "unknown flag {other}; expected --loads N --probes N --trace --loads-only \
                  --cold-browser"
@@ -432,16 +420,16 @@ async fn main() -> anyhow::Result<()> {
         );
         browser.close().await;
     }
+    let mut results = serde_json::json!({
+        "navigation_to_script_start_ms": summarize(nav_to_boot),
+        "navigation_to_wasm_main_ms": summarize(nav_to_wasm_main),
+        "navigation_to_app_mounted_ms": summarize(nav_to_mounted),
+        "navigation_to_relay_info_ms": summarize(nav_to_info),
+        "navigation_to_connected_ms": summarize(nav_to_connected),
+        "dial_to_connected_ms": summarize(dial_to_connected),
+    });
+    print_table(&results, &PAGE_LOAD_KEYS);
     if args.loads_only {
-        let results = serde_json::json!({
-            "navigation_to_script_start_ms": summarize(nav_to_boot),
-            "navigation_to_wasm_main_ms": summarize(nav_to_wasm_main),
-            "navigation_to_app_mounted_ms": summarize(nav_to_mounted),
-            "navigation_to_relay_info_ms": summarize(nav_to_info),
-            "navigation_to_connected_ms": summarize(nav_to_connected),
-            "dial_to_connected_ms": summarize(dial_to_connected),
-        });
-        print_table(&results, &PAGE_LOAD_KEYS);
         return Ok(());
     }
 
@@ -484,13 +472,7 @@ async fn main() -> anyhow::Result<()> {
     drop(relay);
     let _ = std::fs::remove_dir_all(&data_dir);
 
-    let results = serde_json::json!({
-        "navigation_to_connected_ms": summarize(nav_to_connected),
-        "navigation_to_script_start_ms": summarize(nav_to_boot),
-        "navigation_to_wasm_main_ms": summarize(nav_to_wasm_main),
-        "navigation_to_app_mounted_ms": summarize(nav_to_mounted),
-        "navigation_to_relay_info_ms": summarize(nav_to_info),
-        "dial_to_connected_ms": summarize(dial_to_connected),
+    let rest = serde_json::json!({
         "round_trip_ms": summarize(rtts),
         "unlock_ms": summarize(unlocks),
         "dao_verify_ms": summarize(dao_loads),
@@ -502,7 +484,9 @@ async fn main() -> anyhow::Result<()> {
         "cold_load_resources": transfers,
         "jobs": jobs,
     });
-    print_table(&results, &PAGE_LOAD_KEYS);
+    if let (Some(all), serde_json::Value::Object(rest)) = (results.as_object_mut(), rest) {
+        all.extend(rest);
+    }
     print_table(
         &results,
         &[
