@@ -286,6 +286,20 @@ pub fn spawn(first: PeerConfig, on_event: Rc<dyn Fn(PeerEvent)>) -> Result<PeerH
     Ok(handle)
 }
 
+/// Names the address of the page's first dial to the page (`aqueductEarlyConnection.claim` in
+/// `index.html`), which then hands that dial the WebRTC connection it started to the same
+/// address while the wasm loaded. Returns when that connection started (ms since navigation),
+/// or `None` if the page has none to this address.
+fn claim_early_connection(addr: &Multiaddr) -> Option<f64> {
+    let window = web_sys::window()?;
+    let early = js_sys::Reflect::get(&window, &"aqueductEarlyConnection".into()).ok()?;
+    let claim = js_sys::Reflect::get(&early, &"claim".into())
+        .ok()?
+        .dyn_into::<js_sys::Function>()
+        .ok()?;
+    claim.call1(&early, &addr.to_string().into()).ok()?.as_f64()
+}
+
 /// Awaits `fut` for at most `ms`; `None` on timeout.
 pub async fn within<F: Future>(ms: u32, fut: F) -> Option<F::Output> {
     match select(Box::pin(fut), TimeoutFuture::new(ms)).await {
@@ -318,14 +332,22 @@ async fn run(
     let mut retries: Retries = FuturesUnordered::new();
     // The page-load marks are about the first relay's first connection.
     let mut first_connection = true;
+    let first_dial = Cell::new(true);
 
     let dial = |swarm: &mut Swarm<libp2p_stream::Behaviour>,
                 slot: &mut Slot,
                 retries: &mut Retries,
                 first_connection: bool| {
         let addr = slot.config.addrs[slot.attempt as usize % slot.config.addrs.len()].clone();
-        slot.dial_started = now_ms();
-        if first_connection {
+        // The page's first dial may take over the connection its HTML started early; that
+        // connection's start is then this dial's start.
+        let early_start = if first_dial.replace(false) {
+            claim_early_connection(&addr)
+        } else {
+            None
+        };
+        slot.dial_started = early_start.unwrap_or_else(now_ms);
+        if first_connection && early_start.is_none() {
             mark("aqueduct:dial");
         }
         on_event(PeerEvent::Dialing {

@@ -33,6 +33,14 @@ async fn page_connects_then_reconnects_after_relay_restart() -> anyhow::Result<(
         info.webrtc.first(),
         "the page dialed the announced address"
     );
+    // The page's HTML started this connection while the wasm loaded, and the first dial took it
+    // over (if the transport's calls change, this is where it shows).
+    assert_eq!(
+        browser
+            .eval("return window.aqueductEarlyConnection.state;")
+            .await?,
+        serde_json::json!("taken over by the first dial")
+    );
     browser
         .wait_for(
             "rtt-ms",

@@ -90,6 +90,19 @@ async fn jobs_carry_on_through_another_relay_when_one_drops() -> anyhow::Result<
         .wait_for("wallet-state", "unlocked", WAIT, |t| t == "unlocked")
         .await?;
 
+    // The example modules come from the serving relay, which the page fetches 1.5 s after it
+    // mounts; A must not die before that (a fast unlock gets here sooner).
+    let fetched = "return performance.getEntriesByType('resource')
+        .some(e => e.name.endsWith('/jobs/primes.wasm') && e.responseStatus === 200);";
+    let deadline = Instant::now() + WAIT;
+    while browser.eval(fetched).await? != serde_json::json!(true) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the page did not fetch the example modules from its relay"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // The serving relay dies; the page says so and jobs go to B.
     browser.nav("relays").await?;
     a.kill();
