@@ -384,12 +384,8 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let url = relay.url();
 
-    let mut nav_to_connected = Vec::new();
-    let mut dial_to_connected = Vec::new();
-    let mut nav_to_boot = Vec::new();
-    let mut nav_to_wasm_main = Vec::new();
-    let mut nav_to_info = Vec::new();
-    let mut nav_to_mounted = Vec::new();
+    // One list of samples per figure, in `PAGE_LOAD_KEYS` order.
+    let mut page_loads: [Vec<f64>; PAGE_LOAD_KEYS.len()] = Default::default();
     let mut transfers = serde_json::Value::Null;
     for i in 0..args.loads {
         let browser = started_browser(args.cold_browser).await?;
@@ -407,12 +403,17 @@ async fn main() -> anyhow::Result<()> {
             let timeline = browser.eval(TIMELINE).await?;
             eprintln!("{}", timeline.as_str().unwrap_or_default());
         }
-        nav_to_connected.push(connected);
-        dial_to_connected.push(connected - dial);
-        nav_to_boot.extend(get("boot"));
-        nav_to_wasm_main.extend(get("wasm_main"));
-        nav_to_info.extend(get("info"));
-        nav_to_mounted.extend(get("mounted"));
+        let figures = [
+            get("boot"),
+            get("wasm_main"),
+            get("mounted"),
+            get("info"),
+            Some(connected),
+            Some(connected - dial),
+        ];
+        for (samples, figure) in page_loads.iter_mut().zip(figures) {
+            samples.extend(figure);
+        }
         eprintln!(
             "load {:>2}: navigation→connected {connected:6.1} ms, dial→connected {:6.1} ms",
             i + 1,
@@ -420,14 +421,13 @@ async fn main() -> anyhow::Result<()> {
         );
         browser.close().await;
     }
-    let mut results = serde_json::json!({
-        "navigation_to_script_start_ms": summarize(nav_to_boot),
-        "navigation_to_wasm_main_ms": summarize(nav_to_wasm_main),
-        "navigation_to_app_mounted_ms": summarize(nav_to_mounted),
-        "navigation_to_relay_info_ms": summarize(nav_to_info),
-        "navigation_to_connected_ms": summarize(nav_to_connected),
-        "dial_to_connected_ms": summarize(dial_to_connected),
-    });
+    let mut results = serde_json::Value::Object(
+        PAGE_LOAD_KEYS
+            .iter()
+            .zip(page_loads)
+            .map(|(key, samples)| ((*key).to_owned(), serde_json::json!(summarize(samples))))
+            .collect(),
+    );
     print_table(&results, &PAGE_LOAD_KEYS);
     if args.loads_only {
         return Ok(());
@@ -472,21 +472,16 @@ async fn main() -> anyhow::Result<()> {
     drop(relay);
     let _ = std::fs::remove_dir_all(&data_dir);
 
-    let rest = serde_json::json!({
-        "round_trip_ms": summarize(rtts),
-        "unlock_ms": summarize(unlocks),
-        "dao_verify_ms": summarize(dao_loads),
-        "dao_verify_per_proposal_ms": summarize(dao_per_proposal),
-        "dao_proposals": DAO_PROPOSALS,
-        "ledger_answer_verify_ms": summarize(ledger_answers),
-        "ledger_verify_per_key_ms": summarize(ledger_keys),
-        "cold_load_transfer_bytes": transferred,
-        "cold_load_resources": transfers,
-        "jobs": jobs,
-    });
-    if let (Some(all), serde_json::Value::Object(rest)) = (results.as_object_mut(), rest) {
-        all.extend(rest);
-    }
+    results["round_trip_ms"] = serde_json::json!(summarize(rtts));
+    results["unlock_ms"] = serde_json::json!(summarize(unlocks));
+    results["dao_verify_ms"] = serde_json::json!(summarize(dao_loads));
+    results["dao_verify_per_proposal_ms"] = serde_json::json!(summarize(dao_per_proposal));
+    results["dao_proposals"] = serde_json::json!(DAO_PROPOSALS);
+    results["ledger_answer_verify_ms"] = serde_json::json!(summarize(ledger_answers));
+    results["ledger_verify_per_key_ms"] = serde_json::json!(summarize(ledger_keys));
+    results["cold_load_transfer_bytes"] = serde_json::json!(transferred);
+    results["cold_load_resources"] = transfers;
+    results["jobs"] = serde_json::json!(jobs);
     print_table(
         &results,
         &[
