@@ -329,6 +329,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     for addr in shared.webrtc_addrs() {
         println!("  webrtc:   {addr}");
     }
+    for addr in shared.relay_addrs() {
+        println!("  relays:   {addr}");
+    }
     println!("  open the web app: http://{http_addr}/");
     println!("Press Ctrl-C to stop.");
 

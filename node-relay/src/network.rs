@@ -46,12 +46,21 @@ pub struct SharedState {
 impl SharedState {
     /// The webrtc-direct addresses browsers dial, each ending in `/p2p/<peer id>`.
     pub fn webrtc_addrs(&self) -> Vec<Multiaddr> {
+        self.listen_addrs_with(|p| matches!(p, Protocol::WebRTCDirect))
+    }
+
+    /// The TCP addresses other relays dial, each ending in `/p2p/<peer id>`.
+    pub fn relay_addrs(&self) -> Vec<Multiaddr> {
+        self.listen_addrs_with(|p| matches!(p, Protocol::Tcp(_)))
+    }
+
+    fn listen_addrs_with(&self, wanted: impl Fn(&Protocol<'_>) -> bool) -> Vec<Multiaddr> {
         self.listen_addrs
             .read()
             .map(|addrs| {
                 addrs
                     .iter()
-                    .filter(|a| a.iter().any(|p| matches!(p, Protocol::WebRTCDirect)))
+                    .filter(|a| a.iter().any(|p| wanted(&p)))
                     .cloned()
                     .collect()
             })

@@ -8,7 +8,7 @@
 use anyhow::{Context, bail};
 use client_core::protocol::RelayInfo;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -370,14 +370,22 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A loopback TCP port that was free a moment ago.
+/// A loopback TCP port that was free a moment ago, and not handed out before by this process:
+/// the kernel may give a port it just released to the next request, and tests run side by
+/// side would then race each other for it.
 pub fn free_tcp_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// A loopback UDP port that was free a moment ago.
-pub fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .map_err(|_| anyhow::anyhow!("port list poisoned"))?;
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no loopback TCP port that was not handed out already")
 }
 
 /// Addresses a relay listens on.
@@ -389,13 +397,53 @@ pub struct RelayPorts {
 }
 
 impl RelayPorts {
-    pub fn pick() -> anyhow::Result<Self> {
-        Ok(RelayPorts {
-            http: SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?)),
-            webrtc: SocketAddr::from(([127, 0, 0, 1], free_udp_port()?)),
-            tcp: SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?)),
+    /// Loopback addresses whose ports the relay picks as it binds them (port 0), so that no
+    /// other process can take them in between. [`Relay::ports`] holds the ports it got; pass
+    /// those to restart it on the same addresses.
+    pub fn any() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        RelayPorts {
+            http: any,
+            webrtc: any,
+            tcp: any,
+        }
+    }
+
+    /// The addresses a relay printed as it started (`webrtc:`, `relays:` and `open the web
+    /// app:`, in that order), once it has printed the last of them.
+    fn printed(output: &str) -> Option<RelayPorts> {
+        let (mut http, mut webrtc, mut tcp) = (None, None, None);
+        for line in output.lines().map(str::trim) {
+            if let Some(addr) = line.strip_prefix("webrtc:") {
+                webrtc = webrtc.or_else(|| socket_of(addr.trim()));
+            } else if let Some(addr) = line.strip_prefix("relays:") {
+                tcp = tcp.or_else(|| socket_of(addr.trim()));
+            } else if let Some(url) = line.strip_prefix("open the web app: http://") {
+                http = url.trim_end_matches('/').parse().ok();
+            }
+        }
+        Some(RelayPorts {
+            http: http?,
+            webrtc: webrtc?,
+            tcp: tcp?,
         })
     }
+}
+
+/// The IP address and UDP or TCP port of a multiaddr.
+fn socket_of(addr: &str) -> Option<SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let addr: libp2p::Multiaddr = addr.parse().ok()?;
+    let (mut ip, mut port) = (None, None);
+    for part in addr.iter() {
+        match part {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Udp(p) | Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    Some(SocketAddr::new(ip?, port?))
 }
 
 /// A running relay process. Killed when dropped.
@@ -407,7 +455,8 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts `node-relay run` and waits until its HTTP server answers `/healthz`.
+    /// Starts `node-relay run` and waits until it has printed its addresses and its HTTP
+    /// server answers `/healthz`.
     pub fn start(
         bin: &Path,
         www: &Path,
@@ -488,13 +537,16 @@ impl Relay {
                     relay.output()
                 );
             }
-            if relay.get("/healthz").is_ok() {
-                return Ok(relay);
+            if let Some(ports) = RelayPorts::printed(&relay.output()) {
+                relay.ports = ports;
+                if relay.get("/healthz").is_ok() {
+                    return Ok(relay);
+                }
             }
             if Instant::now() > deadline {
                 relay.kill();
                 bail!(
-                    "the relay did not answer /healthz within 30 s:\n{}",
+                    "the relay did not print its addresses and answer /healthz within 30 s:\n{}",
                     relay.output()
                 );
             }

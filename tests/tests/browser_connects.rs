@@ -13,8 +13,8 @@ fn is_number(text: &str) -> bool {
 async fn page_connects_then_reconnects_after_relay_restart() -> anyhow::Result<()> {
     let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("e2e-restart");
-    let ports = RelayPorts::pick()?;
-    let mut relay = Relay::start(&bin, &www, &data_dir, &ports)?;
+    let mut relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
+    let ports = relay.ports.clone();
     let info = relay.info()?;
 
     let browser = Browser::start().await?;
@@ -106,8 +106,8 @@ async fn page_connects_then_reconnects_after_relay_restart() -> anyhow::Result<(
 async fn relay_stops_cleanly_on_sigterm_and_keeps_its_identity() -> anyhow::Result<()> {
     let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("e2e-sigterm");
-    let ports = RelayPorts::pick()?;
-    let mut relay = Relay::start(&bin, &www, &data_dir, &ports)?;
+    let mut relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
+    let ports = relay.ports.clone();
     let info = relay.info()?;
     assert!(
         relay.terminate(Duration::from_secs(10)),
@@ -140,7 +140,7 @@ async fn page_mounts_while_the_relay_does_not_answer() -> anyhow::Result<()> {
     // A real relay's info (a valid certhash and peer id), then the relay is stopped: its
     // address answers nothing, while a plain file server serves the app and that info.
     let info = {
-        let mut relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
+        let mut relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
         let info = relay.info()?;
         relay.kill();
         info

@@ -87,13 +87,12 @@ async fn verified_params(genesis: &Genesis, relay: &Relay) -> anyhow::Result<Par
 async fn a_proposal_made_and_voted_in_the_browser_passes_and_takes_effect_verified()
 -> anyhow::Result<()> {
     let data_dir = temp_dir("e2e-dao");
-    let ports = RelayPorts::pick()?;
     // Quick blocks, so that the dev network's governance windows (in blocks) pass in seconds.
     let relay = Relay::start_with(
         &relay_bin()?,
         &www_dir()?,
         &data_dir,
-        &ports,
+        &RelayPorts::any(),
         &["--block-interval-ms", "100", "--heartbeat-ms", "250"],
     )?;
     let (mut control, peer) = tcp_client(&relay).await?;

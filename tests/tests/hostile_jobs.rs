@@ -140,7 +140,7 @@ async fn hostile_modules_and_requests_get_clear_errors_and_the_relay_keeps_servi
 -> anyhow::Result<()> {
     let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("hostile-jobs");
-    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
+    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
     let result = hostile_session(&relay).await;
     if result.is_err() {
         eprintln!("relay output:\n{}", relay.output());
@@ -288,8 +288,8 @@ async fn results_survive_a_restart_and_a_killed_job_ends_in_a_clear_failure() ->
 {
     let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("restart-jobs");
-    let ports = RelayPorts::pick()?;
-    let mut relay = Relay::start(&bin, &www, &data_dir, &ports)?;
+    let mut relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
+    let ports = relay.ports.clone();
     let mut client = Client::connect(&relay, 9).await?;
     let primes = job_module("primes")?;
     let chain = job_module("hash-chain")?;
@@ -362,7 +362,7 @@ async fn a_spinning_job_is_stopped_by_the_wall_clock_or_by_its_fuel() -> anyhow:
         &bin,
         &www,
         &data_dir,
-        &RelayPorts::pick()?,
+        &RelayPorts::any(),
         &["--job-time-limit", "1"],
     )?;
     let mut client = Client::connect(&relay, 11).await?;
@@ -433,12 +433,11 @@ async fn a_provider_takes_only_jobs_whose_voucher_pays_its_price() -> anyhow::Re
     use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
     use client_core::ledger::{StateKey, StateValue, TxKind};
     let data_dir = temp_dir("paid-jobs");
-    let ports = RelayPorts::pick()?;
     let mut relay = Relay::start_with(
         &relay_bin()?,
         &www_dir()?,
         &data_dir,
-        &ports,
+        &RelayPorts::any(),
         &[
             "--provide",
             "--price-per-mfuel",
@@ -447,6 +446,7 @@ async fn a_provider_takes_only_jobs_whose_voucher_pays_its_price() -> anyhow::Re
             "100",
         ],
     )?;
+    let ports = relay.ports.clone();
     let mut client = Client::connect(&relay, 42).await?;
     let mut control = client.control.clone();
     let genesis = aqueduct_tests::ledger_genesis(&mut control, client.relay).await?;

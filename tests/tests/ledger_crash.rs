@@ -88,10 +88,10 @@ async fn stream_transactions(
 #[tokio::test(flavor = "multi_thread")]
 async fn no_committed_transaction_is_lost_to_sigkill() -> anyhow::Result<()> {
     let data_dir = temp_dir("ledger-crash");
-    let ports = RelayPorts::pick()?;
     let (bin, www) = (relay_bin()?, www_dir()?);
     let args = ["--block-interval-ms", "20"];
-    let mut relay = Relay::start_with(&bin, &www, &data_dir, &ports, &args)?;
+    let mut relay = Relay::start_with(&bin, &www, &data_dir, &RelayPorts::any(), &args)?;
+    let ports = relay.ports.clone();
     let (mut control, mut peer) = tcp_client(&relay).await?;
     let genesis = aqueduct_tests::ledger_genesis(&mut control, peer).await?;
 

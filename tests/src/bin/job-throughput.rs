@@ -147,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("throughput");
-    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::pick()?)?;
+    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
     let info = relay.info()?;
     let relay_id: PeerId = info.peer_id.parse()?;
     let addr: Multiaddr = info
