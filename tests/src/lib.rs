@@ -8,7 +8,7 @@
 use anyhow::{Context, bail};
 use client_core::protocol::RelayInfo;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -370,24 +370,6 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A loopback TCP port that was free a moment ago, and not handed out before by this process:
-/// the kernel may give a port it just released to the next request, and tests run side by
-/// side would then race each other for it.
-pub fn free_tcp_port() -> anyhow::Result<u16> {
-    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    for _ in 0..100 {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut handed_out = HANDED_OUT
-            .lock()
-            .map_err(|_| anyhow::anyhow!("port list poisoned"))?;
-        if !handed_out.contains(&port) {
-            handed_out.push(port);
-            return Ok(port);
-        }
-    }
-    bail!("no loopback TCP port that was not handed out already")
-}
-
 /// Addresses a relay listens on.
 #[derive(Debug, Clone)]
 pub struct RelayPorts {
@@ -634,10 +616,33 @@ fn chromium_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
 }
 
+/// The port chromedriver says it listens on ("… started successfully on port N."). Its
+/// output is read to the end on a thread of its own, so that the pipe never fills.
+async fn chromedriver_port(stdout: std::process::ChildStdout) -> anyhow::Result<u16> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let port = line
+                .split_once("started successfully on port ")
+                .and_then(|(_, rest)| rest.trim_end_matches('.').trim().parse::<u16>().ok());
+            if let Some(port) = port
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(port);
+            }
+        }
+    });
+    match tokio::time::timeout(Duration::from_secs(20), rx).await {
+        Ok(Ok(port)) => Ok(port),
+        Ok(Err(_)) => bail!("chromedriver exited before it said which port it listens on"),
+        Err(_) => bail!("chromedriver did not say which port it listens on within 20 s"),
+    }
+}
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a new, empty profile.
     pub async fn start() -> anyhow::Result<Browser> {
-        let port = free_tcp_port()?;
         let profile = temp_dir("chromium-profile");
         // Chromium's own scratch directories go inside the profile, so they leave with it
         // (killed, it never removes them itself).
@@ -648,13 +653,29 @@ impl Browser {
         let driver = Command::new(chromedriver_path())
             .process_group(0)
             .env("TMPDIR", &scratch)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+            // Port 0: it binds a free port itself and prints which, so that browsers started
+            // side by side never race for one.
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .context(
                 "starting chromedriver — `cargo xtask test` installs it (Debian: chromium-driver)",
             )?;
+        let mut driver = Some(driver);
+        let port = match driver.as_mut().and_then(|d| d.stdout.take()) {
+            Some(stdout) => chromedriver_port(stdout).await,
+            None => Err(anyhow::anyhow!("chromedriver's output is not readable")),
+        };
+        let port = match port {
+            Ok(port) => port,
+            Err(e) => {
+                if let Some(mut d) = driver.take() {
+                    let _ = d.kill();
+                }
+                return Err(e);
+            }
+        };
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -670,7 +691,6 @@ impl Browser {
         );
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut driver = Some(driver);
         let client = loop {
             let attempt = fantoccini::ClientBuilder::new(
                 hyper_util::client::legacy::connect::HttpConnector::new(),
