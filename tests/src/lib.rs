@@ -370,6 +370,32 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Everything `child` writes to its piped stdout and stderr, collected line by line on threads
+/// of their own, so that its pipes never fill.
+fn collect_output(child: &mut Child) -> Arc<Mutex<String>> {
+    let output = Arc::new(Mutex::new(String::new()));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>);
+    for pipe in [stdout, stderr].into_iter().flatten() {
+        let output = Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Ok(mut out) = output.lock() {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+        });
+    }
+    output
+}
+
 /// Addresses a relay listens on.
 #[derive(Debug, Clone)]
 pub struct RelayPorts {
@@ -481,30 +507,7 @@ impl Relay {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let output = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Ok(mut out) = output.lock() {
-                        out.push_str(&line);
-                        out.push('\n');
-                    }
-                }
-            });
-        }
+        let output = collect_output(&mut child);
         let mut relay = Relay {
             child,
             ports: ports.clone(),
@@ -616,27 +619,24 @@ fn chromium_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
 }
 
-/// The port chromedriver says it listens on ("… started successfully on port N."). Its
-/// output is read to the end on a thread of its own, so that the pipe never fills.
-async fn chromedriver_port(stdout: std::process::ChildStdout) -> anyhow::Result<u16> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let port = line
-                .split_once("started successfully on port ")
-                .and_then(|(_, rest)| rest.trim_end_matches('.').trim().parse::<u16>().ok());
-            if let Some(port) = port
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(port);
-            }
+/// The port chromedriver says it listens on ("… started successfully on port N.").
+async fn chromedriver_port(driver: &mut Child, output: &Mutex<String>) -> anyhow::Result<u16> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let printed = output.lock().ok().and_then(|out| {
+            let (_, rest) = out.split_once("started successfully on port ")?;
+            rest.split('.').next()?.trim().parse().ok()
+        });
+        if let Some(port) = printed {
+            return Ok(port);
         }
-    });
-    match tokio::time::timeout(Duration::from_secs(20), rx).await {
-        Ok(Ok(port)) => Ok(port),
-        Ok(Err(_)) => bail!("chromedriver exited before it said which port it listens on"),
-        Err(_) => bail!("chromedriver did not say which port it listens on within 20 s"),
+        if let Ok(Some(status)) = driver.try_wait() {
+            bail!("chromedriver exited with {status} before it said which port it listens on");
+        }
+        if Instant::now() > deadline {
+            bail!("chromedriver did not say which port it listens on within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -650,7 +650,7 @@ impl Browser {
         std::fs::create_dir_all(&scratch)?;
         // Its own process group, so that Chromium and its helpers go with it on drop,
         // even when a failing test never reaches `close`.
-        let driver = Command::new(chromedriver_path())
+        let mut driver = Command::new(chromedriver_path())
             .process_group(0)
             .env("TMPDIR", &scratch)
             // Port 0: it binds a free port itself and prints which, so that browsers started
@@ -662,17 +662,12 @@ impl Browser {
             .context(
                 "starting chromedriver — `cargo xtask test` installs it (Debian: chromium-driver)",
             )?;
-        let mut driver = Some(driver);
-        let port = match driver.as_mut().and_then(|d| d.stdout.take()) {
-            Some(stdout) => chromedriver_port(stdout).await,
-            None => Err(anyhow::anyhow!("chromedriver's output is not readable")),
-        };
-        let port = match port {
+        let output = collect_output(&mut driver);
+        let port = match chromedriver_port(&mut driver, &output).await {
             Ok(port) => port,
             Err(e) => {
-                if let Some(mut d) = driver.take() {
-                    let _ = d.kill();
-                }
+                let _ = driver.kill();
+                let _ = driver.wait();
                 return Err(e);
             }
         };
@@ -691,6 +686,7 @@ impl Browser {
         );
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut driver = Some(driver);
         let client = loop {
             let attempt = fantoccini::ClientBuilder::new(
                 hyper_util::client::legacy::connect::HttpConnector::new(),
