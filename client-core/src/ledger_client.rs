@@ -109,45 +109,108 @@ pub async fn fetch_genesis(
     }
 }
 
-/// Reads `keys` and verifies the answer with `light`.
+/// Reads `keys` at the latest block and verifies the answer with `light`.
 pub async fn read(
     light: &std::cell::RefCell<LightClient>,
     control: &mut libp2p_stream::Control,
     relay: PeerId,
     keys: Vec<StateKey>,
 ) -> Result<Verified<Vec<Option<StateValue>>>, LedgerClientError> {
-    read_timed(light, control, relay, keys)
+    read_timed(light, control, relay, keys, None)
         .await
         .map(|(v, _)| v)
 }
 
-/// [`read`], also returning how long the page took to verify the answer (ms).
+/// Reads `keys` at block `height`, so that values read in several requests describe one
+/// state (a list, then its entries).
+pub async fn read_at(
+    light: &std::cell::RefCell<LightClient>,
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+    keys: Vec<StateKey>,
+    height: u64,
+) -> Result<Verified<Vec<Option<StateValue>>>, LedgerClientError> {
+    read_timed(light, control, relay, keys, Some(height))
+        .await
+        .map(|(v, _)| v)
+}
+
+/// Learns the validator sets elected since the light client's latest header, each from the
+/// header that elected it (signed by the set before).
+pub async fn follow_epochs(
+    light: &std::cell::RefCell<LightClient>,
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+) -> Result<usize, LedgerClientError> {
+    let mut followed = 0;
+    loop {
+        let from = light.borrow().epochs_from();
+        let answers = call(control, relay, &LedgerRequest::Epochs { from }, &|_| {}).await?;
+        let changes = match answers.into_iter().next() {
+            Some(LedgerResponse::Epochs(changes)) => changes,
+            other => {
+                return Err(LedgerClientError::Protocol(format!(
+                    "expected epoch changes, got {other:?}"
+                )));
+            }
+        };
+        let full = changes.len() >= crate::ledger::wire::MAX_EPOCH_CHANGES;
+        for change in &changes {
+            light.borrow_mut().follow(change)?;
+            followed += 1;
+        }
+        if !full {
+            return Ok(followed);
+        }
+    }
+}
+
+/// [`read`] or [`read_at`], also returning how long the page took to verify the answer (ms).
+/// An answer signed by a set the light client has not learned yet makes it follow the epoch
+/// changes since its latest header first.
 async fn read_timed(
     light: &std::cell::RefCell<LightClient>,
     control: &mut libp2p_stream::Control,
     relay: PeerId,
     keys: Vec<StateKey>,
+    height: Option<u64>,
 ) -> Result<(Verified<Vec<Option<StateValue>>>, f64), LedgerClientError> {
-    let request = LedgerRequest::Read { keys: keys.clone() };
+    let request = LedgerRequest::Read {
+        keys: keys.clone(),
+        height,
+    };
     let answers = call(control, relay, &request, &|_| {}).await?;
-    match answers.into_iter().next() {
-        Some(LedgerResponse::Reads(Some(reads))) => {
-            let started = crate::browser::now_ms();
-            let verified = light.borrow_mut().verify(&keys, &reads)?;
-            // For the end-to-end benchmark: how long the page took to check this answer.
-            let ended = crate::browser::now_ms();
-            crate::browser::measure(
-                &format!("aqueduct:ledger-verify:{}", keys.len()),
-                started,
-                ended,
-            );
-            Ok((verified, ended - started))
+    let reads = match answers.into_iter().next() {
+        Some(LedgerResponse::Reads(Some(reads))) => reads,
+        Some(LedgerResponse::Reads(None)) => return Err(LedgerClientError::NoBlockYet),
+        other => {
+            return Err(LedgerClientError::Protocol(format!(
+                "expected proven reads, got {other:?}"
+            )));
         }
-        Some(LedgerResponse::Reads(None)) => Err(LedgerClientError::NoBlockYet),
-        other => Err(LedgerClientError::Protocol(format!(
-            "expected proven reads, got {other:?}"
-        ))),
+    };
+    let check = |light: &std::cell::RefCell<LightClient>| {
+        let started = crate::browser::now_ms();
+        let verified = match height {
+            Some(h) => light.borrow_mut().verify_at(h, &keys, &reads),
+            None => light.borrow_mut().verify(&keys, &reads),
+        };
+        (verified, crate::browser::now_ms() - started)
+    };
+    let (mut verified, mut took) = check(light);
+    if let Err(ReadError::UnknownSet { .. }) = verified {
+        follow_epochs(light, control, relay).await?;
+        (verified, took) = check(light);
     }
+    let verified = verified?;
+    // For the end-to-end benchmark: how long the page took to check this answer.
+    let ended = crate::browser::now_ms();
+    crate::browser::measure(
+        &format!("aqueduct:ledger-verify:{}", keys.len()),
+        ended - took,
+        ended,
+    );
+    Ok((verified, took))
 }
 
 /// An account's verified state (a default account if it has never received anything).
@@ -184,11 +247,12 @@ pub async fn providers(
     };
     let mut out = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(crate::ledger::wire::MAX_READ_KEYS) {
-        let batch = read(
+        let batch = read_at(
             light,
             control,
             relay,
             chunk.iter().map(|k| StateKey::Provider(*k)).collect(),
+            list.height,
         )
         .await?;
         for (key, value) in chunk.iter().zip(batch.value.iter()) {
@@ -226,11 +290,12 @@ pub async fn channels(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let values = read(
+    let values = read_at(
         light,
         control,
         relay,
         ids.iter().map(|id| StateKey::Channel(*id)).collect(),
+        list.height,
     )
     .await?;
     Ok(ids
@@ -257,7 +322,7 @@ pub async fn dao(
         keys.push(StateKey::Power(me));
         keys.push(StateKey::Delegate(me));
     }
-    let (first, mut verify_ms) = read_timed(light, control, relay, keys).await?;
+    let (first, mut verify_ms) = read_timed(light, control, relay, keys, None).await?;
     let values = &first.value;
     let Some(Some(StateValue::Params(params))) = values.first() else {
         return Err(LedgerClientError::Protocol(
@@ -275,7 +340,7 @@ pub async fn dao(
     let ids = newest_ids(next);
     let mut proposals = Vec::with_capacity(ids.len());
     let mut votes = Vec::new();
-    let mut height = first.height;
+    let height = first.height;
     // Each proposal with the viewer's vote on it, a few at a time.
     let per_read = (crate::ledger::wire::MAX_READ_KEYS / 2).max(1);
     for chunk in ids.chunks(per_read) {
@@ -286,9 +351,8 @@ pub async fn dao(
                 keys.push(StateKey::Vote(*id, me));
             }
         }
-        let (batch, ms) = read_timed(light, control, relay, keys.clone()).await?;
+        let (batch, ms) = read_timed(light, control, relay, keys.clone(), Some(height)).await?;
         verify_ms += ms;
-        height = height.max(batch.height);
         for (key, value) in keys.iter().zip(batch.value) {
             match (key, value) {
                 (StateKey::Proposal(_), Some(StateValue::Proposal(p))) => proposals.push(p),

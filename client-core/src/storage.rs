@@ -5,6 +5,9 @@
 //!   memory of an unlocked page.
 //! - `jobs`: the job history, one record per job under its id: the canonical encoding of a
 //!   [`crate::job::history::JobRecord`] as bytes.
+//! - `chain`: the light client's verified state per genesis (the canonical encoding of a
+//!   [`crate::ledger::light::Trusted`], under the genesis hash), so that a reloaded page
+//!   resumes from the latest header it verified and never accepts an older one.
 //!
 //! This is an I/O shell like `browser`: it moves bytes and strings in and out and leaves their
 //! meaning (and their checking) to the pure core.
@@ -13,9 +16,10 @@ use idb::{Database, Factory, ObjectStoreParams, TransactionMode};
 use wasm_bindgen::{JsCast, JsValue};
 
 const DB_NAME: &str = "aqueduct";
-const DB_VERSION: u32 = 1;
+const DB_VERSION: u32 = 2;
 const WALLET_STORE: &str = "wallet";
 const JOBS_STORE: &str = "jobs";
+const CHAIN_STORE: &str = "chain";
 const WALLET_KEY: &str = "main";
 
 /// A storage failure, in words.
@@ -44,7 +48,7 @@ impl Storage {
             use idb::DatabaseEvent;
             let Ok(db) = event.database() else { return };
             let names = db.store_names();
-            for store in [WALLET_STORE, JOBS_STORE] {
+            for store in [WALLET_STORE, JOBS_STORE, CHAIN_STORE] {
                 if !names.iter().any(|n| n == store) {
                     let _ = db.create_object_store(store, ObjectStoreParams::new());
                 }
@@ -151,5 +155,24 @@ impl Storage {
 
     pub async fn delete_job(&self, id: &str) -> Result<(), StorageError> {
         self.delete(JOBS_STORE, id).await
+    }
+
+    /// Keeps the light client's state for the chain of genesis `genesis_hash`.
+    pub async fn put_light_state(
+        &self,
+        genesis_hash: &str,
+        state: &[u8],
+    ) -> Result<(), StorageError> {
+        let bytes = js_sys::Uint8Array::from(state);
+        self.put(CHAIN_STORE, genesis_hash, &bytes.into()).await
+    }
+
+    /// The light client's saved state for the chain of genesis `genesis_hash`.
+    pub async fn light_state(&self, genesis_hash: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .get(CHAIN_STORE, genesis_hash)
+            .await?
+            .and_then(|v| v.dyn_into::<js_sys::Uint8Array>().ok())
+            .map(|a| a.to_vec()))
     }
 }

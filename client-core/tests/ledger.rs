@@ -10,7 +10,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 use client_core::encoding;
 use client_core::identity::{Keypair, PublicKey};
-use client_core::ledger::block::{CommitError, Vote, verify_commit};
+use client_core::ledger::block::{CommitError, verify_commit};
 use client_core::ledger::light::{LightClient, ProvenRead, ProvenReads, ReadError};
 use client_core::ledger::merkle::{self, MemoryTree, ProofError, StateProof, verify_read};
 use client_core::ledger::state::{
@@ -139,10 +139,9 @@ impl Net {
             txs_root: client_core::ledger::block::txs_root(&[]),
             time_ms: self.time_ms,
             validators: self.genesis.validator_set().hash(),
+            next_validators: self.genesis.validator_set().hash(),
         };
-        let commit = Commit {
-            votes: vec![Commit::vote(&self.validator, &header)],
-        };
+        let commit = Commit::signed_by(&[&self.validator], &header, 0);
         self.prev = header.hash();
         self.last = Some((header, commit));
     }
@@ -874,9 +873,7 @@ fn the_light_client_believes_only_committed_headers() {
 
     // Signed by someone who is not a validator.
     let mut forged = answer.clone();
-    forged.commit = Commit {
-        votes: vec![Commit::vote(&key(9), &forged.header)],
-    };
+    forged.commit = Commit::signed_by(&[&key(9)], &forged.header, 0);
     assert_eq!(
         LightClient::new(&net.genesis).verify(&keys, &forged),
         Err(ReadError::Commit(CommitError::NotAValidator(
@@ -978,13 +975,9 @@ fn two_thirds_of_the_power_is_needed() {
         txs_root: client_core::hash::Hash([2; 32]),
         time_ms: 0,
         validators: set.hash(),
+        next_validators: set.hash(),
     };
-    let votes = |keys: &[&Keypair]| Commit {
-        votes: keys
-            .iter()
-            .map(|k| Commit::vote(k, &header))
-            .collect::<Vec<Vote>>(),
-    };
+    let votes = |keys: &[&Keypair]| Commit::signed_by(keys, &header, 0);
     assert_eq!(
         verify_commit(&header, &votes(&[&a, &b]), &set, NET),
         Err(CommitError::NotEnoughPower {
@@ -999,6 +992,28 @@ fn two_thirds_of_the_power_is_needed() {
         verify_commit(&other_set, &votes(&[&a, &b, &c]), &set, NET),
         Err(CommitError::UnknownValidatorSet { .. })
     ));
+    // Votes cast in round 0 moved to a certificate claiming round 1: the signatures are over
+    // round 0's precommit, so none verifies.
+    let mut moved = votes(&[&a, &b, &c]);
+    moved.round = 1;
+    assert_eq!(
+        verify_commit(&header, &moved, &set, NET),
+        Err(CommitError::BadSignature(a.public()))
+    );
+    verify_commit(
+        &header,
+        &Commit::signed_by(&[&a, &b, &c], &header, 1),
+        &set,
+        NET,
+    )
+    .expect("a certificate of round 1");
+    // Votes from two rounds do not add up to one certificate.
+    let mut mixed = Commit::signed_by(&[&a, &b], &header, 0);
+    mixed.votes.push(Commit::vote(&c, &header, 1));
+    assert_eq!(
+        verify_commit(&header, &mixed, &set, NET),
+        Err(CommitError::BadSignature(c.public()))
+    );
 }
 
 #[test]

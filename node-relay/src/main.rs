@@ -30,6 +30,43 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print the relay's peer id and the multiaddrs browsers dial (creating its keys if needed).
     Id(IdArgs),
+    /// Write a genesis for a network of several relays: its validators, funded accounts and
+    /// the development parameters (with a faucet unless --no-faucet).
+    Genesis(GenesisArgs),
+}
+
+#[derive(Args)]
+struct GenesisArgs {
+    /// The new network's id.
+    #[arg(long)]
+    network_id: String,
+    /// A validator's peer id (as `node-relay id` prints it), with its voting power after `=`
+    /// (default 1). Repeat for each validator.
+    #[arg(long = "validator", required = true, value_parser = parse_weighted)]
+    validators: Vec<(String, u64)>,
+    /// An account to fund, as `<peer id>=<tokens>` (repeatable). Validators are funded with
+    /// 1 000 000 tokens unless listed here.
+    #[arg(long = "fund", value_parser = parse_weighted)]
+    funds: Vec<(String, u64)>,
+    /// Blocks per epoch: the validator set is re-elected from stake at the end of each.
+    #[arg(long, default_value_t = 20)]
+    epoch_blocks: u64,
+    /// No faucet (a network whose tokens exist only through the genesis).
+    #[arg(long)]
+    no_faucet: bool,
+    /// Where to write the genesis JSON (standard output if absent).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn parse_weighted(text: &str) -> Result<(String, u64), String> {
+    match text.split_once('=') {
+        None => Ok((text.to_owned(), 1)),
+        Some((who, n)) => n
+            .parse::<u64>()
+            .map(|n| (who.to_owned(), n))
+            .map_err(|_| format!("{n:?} in {text:?} is not a whole number")),
+    }
 }
 
 #[derive(Args, Clone)]
@@ -133,6 +170,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Id(args) => print_id(args),
+        Command::Genesis(args) => write_genesis(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -163,6 +201,62 @@ fn print_id(args: IdArgs) -> anyhow::Result<()> {
         "webrtc:  {}",
         network::webrtc_multiaddr(args.common.webrtc, &keys)
     );
+    Ok(())
+}
+
+fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
+    use client_core::identity::PublicKey;
+    use client_core::ledger::genesis::Balance;
+    use client_core::ledger::state::UNITS_PER_TOKEN;
+    use client_core::ledger::{Genesis, Params, Validator};
+    let parse = |who: &str| {
+        PublicKey::parse(who).map_err(|e| anyhow::anyhow!("{who:?} is not a peer id: {e}"))
+    };
+    let mut validators = Vec::new();
+    for (who, power) in &args.validators {
+        validators.push(Validator {
+            key: parse(who)?,
+            power: *power,
+        });
+    }
+    let mut balances: Vec<Balance> = Vec::new();
+    for (who, tokens) in &args.funds {
+        balances.push(Balance {
+            account: parse(who)?,
+            amount: tokens
+                .checked_mul(UNITS_PER_TOKEN)
+                .context("a funded amount is too large")?,
+        });
+    }
+    for v in &validators {
+        if !balances.iter().any(|b| b.account == v.key) {
+            balances.push(Balance {
+                account: v.key,
+                amount: 1_000_000 * UNITS_PER_TOKEN,
+            });
+        }
+    }
+    let mut params = Params::dev();
+    params.epoch_blocks = args.epoch_blocks;
+    if args.no_faucet {
+        params.faucet_amount = None;
+    }
+    let genesis = Genesis {
+        network_id: args.network_id,
+        time_ms: ledger::now_ms(),
+        validators,
+        balances,
+        params,
+        treasury: 100_000 * UNITS_PER_TOKEN,
+    };
+    genesis.check().context("the genesis would not be valid")?;
+    let json = genesis.to_json();
+    match args.out {
+        Some(path) => {
+            std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => println!("{json}"),
+    }
     Ok(())
 }
 

@@ -157,7 +157,10 @@ pub async fn read_verified_keys(
     let answer = ledger_call(
         &mut control,
         peer,
-        &LedgerRequest::Read { keys: keys.clone() },
+        &LedgerRequest::Read {
+            keys: keys.clone(),
+            height: None,
+        },
     )
     .await?;
     let Some(LedgerResponse::Reads(Some(reads))) = answer.first() else {

@@ -542,7 +542,10 @@ async fn a_provider_takes_only_jobs_whose_voucher_pays_its_price() -> anyhow::Re
         let answer = aqueduct_tests::ledger_call(
             &mut control,
             client.relay,
-            &LedgerRequest::Read { keys: keys.clone() },
+            &LedgerRequest::Read {
+                keys: keys.clone(),
+                height: None,
+            },
         )
         .await?;
         let Some(LedgerResponse::Reads(Some(reads))) = answer.first() else {

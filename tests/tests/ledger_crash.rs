@@ -33,7 +33,10 @@ async fn stream_transactions(
     let first = match ledger_call(
         &mut control,
         relay,
-        &LedgerRequest::Read { keys: vec![key] },
+        &LedgerRequest::Read {
+            keys: vec![key],
+            height: None,
+        },
     )
     .await
     {
@@ -171,6 +174,7 @@ async fn no_committed_transaction_is_lost_to_sigkill() -> anyhow::Result<()> {
         peer,
         &LedgerRequest::Read {
             keys: vec![StateKey::Params],
+            height: None,
         },
     )
     .await?;

@@ -11,7 +11,7 @@ use client_core::browser::{self, PeerId};
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
 use client_core::ledger::gov::DaoView;
-use client_core::ledger::light::{LightClient, Verified};
+use client_core::ledger::light::{LightClient, Trusted, Verified};
 use client_core::ledger::state::{Account, Channel, Params, Provider};
 use client_core::ledger::tx::min_fee_for;
 use client_core::ledger::{Genesis, TxKind};
@@ -143,8 +143,11 @@ impl LedgerState {
                 }
             }
         }
-        self.light
-            .set_value(Some(Rc::new(RefCell::new(LightClient::new(&genesis)))));
+        let light = match restore_light(&genesis).await {
+            Some(light) => light,
+            None => LightClient::new(&genesis),
+        };
+        self.light.set_value(Some(Rc::new(RefCell::new(light))));
         self.genesis.set(Some(genesis));
         self.refresh_market();
     }
@@ -164,6 +167,19 @@ impl LedgerState {
 
     fn note_head(&self, light: &RefCell<LightClient>) {
         let light = light.borrow();
+        if let Some(evidence) = light.evidence().last() {
+            let signers = evidence.double_signers();
+            self.problem.set(Some(format!(
+                "two different blocks at height {} carry valid signatures: validators {} signed \
+                 both. The network is forked; nothing newer is believed from this relay.",
+                evidence.a.0.height,
+                signers
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         if let Some(header) = light.latest() {
             let head = Head {
                 height: header.height,
@@ -174,6 +190,9 @@ impl LedgerState {
             };
             if self.head.get_untracked().map(|h| h.height) != Some(head.height) {
                 self.head.set(Some(head));
+                if let Some(trusted) = light.trusted() {
+                    leptos::task::spawn_local(save_light(trusted));
+                }
             }
         }
     }
@@ -312,3 +331,28 @@ impl LedgerState {
         });
     }
 }
+
+/// The light client as this browser last left it for `genesis`, if it saved one that fits.
+async fn restore_light(genesis: &Genesis) -> Option<LightClient> {
+    let storage = client_core::storage::Storage::open().await.ok()?;
+    let bytes = storage
+        .light_state(&genesis.hash().to_string())
+        .await
+        .ok()??;
+    let trusted: Trusted = client_core::encoding::decode(&bytes, MAX_LIGHT_STATE).ok()?;
+    LightClient::restore(genesis, trusted).ok()
+}
+
+/// Saves the light client's latest verified header and sets, for the next page load.
+async fn save_light(trusted: Trusted) {
+    let Ok(storage) = client_core::storage::Storage::open().await else {
+        return;
+    };
+    let bytes = client_core::encoding::encode(&trusted);
+    let _ = storage
+        .put_light_state(&trusted.genesis_hash.to_string(), &bytes)
+        .await;
+}
+
+/// A saved light-client state is a header, a commit and two validator sets.
+const MAX_LIGHT_STATE: usize = 256 * 1024;

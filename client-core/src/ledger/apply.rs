@@ -302,6 +302,7 @@ pub fn apply_verified(
                     offer: offer.clone(),
                     registered_at_ms: ctx.time_ms,
                     unbonding: None,
+                    candidate: false,
                 }),
             );
             if let Err(at) = providers.binary_search(&sender) {
@@ -320,6 +321,16 @@ pub fn apply_verified(
                 return Err(TxError::InvalidOffer(problem));
             }
             provider.offer = offer.clone();
+            s.put(StateKey::Provider(sender), StateValue::Provider(provider));
+        }
+        TxKind::Candidacy { candidate } => {
+            let mut provider = s
+                .provider(&sender)
+                .ok_or(TxError::UnknownProvider(sender))?;
+            if !provider.active() {
+                return Err(TxError::ProviderUnbonding);
+            }
+            provider.candidate = *candidate;
             s.put(StateKey::Provider(sender), StateValue::Provider(provider));
         }
         TxKind::Unbond => {
@@ -661,6 +672,17 @@ fn close_proposals<S: StateRead + ?Sized>(
 /// ended, queues those that succeeded (one block later), and carries out queued proposals whose
 /// timelock has passed. Deterministic and bounded by [`MAX_OPEN_PROPOSALS`].
 pub fn end_block(state: &(impl StateRead + ?Sized), ctx: &BlockContext) -> Changes {
+    let mut s = Overlay::new(state);
+    s.extend(end_proposals(state, ctx));
+    // The election comes last, so that stake moved and parameters changed in this block count.
+    if let Some(set) = super::validators::election(&s, ctx.height) {
+        s.put(StateKey::Validators, StateValue::Validators(set));
+    }
+    s.into_changes()
+}
+
+/// The governance part of [`end_block`]: tallies, queues, executes and expires proposals.
+fn end_proposals(state: &(impl StateRead + ?Sized), ctx: &BlockContext) -> Changes {
     let mut s = Overlay::new(state);
     // Most blocks have no open proposal: one read and done.
     let open = s.ids(&StateKey::OpenProposals);

@@ -1,5 +1,13 @@
-//! Blocks, their headers and commits, and what makes a header final: signatures of validators
-//! holding more than two thirds of the voting power.
+//! Blocks, their headers and commits, and what makes a header final: precommit signatures of
+//! validators holding more than two thirds of the voting power, all for one round.
+//!
+//! A validator signs [`Precommit`] — network, height, round and the header's hash — under the
+//! domain tag `aqueduct/v1/precommit`. The round is in the signed bytes because Tendermint's
+//! safety rests on it: a vote for a value in one round says nothing about another round, so a
+//! certificate cannot be moved to a round its votes were not cast in. Every signature is
+//! checked with strict ed25519 verification, one at a time, the same way in the relay, the
+//! consensus engine and the page: whether a commit is valid never depends on what else is in
+//! the block.
 
 use super::tx::{SignedTx, tx_id};
 use crate::hash::Hash;
@@ -36,7 +44,7 @@ impl ValidatorSet {
             .fold(0u64, |sum, v| sum.saturating_add(v.power))
     }
 
-    fn power_of(&self, key: &PublicKey) -> Option<u64> {
+    pub fn power_of(&self, key: &PublicKey) -> Option<u64> {
         self.validators
             .iter()
             .find(|v| v.key == *key)
@@ -58,40 +66,87 @@ pub struct Header {
     pub time_ms: u64,
     /// [`ValidatorSet::hash`] of the set that signs this block.
     pub validators: Hash,
-}
-
-impl Domain for Header {
-    const TAG: &'static str = "aqueduct/v1/commit";
+    /// [`ValidatorSet::hash`] of the set that signs the next block: the same as `validators`
+    /// except at the last block of an epoch, whose state holds the new set.
+    pub next_validators: Hash,
 }
 
 impl Header {
     pub fn hash(&self) -> Hash {
-        Hash::of_encoded(self)
+        Hash::of_encoded(&("aqueduct/v1/header", self))
     }
 }
 
-/// One validator's signature over a header.
+/// What a validator signs to commit a block: the header's hash at one height and round.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Precommit {
+    pub network_id: String,
+    pub height: u64,
+    pub round: u32,
+    pub header: Hash,
+}
+
+impl Domain for Precommit {
+    const TAG: &'static str = "aqueduct/v1/precommit";
+}
+
+/// One validator's precommit signature (the precommit itself follows from the commit).
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Vote {
     pub validator: PublicKey,
     pub signature: Signature,
 }
 
-/// The votes that make a header final.
+/// The certificate that makes a header final: precommits of one round.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Commit {
+    pub round: u32,
     pub votes: Vec<Vote>,
 }
 
 impl Commit {
-    /// One validator's vote for `header`.
-    pub fn vote(keypair: &crate::identity::Keypair, header: &Header) -> Vote {
-        let signed = Signed::sign(keypair, header.clone());
+    /// The precommit the votes of this commit sign for `header`.
+    pub fn precommit(header: &Header, round: u32) -> Precommit {
+        Precommit {
+            network_id: header.network_id.clone(),
+            height: header.height,
+            round,
+            header: header.hash(),
+        }
+    }
+
+    /// One validator's vote for `header` in `round`.
+    pub fn vote(keypair: &crate::identity::Keypair, header: &Header, round: u32) -> Vote {
+        let signed = Signed::sign(keypair, Commit::precommit(header, round));
         Vote {
             validator: signed.signer,
             signature: signed.signature,
         }
     }
+
+    /// A commit of `keypairs`' votes for `header` in `round`.
+    pub fn signed_by(keypairs: &[&crate::identity::Keypair], header: &Header, round: u32) -> Self {
+        Commit {
+            round,
+            votes: keypairs
+                .iter()
+                .map(|k| Commit::vote(k, header, round))
+                .collect(),
+        }
+    }
+}
+
+/// Checks one precommit signature, strictly.
+pub fn verify_vote(precommit: &Precommit, vote: &Vote) -> Result<(), CommitError> {
+    let key = vote
+        .validator
+        .verifying_key()
+        .ok_or(CommitError::BadSignature(vote.validator))?;
+    key.verify_strict(
+        &signing_bytes(precommit),
+        &ed25519_dalek::Signature::from_bytes(&vote.signature.0),
+    )
+    .map_err(|_| CommitError::BadSignature(vote.validator))
 }
 
 /// A block: its header, its transactions and the commit that makes it final.
@@ -154,7 +209,7 @@ pub fn verify_commit(
             got: header.validators,
         });
     }
-    let bytes = signing_bytes(header);
+    let precommit = Commit::precommit(header, commit.round);
     let mut seen = BTreeSet::new();
     let mut signed: u64 = 0;
     for vote in &commit.votes {
@@ -164,15 +219,7 @@ pub fn verify_commit(
         if !seen.insert(vote.validator) {
             return Err(CommitError::DoubleVote(vote.validator));
         }
-        let key = vote
-            .validator
-            .verifying_key()
-            .ok_or(CommitError::BadSignature(vote.validator))?;
-        key.verify_strict(
-            &bytes,
-            &ed25519_dalek::Signature::from_bytes(&vote.signature.0),
-        )
-        .map_err(|_| CommitError::BadSignature(vote.validator))?;
+        verify_vote(&precommit, vote)?;
         signed = signed.saturating_add(power);
     }
     let total = set.total_power();

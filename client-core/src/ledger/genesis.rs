@@ -123,6 +123,10 @@ impl Genesis {
         );
         changes.insert(StateKey::Treasury, Some(StateValue::Amount(self.treasury)));
         changes.insert(StateKey::Providers, Some(StateValue::Keys(Vec::new())));
+        changes.insert(
+            StateKey::Validators,
+            Some(StateValue::Validators(self.validator_set())),
+        );
         for b in &self.balances {
             changes.insert(
                 StateKey::Power(b.account),
@@ -181,6 +185,8 @@ impl Params {
                 timelock_blocks: 6,
                 grace_blocks: 60,
             },
+            validator_count: 4,
+            epoch_blocks: 20,
         }
     }
 }

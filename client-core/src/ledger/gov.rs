@@ -106,10 +106,12 @@ pub enum ParamChange {
     VotingPeriodBlocks(u64),
     TimelockBlocks(u64),
     GraceBlocks(u64),
+    ValidatorCount(u64),
+    EpochBlocks(u64),
 }
 
 /// Every governed parameter's name, in the order the app lists them.
-pub const PARAM_NAMES: [&str; 13] = [
+pub const PARAM_NAMES: [&str; 15] = [
     "min_stake",
     "unbonding_delay_ms",
     "channel_timeout_ms",
@@ -123,6 +125,8 @@ pub const PARAM_NAMES: [&str; 13] = [
     "voting_period_blocks",
     "timelock_blocks",
     "grace_blocks",
+    "validator_count",
+    "epoch_blocks",
 ];
 
 impl ParamChange {
@@ -143,6 +147,8 @@ impl ParamChange {
             "voting_period_blocks" => ParamChange::VotingPeriodBlocks(value),
             "timelock_blocks" => ParamChange::TimelockBlocks(value),
             "grace_blocks" => ParamChange::GraceBlocks(value),
+            "validator_count" => ParamChange::ValidatorCount(value),
+            "epoch_blocks" => ParamChange::EpochBlocks(value),
             _ => return None,
         })
     }
@@ -163,6 +169,8 @@ impl ParamChange {
             ParamChange::VotingPeriodBlocks(_) => "voting_period_blocks",
             ParamChange::TimelockBlocks(_) => "timelock_blocks",
             ParamChange::GraceBlocks(_) => "grace_blocks",
+            ParamChange::ValidatorCount(_) => "validator_count",
+            ParamChange::EpochBlocks(_) => "epoch_blocks",
         }
     }
 
@@ -180,7 +188,9 @@ impl ParamChange {
             | ParamChange::VotingDelayBlocks(v)
             | ParamChange::VotingPeriodBlocks(v)
             | ParamChange::TimelockBlocks(v)
-            | ParamChange::GraceBlocks(v) => v,
+            | ParamChange::GraceBlocks(v)
+            | ParamChange::ValidatorCount(v)
+            | ParamChange::EpochBlocks(v) => v,
             ParamChange::SlashFractionBps(v) => u64::from(v),
         }
     }
@@ -201,6 +211,8 @@ impl ParamChange {
             ParamChange::VotingPeriodBlocks(_) => params.gov.voting_period_blocks,
             ParamChange::TimelockBlocks(_) => params.gov.timelock_blocks,
             ParamChange::GraceBlocks(_) => params.gov.grace_blocks,
+            ParamChange::ValidatorCount(_) => params.validator_count,
+            ParamChange::EpochBlocks(_) => params.epoch_blocks,
         }
     }
 
@@ -220,6 +232,8 @@ impl ParamChange {
             ParamChange::VotingPeriodBlocks(v) => params.gov.voting_period_blocks = v,
             ParamChange::TimelockBlocks(v) => params.gov.timelock_blocks = v,
             ParamChange::GraceBlocks(v) => params.gov.grace_blocks = v,
+            ParamChange::ValidatorCount(v) => params.validator_count = v,
+            ParamChange::EpochBlocks(v) => params.epoch_blocks = v,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`block`]: headers, commits (validator signatures) and their verification.
 //! - [`genesis`]: what a network starts from.
 //! - [`gov`]: proposals, delegation, voting power over time, and what passed proposals do.
+//! - [`validators`]: the validator set elected from stake at the end of every epoch.
 //! - [`chain`]: replaying a chain from genesis, checking every block and state root.
 //! - [`light`]: the light client — latest verified header, verified reads.
 //! - [`wire`]: the `/aqueduct/ledger/1` protocol's messages.
@@ -26,6 +27,7 @@ pub mod merkle;
 pub mod pay;
 pub mod state;
 pub mod tx;
+pub mod validators;
 pub mod wire;
 
 pub use apply::{

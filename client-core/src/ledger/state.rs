@@ -66,6 +66,9 @@ pub enum StateKey {
     Power(PublicKey),
     /// The lowest start height of the open proposals: how far back power histories are kept.
     OldestVoteStart,
+    /// The validator set that signs the next block (recomputed from stake at the end of each
+    /// epoch's last block).
+    Validators,
 }
 
 impl StateKey {
@@ -91,6 +94,7 @@ pub enum StateValue {
     Vote(super::gov::VoteRecord),
     Key(PublicKey),
     Power(super::gov::PowerHistory),
+    Validators(super::block::ValidatorSet),
 }
 
 impl StateValue {
@@ -112,6 +116,7 @@ impl StateValue {
                 | (StateKey::Delegate(_), StateValue::Key(_))
                 | (StateKey::Power(_), StateValue::Power(_))
                 | (StateKey::OldestVoteStart, StateValue::Amount(_))
+                | (StateKey::Validators, StateValue::Validators(_))
         )
     }
 }
@@ -236,6 +241,9 @@ pub struct Provider {
     pub offer: Offer,
     pub registered_at_ms: u64,
     pub unbonding: Option<Unbonding>,
+    /// Whether it stands for the validator set: its relay takes part in consensus. Among the
+    /// active candidates, those with the most stake validate from the next epoch on.
+    pub candidate: bool,
 }
 
 impl Provider {
@@ -285,6 +293,24 @@ pub struct Params {
     /// is not implemented yet; the DAO already governs the rate).
     pub slash_fraction_bps: u16,
     pub gov: super::gov::GovParams,
+    /// The most validators a set has: the candidates with the most stake.
+    #[serde(default = "default_validator_count")]
+    pub validator_count: u64,
+    /// Blocks per epoch: the set is recomputed at the end of every block whose height is a
+    /// multiple of this.
+    #[serde(default = "default_epoch_blocks")]
+    pub epoch_blocks: u64,
+}
+
+/// The most validators the set can hold (also bounds a certificate's size).
+pub const MAX_VALIDATORS: u64 = 100;
+
+fn default_validator_count() -> u64 {
+    4
+}
+
+fn default_epoch_blocks() -> u64 {
+    100
 }
 
 impl Params {
@@ -301,6 +327,12 @@ impl Params {
         }
         if self.max_job_ttl_ms == 0 {
             return Some("max_job_ttl_ms must be above zero".into());
+        }
+        if self.validator_count == 0 || self.validator_count > MAX_VALIDATORS {
+            return Some(format!("validator_count must be 1 to {MAX_VALIDATORS}"));
+        }
+        if self.epoch_blocks == 0 {
+            return Some("epoch_blocks must be above zero".into());
         }
         if self.slash_fraction_bps > 10_000 {
             return Some("slash_fraction_bps is at most 10000 (all of the stake)".into());

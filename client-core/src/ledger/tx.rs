@@ -108,6 +108,11 @@ pub enum TxKind {
     CancelProposal {
         proposal: super::gov::ProposalId,
     },
+    /// A provider stands for the validator set (or stands down): from the end of the epoch on,
+    /// the candidates with the most stake validate.
+    Candidacy {
+        candidate: bool,
+    },
 }
 
 impl TxKind {
@@ -128,6 +133,8 @@ impl TxKind {
             TxKind::Vote { .. } => "vote",
             TxKind::Delegate { .. } => "delegate",
             TxKind::CancelProposal { .. } => "cancel proposal",
+            TxKind::Candidacy { candidate: true } => "stand for validator",
+            TxKind::Candidacy { candidate: false } => "stand down as validator",
         }
     }
 }

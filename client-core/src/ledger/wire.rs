@@ -6,7 +6,7 @@
 
 use super::block::Block;
 use super::genesis::Genesis;
-use super::light::ProvenReads;
+use super::light::{EpochChange, ProvenReads};
 use super::state::StateKey;
 use super::tx::SignedTx;
 use crate::hash::Hash;
@@ -22,14 +22,18 @@ pub const MAX_LEDGER_RESPONSE: usize = 8 * 1024 * 1024;
 pub const MAX_READ_KEYS: usize = 64;
 /// The most blocks one request may ask for.
 pub const MAX_BLOCKS_PER_REQUEST: u32 = 64;
+/// The most epoch changes one answer carries.
+pub const MAX_EPOCH_CHANGES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum LedgerRequest {
     /// The network's genesis.
     Genesis,
-    /// Values of `keys` with proofs, at the latest block.
+    /// Values of `keys` with proofs, at block `height` (the latest block when `None`), so
+    /// that several reads can describe one state.
     Read {
         keys: Vec<StateKey>,
+        height: Option<u64>,
     },
     Submit {
         tx: Box<SignedTx>,
@@ -38,6 +42,11 @@ pub enum LedgerRequest {
     Blocks {
         from: u64,
         count: u32,
+    },
+    /// The epoch changes (blocks that elect a new validator set) at `from` or later, in order,
+    /// at most [`MAX_EPOCH_CHANGES`]: what a light client needs to follow the set.
+    Epochs {
+        from: u64,
     },
 }
 
@@ -62,6 +71,7 @@ pub enum LedgerResponse {
         reason: String,
     },
     Blocks(Vec<Block>),
+    Epochs(Vec<EpochChange>),
     /// The request was refused; `reason` says why in words a user can act on.
     Refused {
         reason: String,

@@ -1,9 +1,12 @@
 //! The relay's ledger: mempool, block production, storage and the ledger protocol.
 //!
-//! Block production goes through [`Finalizer`], the seat of a consensus engine: it is handed
-//! a proposed header and returns the commit that makes it final. With one validator (this
-//! issue's network) that is [`SoloValidator`], which signs at once; a BFT engine with several
-//! validators takes the same seat later without the producer changing.
+//! A block is made in three steps, the same for the one-node dev network and for consensus:
+//! [`Ledger::build_block`] (mempool → apply → state root → header), [`Ledger::check_block`]
+//! (a block another validator proposes, re-executed on our state: same roots, parent, time
+//! rules, validator sets) and [`Ledger::commit_block`] (the durable write and mempool
+//! pruning). Between building and committing, a [`Finalizer`] — the seat of a consensus
+//! engine — returns the commit that makes the header final; with one validator that is
+//! [`SoloValidator`], which signs at once.
 
 pub mod mempool;
 pub mod protocol;
@@ -12,10 +15,13 @@ pub mod store;
 use anyhow::{Context, bail};
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
-use client_core::ledger::block::{Block, txs_root};
-use client_core::ledger::light::{ProvenRead, ProvenReads};
+use client_core::ledger::block::{Block, txs_root, verify_commit};
+use client_core::ledger::chain::{self, ReplayError, Tip};
+use client_core::ledger::light::{EpochChange, ProvenRead, ProvenReads};
 use client_core::ledger::merkle;
 use client_core::ledger::tx::tx_id;
+use client_core::ledger::validators;
+use client_core::ledger::wire::MAX_EPOCH_CHANGES;
 use client_core::ledger::{
     BlockContext, Commit, Genesis, Header, SignedTx, StateKey, StateRead, StateValue, Tx, TxKind,
     apply_block,
@@ -39,6 +45,38 @@ pub trait Finalizer: Send {
     fn finalize(&mut self, header: &Header) -> anyhow::Result<Commit>;
 }
 
+/// How far ahead of our clock a proposed block's time may be.
+pub const MAX_CLOCK_AHEAD_MS: u64 = 5_000;
+
+/// A transaction left out of a block being built, and why.
+#[derive(Debug, Clone)]
+pub struct Dropped {
+    pub sender: PublicKey,
+    pub nonce: u64,
+    pub id: Hash,
+    pub reason: String,
+}
+
+/// A block made or checked but not yet final: the header, its transactions, the state-tree
+/// nodes that writing it adds, and the transactions left out.
+pub struct Built {
+    pub header: Header,
+    pub txs: Vec<SignedTx>,
+    nodes: jmt::storage::NodeBatch,
+    pub dropped: Vec<Dropped>,
+}
+
+/// Why a proposed or synced block was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockRejected {
+    #[error(transparent)]
+    Invalid(#[from] ReplayError),
+    #[error("block {height} is dated {ahead_ms} ms ahead of this relay's clock")]
+    FromTheFuture { height: u64, ahead_ms: u64 },
+    #[error("this relay could not check the block: {0:#}")]
+    Local(anyhow::Error),
+}
+
 /// The only validator of its network: its own vote is all the power there is.
 pub struct SoloValidator {
     keypair: Keypair,
@@ -52,9 +90,7 @@ impl SoloValidator {
 
 impl Finalizer for SoloValidator {
     fn finalize(&mut self, header: &Header) -> anyhow::Result<Commit> {
-        Ok(Commit {
-            votes: vec![Commit::vote(&self.keypair, header)],
-        })
+        Ok(Commit::signed_by(&[&self.keypair], header, 0))
     }
 }
 
@@ -223,11 +259,24 @@ impl Ledger {
 
     /// Values of `keys` at the latest block, with proofs. `None` before the first block.
     pub fn read(&self, keys: &[StateKey]) -> anyhow::Result<Option<ProvenReads>> {
+        self.read_at(keys, None)
+    }
+
+    /// Values of `keys` at block `height` (the latest when `None`), with proofs. `None` before
+    /// the first block or for a height not reached yet.
+    pub fn read_at(
+        &self,
+        keys: &[StateKey],
+        height: Option<u64>,
+    ) -> anyhow::Result<Option<ProvenReads>> {
         let snapshot = self.store.snapshot()?;
-        let Some(block) = snapshot.latest_block()? else {
+        let height = height.unwrap_or(snapshot.height());
+        if height == 0 || height > snapshot.height() {
+            return Ok(None);
+        }
+        let Some(block) = snapshot.block(height)? else {
             return Ok(None);
         };
-        let height = snapshot.height();
         let mut reads = Vec::with_capacity(keys.len());
         for key in keys {
             let (value, proof) = merkle::prove(&snapshot, key, height)?;
@@ -264,9 +313,12 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Makes one block from the mempool at time `now_ms`, if there is something to include or
-    /// the heartbeat is due (`force`). Blocking: runs on a blocking thread.
-    pub fn produce_block(&self, now_ms: u64, force: bool) -> anyhow::Result<Option<Header>> {
+    /// Step 1 of making a block: takes what the mempool has (if there is something to include
+    /// or the heartbeat is due: `force`), applies it on the latest state at time `now_ms`, and
+    /// returns the header with everything needed to commit it. Transactions that no longer
+    /// apply are left out (and dropped from the mempool when the block is committed).
+    /// Blocking: runs on a blocking thread.
+    pub fn build_block(&self, now_ms: u64, force: bool) -> anyhow::Result<Option<Built>> {
         let snapshot = self.store.snapshot()?;
         let candidates = {
             let pool = self
@@ -278,68 +330,139 @@ impl Ledger {
         if candidates.is_empty() && !force {
             return Ok(None);
         }
-        let previous = snapshot.latest_header()?;
-        let height = snapshot.height() + 1;
-        let time_ms = match &previous {
-            Some(p) => now_ms.max(p.time_ms + 1),
-            None => now_ms.max(self.genesis().time_ms + 1),
-        };
+        let tip = self.tip(&snapshot)?;
+        let height = tip.height + 1;
+        let time_ms = now_ms.max(tip.time_ms + 1);
         let ctx = BlockContext {
             network_id: self.network_id().to_owned(),
             height,
             time_ms,
         };
+        let signers = validators::current(&snapshot)
+            .ok_or_else(|| anyhow::anyhow!("the ledger state holds no validator set"))?;
         let (changes, outcomes) = apply_block(&snapshot, &ctx, &candidates);
         if snapshot.read_failed() {
             bail!("reading the state failed while making block {height}; not producing it");
         }
         let mut txs = Vec::with_capacity(candidates.len());
         let mut dropped = Vec::new();
-        let mut dropped_reasons = Vec::new();
         for (tx, outcome) in candidates.into_iter().zip(outcomes) {
             match outcome {
                 Ok(()) => txs.push(tx),
-                Err(error) => {
-                    dropped.push((tx.signer, tx.body.nonce));
-                    dropped_reasons.push((tx_id(&tx), error.to_string()));
-                }
+                Err(error) => dropped.push(Dropped {
+                    sender: tx.signer,
+                    nonce: tx.body.nonce,
+                    id: tx_id(&tx),
+                    reason: error.to_string(),
+                }),
             }
         }
+        let next_validators = match changes.get(&StateKey::Validators) {
+            Some(Some(StateValue::Validators(set))) => set.hash(),
+            _ => signers.hash(),
+        };
         let (state_root, nodes) = merkle::update(&snapshot, &changes, height)?;
         let header = Header {
             network_id: self.network_id().to_owned(),
             height,
-            prev: snapshot.tip_hash(self.genesis())?,
+            prev: tip.hash,
             state_root,
             txs_root: txs_root(&txs),
             time_ms,
-            validators: self.genesis().validator_set().hash(),
+            validators: signers.hash(),
+            next_validators,
         };
-        let commit = self
-            .finalizer
-            .lock()
-            .map_err(|_| anyhow::anyhow!("finalizer lock poisoned"))?
-            .finalize(&header)?;
+        Ok(Some(Built {
+            header,
+            txs,
+            nodes,
+            dropped,
+        }))
+    }
+
+    /// Step 2: checks a block another validator proposes on top of our latest block — the
+    /// rules of [`chain::check_header`], a time not beyond our clock by more than
+    /// [`MAX_CLOCK_AHEAD_MS`], every transaction applying, and the same state root and next
+    /// validator set as our own re-execution. Returns what committing it needs.
+    pub fn check_block(
+        &self,
+        header: &Header,
+        txs: &[SignedTx],
+        now_ms: u64,
+    ) -> Result<Built, BlockRejected> {
+        let snapshot = self.store.snapshot().map_err(BlockRejected::Local)?;
+        let tip = self.tip(&snapshot).map_err(BlockRejected::Local)?;
+        chain::check_header(
+            &snapshot,
+            self.network_id(),
+            &tip,
+            header,
+            txs,
+            self.config.max_block_txs,
+        )?;
+        if header.time_ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
+            return Err(BlockRejected::FromTheFuture {
+                height: header.height,
+                ahead_ms: header.time_ms - now_ms,
+            });
+        }
+        let executed = chain::execute_block(&snapshot, header, txs)?;
+        if snapshot.read_failed() {
+            return Err(BlockRejected::Local(anyhow::anyhow!(
+                "reading the state failed while checking block {}",
+                header.height
+            )));
+        }
+        let (computed, nodes) = merkle::update(&snapshot, &executed.changes, header.height)
+            .map_err(|e| BlockRejected::Local(e.into()))?;
+        if computed != header.state_root {
+            return Err(ReplayError::Root {
+                height: header.height,
+                claimed: header.state_root,
+                computed,
+            }
+            .into());
+        }
+        Ok(Built {
+            header: header.clone(),
+            txs: txs.to_vec(),
+            nodes,
+            dropped: Vec::new(),
+        })
+    }
+
+    /// Step 3: writes a decided block — `built` with the `commit` that makes it final — in one
+    /// durable transaction, then prunes the mempool and tells those waiting on transactions.
+    pub fn commit_block(&self, built: Built, commit: Commit) -> anyhow::Result<()> {
+        let Built {
+            header,
+            txs,
+            nodes,
+            dropped,
+        } = built;
+        let height = header.height;
         let included: Vec<Hash> = txs.iter().map(tx_id).collect();
         let block = Block {
-            header: header.clone(),
+            header,
             txs,
             commit,
         };
-        drop(snapshot);
         self.store
             .commit_block(&block, &nodes)
             .with_context(|| format!("writing block {height}"))?;
 
         let after = self.store.snapshot()?;
+        let dropped_keys: Vec<(PublicKey, u64)> =
+            dropped.iter().map(|d| (d.sender, d.nonce)).collect();
         let removed = {
             let mut pool = self
                 .mempool
                 .lock()
                 .map_err(|_| anyhow::anyhow!("mempool lock poisoned"))?;
-            pool.prune(&after, &dropped)
+            pool.prune(&after, &dropped_keys)
         };
-        let mut dropped_events = dropped_reasons;
+        let mut dropped_events: Vec<(Hash, String)> =
+            dropped.into_iter().map(|d| (d.id, d.reason)).collect();
         for id in removed {
             if !dropped_events.iter().any(|(d, _)| *d == id) {
                 dropped_events.push((
@@ -353,7 +476,70 @@ impl Ledger {
             included,
             dropped: dropped_events,
         });
+        Ok(())
+    }
+
+    /// Follows a final block made elsewhere: checks it as a proposal, checks its commit against
+    /// the set our state says signs it, and commits it.
+    pub fn apply_final(&self, block: &Block, now_ms: u64) -> Result<(), BlockRejected> {
+        let built = self.check_block(&block.header, &block.txs, now_ms)?;
+        let snapshot = self.store.snapshot().map_err(BlockRejected::Local)?;
+        let signers = validators::current(&snapshot).ok_or_else(|| {
+            BlockRejected::Local(anyhow::anyhow!("the ledger state holds no validator set"))
+        })?;
+        drop(snapshot);
+        verify_commit(&block.header, &block.commit, &signers, self.network_id()).map_err(
+            |error| ReplayError::Commit {
+                height: block.header.height,
+                error,
+            },
+        )?;
+        self.commit_block(built, block.commit.clone())
+            .map_err(BlockRejected::Local)
+    }
+
+    /// The latest block this relay has committed (the genesis before the first).
+    fn tip(&self, snapshot: &store::Snapshot) -> anyhow::Result<Tip> {
+        Ok(match snapshot.latest_header()? {
+            Some(header) => Tip::of(&header),
+            None => Tip::genesis(self.genesis()),
+        })
+    }
+
+    /// Makes one block through the three steps, finalized by this relay's [`Finalizer`].
+    pub fn produce_block(&self, now_ms: u64, force: bool) -> anyhow::Result<Option<Header>> {
+        let Some(built) = self.build_block(now_ms, force)? else {
+            return Ok(None);
+        };
+        let commit = self
+            .finalizer
+            .lock()
+            .map_err(|_| anyhow::anyhow!("finalizer lock poisoned"))?
+            .finalize(&built.header)?;
+        let header = built.header.clone();
+        self.commit_block(built, commit)?;
         Ok(Some(header))
+    }
+
+    /// The epoch changes at `from` or later, for light clients following the validator set.
+    pub fn epochs(&self, from: u64) -> anyhow::Result<Vec<EpochChange>> {
+        let snapshot = self.store.snapshot()?;
+        let mut out = Vec::new();
+        for height in snapshot.epoch_heights(from, MAX_EPOCH_CHANGES)? {
+            let block = snapshot
+                .block(height)?
+                .with_context(|| format!("epoch block {height} is missing"))?;
+            let next = match merkle::read(&snapshot, &StateKey::Validators, height)? {
+                Some(StateValue::Validators(set)) => set,
+                _ => bail!("the validator set elected at block {height} is missing"),
+            };
+            out.push(EpochChange {
+                header: block.header,
+                commit: block.commit,
+                next,
+            });
+        }
+        Ok(out)
     }
 
     /// Produces blocks until `shutdown`: at most one per block interval while transactions

@@ -100,7 +100,7 @@ async fn serve(stream: &mut Stream, ledger: Arc<Ledger>) {
             let genesis = LedgerResponse::Genesis(Box::new(ledger.genesis().clone()));
             send(stream, &genesis).await;
         }
-        LedgerRequest::Read { keys } => {
+        LedgerRequest::Read { keys, height } => {
             if keys.len() > MAX_READ_KEYS {
                 send(
                     stream,
@@ -110,7 +110,7 @@ async fn serve(stream: &mut Stream, ledger: Arc<Ledger>) {
                 return;
             }
             let worker = Arc::clone(&ledger);
-            let answer = tokio::task::spawn_blocking(move || worker.read(&keys)).await;
+            let answer = tokio::task::spawn_blocking(move || worker.read_at(&keys, height)).await;
             let response = match answer {
                 Ok(Ok(reads)) => LedgerResponse::Reads(reads.map(Box::new)),
                 Ok(Err(e)) => {
@@ -128,6 +128,19 @@ async fn serve(stream: &mut Stream, ledger: Arc<Ledger>) {
             let response = match answer {
                 Ok(Ok(blocks)) => LedgerResponse::Blocks(blocks),
                 _ => refused("the relay could not read its blocks"),
+            };
+            send(stream, &response).await;
+        }
+        LedgerRequest::Epochs { from } => {
+            let worker = Arc::clone(&ledger);
+            let answer = tokio::task::spawn_blocking(move || worker.epochs(from)).await;
+            let response = match answer {
+                Ok(Ok(changes)) => LedgerResponse::Epochs(changes),
+                Ok(Err(e)) => {
+                    tracing::error!("reading epoch changes failed: {e:#}");
+                    refused("the relay could not read its blocks")
+                }
+                Err(_) => refused("the relay could not read its blocks"),
             };
             send(stream, &response).await;
         }

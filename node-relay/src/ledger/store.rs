@@ -30,6 +30,8 @@ const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_values"
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOUCHERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vouchers");
+/// The heights of blocks that elect a new validator set.
+const EPOCHS: TableDefinition<u64, ()> = TableDefinition::new("epoch_changes");
 
 /// A stored voucher is at most this large (its network id is short).
 const MAX_VOUCHER_BYTES: usize = 4096;
@@ -144,6 +146,9 @@ impl LedgerStore {
             blocks.insert(block.header.height, encoding::encode(block).as_slice())?;
             let mut meta = write.open_table(META)?;
             meta.insert(META_HEIGHT, block.header.height.to_le_bytes().as_slice())?;
+            if block.header.next_validators != block.header.validators {
+                write.open_table(EPOCHS)?.insert(block.header.height, ())?;
+            }
         }
         write.commit()?;
         Ok(())
@@ -251,6 +256,20 @@ impl Snapshot {
         let block = encoding::decode(bytes.value(), MAX_BLOCK_BYTES)
             .with_context(|| format!("block {height} in the database is damaged"))?;
         Ok(Some(block))
+    }
+
+    /// The heights at `from` or later of the blocks that elected a new set, at most `limit`.
+    pub fn epoch_heights(&self, from: u64, limit: usize) -> anyhow::Result<Vec<u64>> {
+        let table = match self.txn.open_table(EPOCHS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in table.range(from..)?.take(limit) {
+            out.push(entry?.0.value());
+        }
+        Ok(out)
     }
 
     /// The latest block's header, or `None` at genesis.

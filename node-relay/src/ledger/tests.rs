@@ -127,9 +127,7 @@ fn blocks_persist_and_replay_to_the_same_root() {
     replica.apply_block(&blocks[0]).expect("replays");
     let mut late = blocks[1].clone();
     late.header.time_ms = blocks[0].header.time_ms;
-    late.commit = Commit {
-        votes: vec![Commit::vote(&key(100), &late.header)],
-    };
+    late.commit = Commit::signed_by(&[&key(100)], &late.header, 0);
     assert!(matches!(
         replica.apply_block(&late),
         Err(client_core::ledger::chain::ReplayError::Time { height: 2, .. })
@@ -341,4 +339,101 @@ fn nothing_that_no_block_could_take_is_admitted() {
         Err(AdmitError::NonceGap { nonce: 3, next: 2 })
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The three steps across two relays: one builds and commits, the other checks the proposed
+/// block on its own state, refuses every altered copy with its own error, and follows the
+/// final block to the same state root.
+#[test]
+fn a_proposed_block_is_checked_by_re_execution_and_followed() {
+    let (dir_a, dir_b) = (temp_dir("propose-a"), temp_dir("propose-b"));
+    let (proposer, _) = open(&dir_a, MempoolLimits::default());
+    let (follower, _) = open(&dir_b, MempoolLimits::default());
+    let alice = key(1);
+    proposer
+        .submit(tx(&alice, 0, TxKind::Faucet))
+        .expect("faucet");
+    let built = proposer
+        .build_block(20_000, false)
+        .expect("build")
+        .expect("a block");
+    let header = built.header.clone();
+    let txs = built.txs.clone();
+
+    // The honest proposal checks out on the follower's state.
+    follower
+        .check_block(&header, &txs, 20_000)
+        .expect("an honest proposal");
+    // Each lie is refused with its own reason.
+    let refused = |header: &Header, txs: &[SignedTx], now: u64| {
+        follower
+            .check_block(header, txs, now)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let mut wrong_root = header.clone();
+    wrong_root.state_root.0[0] ^= 1;
+    assert!(
+        matches!(
+            follower.check_block(&wrong_root, &txs, 20_000),
+            Err(BlockRejected::Invalid(ReplayError::Root { .. }))
+        ),
+        "{}",
+        refused(&wrong_root, &txs, 20_000)
+    );
+    let mut wrong_parent = header.clone();
+    wrong_parent.prev.0[0] ^= 1;
+    assert!(matches!(
+        follower.check_block(&wrong_parent, &txs, 20_000),
+        Err(BlockRejected::Invalid(ReplayError::Parent { height: 1 }))
+    ));
+    let mut wrong_set = header.clone();
+    wrong_set.validators.0[0] ^= 1;
+    assert!(matches!(
+        follower.check_block(&wrong_set, &txs, 20_000),
+        Err(BlockRejected::Invalid(ReplayError::Validators { .. }))
+    ));
+    assert!(matches!(
+        follower.check_block(&header, &[], 20_000),
+        Err(BlockRejected::Invalid(ReplayError::TxsRoot { height: 1 }))
+    ));
+    assert!(matches!(
+        follower.check_block(&header, &txs, 20_000 - MAX_CLOCK_AHEAD_MS - 1_000),
+        Err(BlockRejected::FromTheFuture { height: 1, .. })
+    ));
+    assert!(refused(&wrong_parent, &txs, 20_000).contains("parent"));
+
+    // Final: committed by the proposer, followed by the other relay with its commit checked.
+    let commit = Commit::signed_by(&[&key(100)], &header, 0);
+    proposer
+        .commit_block(built, commit.clone())
+        .expect("commit");
+    let block = proposer.blocks(1, 1).expect("blocks").remove(0);
+    let mut unsigned = block.clone();
+    unsigned.commit = Commit::signed_by(&[&key(7)], &header, 0);
+    assert!(matches!(
+        follower.apply_final(&unsigned, 20_000),
+        Err(BlockRejected::Invalid(ReplayError::Commit {
+            height: 1,
+            ..
+        }))
+    ));
+    follower.apply_final(&block, 20_000).expect("follows");
+    assert_eq!(
+        follower
+            .snapshot()
+            .expect("snapshot")
+            .state_root()
+            .expect("root"),
+        header.state_root
+    );
+    assert_eq!(balance(&follower, &alice), balance(&proposer, &alice));
+    // The same block again is not a next block.
+    assert!(matches!(
+        follower.apply_final(&block, 20_000),
+        Err(BlockRejected::Invalid(ReplayError::Height { .. }))
+    ));
+    let _ = std::fs::remove_dir_all(&dir_a);
+    let _ = std::fs::remove_dir_all(&dir_b);
 }
