@@ -10,3 +10,4 @@ pub mod network;
 pub mod payments;
 pub mod slots;
 pub mod status;
+pub mod upstream;

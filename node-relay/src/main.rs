@@ -106,6 +106,12 @@ struct RunArgs {
     /// the data directory (`genesis.json`).
     #[arg(long)]
     genesis: Option<PathBuf>,
+    /// Another relay of the network, as the TCP multiaddr it prints under `relays:` (ending in
+    /// `/p2p/<peer id>`); repeatable. A relay that does not make blocks itself follows these:
+    /// it fetches their blocks, checks each (re-executing it and checking its validators'
+    /// signatures) before storing it, and forwards the transactions it takes in to them.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    peers: Vec<node_relay::upstream::Peer>,
     /// How often a block is made while transactions are waiting, in milliseconds.
     #[arg(long, default_value_t = 500)]
     block_interval_ms: u64,
@@ -140,6 +146,10 @@ struct RunArgs {
     #[cfg(feature = "faulty")]
     #[arg(long, value_enum)]
     faulty: Option<FaultArg>,
+}
+
+fn parse_peer(text: &str) -> Result<node_relay::upstream::Peer, String> {
+    node_relay::upstream::Peer::parse(text).map_err(|e| format!("{e:#}"))
 }
 
 fn parse_attribute(text: &str) -> Result<(String, String), String> {
@@ -308,15 +318,38 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         Box::new(ledger::SoloValidator::new(keys.keypair.clone())),
         ledger_config,
     )?;
-    let producer = if ledger::is_validator(&genesis, &keys.keypair.public()) {
-        Some(ledger.spawn_producer(shutdown_rx.clone()))
+    // Blocks are made here while this relay is the only validator of the current set;
+    // otherwise it follows its peers.
+    let producer = Some(ledger.spawn_producer(shutdown_rx.clone()));
+    let (follower, forwarder) = if args.peers.is_empty() {
+        if !ledger.makes_blocks() {
+            tracing::warn!(
+                "this relay does not make the blocks of network {:?} and has no --peer to \
+                 follow: it serves the state it has",
+                genesis.network_id
+            );
+        }
+        (None, None)
     } else {
-        tracing::warn!(
-            "this relay is not a validator of network {:?}: it serves the genesis state only \
-             (following other validators' blocks is not supported yet)",
-            genesis.network_id
-        );
-        None
+        let upstream = node_relay::upstream::Upstream::start(
+            &keys.keypair,
+            args.peers.clone(),
+            shutdown_rx.clone(),
+        )?;
+        let (queue, queued) = node_relay::upstream::forward_queue();
+        ledger.forward_to(queue);
+        (
+            Some(node_relay::upstream::spawn_follower(
+                Arc::clone(&ledger),
+                upstream.clone(),
+                shutdown_rx.clone(),
+            )),
+            Some(node_relay::upstream::spawn_forwarder(
+                upstream,
+                queued,
+                shutdown_rx.clone(),
+            )),
+        )
     };
 
     let payments = payments::Payments::open(
@@ -433,8 +466,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     println!("Shutting down…");
     let _ = shutdown_tx.send(true);
     let (net, web) = tokio::join!(node.task, http);
-    if let Some(producer) = producer {
-        let _ = producer.await;
+    for task in [producer, follower, forwarder].into_iter().flatten() {
+        let _ = task.await;
     }
     let _ = settler.await;
     net.context("network task")?;

@@ -57,6 +57,8 @@ pub struct LedgerState {
     pub chosen: RwSignal<Option<PublicKey>>,
     /// Governance as last read with proofs (`None` until the DAO page asks).
     pub dao: RwSignal<Option<Verified<DaoView>>>,
+    /// The relay whose answer was verified last (reads go to any connected relay).
+    pub answered_by: RwSignal<Option<PeerId>>,
     light: StoredValue<Option<Rc<RefCell<LightClient>>>, LocalStorage>,
     network: NetworkState,
 }
@@ -77,6 +79,7 @@ impl LedgerState {
             progress: RwSignal::new(None),
             chosen: RwSignal::new(None),
             dao: RwSignal::new(None),
+            answered_by: RwSignal::new(None),
             light: StoredValue::new_local(None),
             network,
         };
@@ -84,24 +87,60 @@ impl LedgerState {
         state
     }
 
-    /// The serving relay, once connected, with a stream control.
-    async fn relay(&self) -> Result<(browser::Control, PeerId), String> {
+    /// The connected relays of the network (the serving relay first), once there is one,
+    /// with a stream control.
+    async fn relays(&self) -> Result<(browser::Control, Vec<PeerId>), String> {
         let network = self.network;
         for _ in 0..600 {
-            if let Phase::Failed(reason) = network.phase.get_untracked() {
-                return Err(format!("the relay cannot be reached: {reason}"));
+            let relays = network.ledger_relays();
+            if let (false, Some(peer)) = (relays.is_empty(), network.peer.get_value()) {
+                return Ok((peer.control, relays));
             }
-            let relay = network
-                .relay_peer_id
-                .get_untracked()
-                .and_then(|p| p.parse::<PeerId>().ok());
-            let connected = network.phase.get_untracked() == Phase::Connected;
-            if let (Some(relay), true, Some(peer)) = (relay, connected, network.peer.get_value()) {
-                return Ok((peer.control, relay));
+            if let Phase::Failed(reason) = network.phase.get_untracked()
+                && network.relays.with_untracked(|r| r.len() <= 1)
+            {
+                return Err(format!("the relay cannot be reached: {reason}"));
             }
             browser::pause(100).await;
         }
-        Err("the relay did not connect within a minute".into())
+        Err("no relay connected within a minute".into())
+    }
+
+    /// The first connected relay, for what must go to one relay from start to end.
+    async fn relay(&self) -> Result<(browser::Control, PeerId), String> {
+        let (control, relays) = self.relays().await?;
+        let first = relays
+            .first()
+            .copied()
+            .ok_or_else(|| "no relay is connected".to_owned())?;
+        Ok((control, first))
+    }
+
+    /// Asks the connected relays in turn until one gives an answer that verifies: a relay that
+    /// cannot be reached, answers nonsense or whose answer fails verification is passed over
+    /// (and said so in the network log), so one dead or lying relay does not stop the reads.
+    async fn ask<T>(
+        &self,
+        request: impl AsyncFn(&mut browser::Control, PeerId) -> Result<T, LedgerClientError>,
+    ) -> Result<T, LedgerClientError> {
+        let (mut control, relays) = self.relays().await.map_err(LedgerClientError::Stream)?;
+        let mut last = LedgerClientError::Stream("no relay is connected".into());
+        for relay in relays {
+            match request(&mut control, relay).await {
+                Ok(value) => {
+                    if self.answered_by.get_untracked() != Some(relay) {
+                        self.answered_by.set(Some(relay));
+                    }
+                    return Ok(value);
+                }
+                Err(e @ LedgerClientError::NoBlockYet) => return Err(e),
+                Err(e) => {
+                    self.network.note_failover(relay, &e.to_string());
+                    last = e;
+                }
+            }
+        }
+        Err(last)
     }
 
     async fn load_genesis(self) {
@@ -202,10 +241,12 @@ impl LedgerState {
         let state = *self;
         leptos::task::spawn_local(async move {
             let Some(light) = state.light() else { return };
-            let Ok((mut control, relay)) = state.relay().await else {
-                return;
-            };
-            match ledger_client::account(&light, &mut control, relay, who).await {
+            let read = state
+                .ask(async |control, relay| {
+                    ledger_client::account(&light, control, relay, who).await
+                })
+                .await;
+            match read {
                 Ok(verified) => {
                     state.note_head(&light);
                     state.account.set(Some(verified));
@@ -213,7 +254,12 @@ impl LedgerState {
                 Err(LedgerClientError::NoBlockYet) => {}
                 Err(e) => state.problem.set(Some(e.to_string())),
             }
-            if let Ok(channels) = ledger_client::channels(&light, &mut control, relay, who).await {
+            let channels = state
+                .ask(async |control, relay| {
+                    ledger_client::channels(&light, control, relay, who).await
+                })
+                .await;
+            if let Ok(channels) = channels {
                 state.note_head(&light);
                 state.channels.set(channels);
             }
@@ -225,12 +271,18 @@ impl LedgerState {
         let state = *self;
         leptos::task::spawn_local(async move {
             let Some(light) = state.light() else { return };
-            let Ok((mut control, relay)) = state.relay().await else {
-                return;
-            };
-            match ledger_client::providers(&light, &mut control, relay).await {
+            let read = state
+                .ask(async |control, relay| ledger_client::providers(&light, control, relay).await)
+                .await;
+            match read {
                 Ok(verified) => {
                     state.note_head(&light);
+                    // Every provider's relay is a relay the app can read from and run jobs on.
+                    for (_, provider) in &verified.value {
+                        for addr in &provider.offer.addrs {
+                            state.network.discover_relay(addr);
+                        }
+                    }
                     state.providers.set(Some(verified));
                 }
                 Err(LedgerClientError::NoBlockYet) => {}
@@ -244,10 +296,10 @@ impl LedgerState {
         let state = *self;
         leptos::task::spawn_local(async move {
             let Some(light) = state.light() else { return };
-            let Ok((mut control, relay)) = state.relay().await else {
-                return;
-            };
-            match ledger_client::dao(&light, &mut control, relay, me).await {
+            let read = state
+                .ask(async |control, relay| ledger_client::dao(&light, control, relay, me).await)
+                .await;
+            match read {
                 Ok(verified) => {
                     state.note_head(&light);
                     state.dao.set(Some(verified));

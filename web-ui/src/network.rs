@@ -60,7 +60,12 @@ pub enum Source {
     Serving,
     /// Added by the user, by address (remembered in this browser).
     Added,
+    /// Found in a provider's offer in the proven provider list.
+    Discovered,
 }
+
+/// The most relays the app connects to on its own from the provider list.
+const MAX_DISCOVERED: usize = 4;
 
 /// One relay the app keeps a connection to.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +133,11 @@ impl NetworkState {
             let _ = tx.send(());
         }
         self.phase.set(phase);
+    }
+
+    /// A relay was passed over for a ledger read, and why.
+    pub fn note_failover(&self, relay: PeerId, why: &str) {
+        self.note(format!("{relay}: {why}; asking another relay"));
     }
 
     fn note(&self, text: String) {
@@ -248,6 +258,57 @@ impl NetworkState {
         handle.add_relay(config);
         self.save_relays();
         Ok(())
+    }
+
+    /// Connects to a relay found in the proven provider list (at most [`MAX_DISCOVERED`]; not
+    /// remembered: the list is read again on every visit). Returns whether it was added.
+    pub fn discover_relay(&self, text: &str) -> bool {
+        let Ok(config) = PeerConfig::from_addr(text) else {
+            return false;
+        };
+        let (known, discovered) = self.relays.with_untracked(|r| {
+            (
+                r.iter().any(|e| e.relay == config.relay),
+                r.iter().filter(|e| e.source == Source::Discovered).count(),
+            )
+        });
+        if known || discovered >= MAX_DISCOVERED {
+            return false;
+        }
+        let Some(handle) = self.peer.get_value() else {
+            return false;
+        };
+        self.relays.update(|relays| {
+            relays.push(RelayEntry {
+                relay: config.relay,
+                source: Source::Discovered,
+                addr: text.trim().to_owned(),
+                phase: Phase::Connecting { attempt: 0 },
+                dial_ms: None,
+                rtt: None,
+                status: None,
+            })
+        });
+        self.note(format!("found relay {} in the provider list", config.relay));
+        handle.add_relay(config);
+        true
+    }
+
+    /// The connected relays of this network, the serving relay first: where the ledger is read.
+    pub fn ledger_relays(&self) -> Vec<PeerId> {
+        let network = self.network_id.get_untracked();
+        self.relays.with_untracked(|relays| {
+            relays
+                .iter()
+                .filter(|r| {
+                    r.phase == Phase::Connected
+                        && r.status
+                            .as_ref()
+                            .is_none_or(|s| Some(&s.network_id) == network.as_ref())
+                })
+                .map(|r| r.relay)
+                .collect()
+        })
     }
 
     /// Forgets a relay the user added.

@@ -128,15 +128,22 @@ pub fn VerifiedLine() -> impl leptos::IntoView {
         ledger.head.get().map(|head| {
             let root = head.state_root.to_string();
             let age_s = ((js_sys::Date::now() - head.time_ms as f64) / 1000.0).max(0.0);
+            let relay = ledger
+                .answered_by
+                .get()
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            let relay_short = relay.get(relay.len().saturating_sub(8)..).unwrap_or_default().to_owned();
             view! {
-                <p class="verified" data-testid="ledger-head" data-height=head.height.to_string()>
+                <p class="verified" data-testid="ledger-head" data-height=head.height.to_string() data-relay=relay.clone()>
                     "✓ Verified against block " <strong>{format!("#{}", head.height)}</strong>
                     " (state root " <span class="mono" title=root.clone()>{format!("{}…", &root[..12])}</span>
                     {format!(
-                        "): each value by Merkle proof, the block by the signatures of validators holding over two thirds of the voting power ({} validator{} in the genesis). Block made {:.0} s before it was read.",
+                        "): each value by Merkle proof, the block by the signatures of validators holding over two thirds of the voting power ({} validator{} in the set, followed from the genesis). Block made {:.0} s before it was read; answered by relay …{}, trusted for nothing.",
                         head.validators,
                         if head.validators == 1 { "" } else { "s" },
-                        age_s
+                        age_s,
+                        relay_short
                     )}
                 </p>
             }

@@ -42,6 +42,8 @@ pub const BLOCKS_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Makes a proposed header final: the place of a consensus engine.
 pub trait Finalizer: Send {
+    /// Whether this finalizer alone can make a block of `set` final.
+    fn can_finalize(&self, set: &client_core::ledger::ValidatorSet) -> bool;
     fn finalize(&mut self, header: &Header) -> anyhow::Result<Commit>;
 }
 
@@ -89,6 +91,10 @@ impl SoloValidator {
 }
 
 impl Finalizer for SoloValidator {
+    fn can_finalize(&self, set: &client_core::ledger::ValidatorSet) -> bool {
+        matches!(set.validators.as_slice(), [only] if only.key == self.keypair.public())
+    }
+
     fn finalize(&mut self, header: &Header) -> anyhow::Result<Commit> {
         Ok(Commit::signed_by(&[&self.keypair], header, 0))
     }
@@ -133,6 +139,9 @@ pub struct Ledger {
     events: broadcast::Sender<BlockEvent>,
     /// Wakes the producer when a transaction arrives.
     wake: watch::Sender<u64>,
+    /// Where admitted transactions go on to the relays that make blocks, on a relay that
+    /// follows them.
+    forward: Mutex<Option<tokio::sync::mpsc::Sender<SignedTx>>>,
 }
 
 /// The milliseconds since the Unix epoch, from the system clock.
@@ -162,7 +171,42 @@ impl Ledger {
             config,
             events,
             wake,
+            forward: Mutex::new(None),
         }))
+    }
+
+    /// From now on, passes every admitted transaction to `queue` (to be forwarded to the
+    /// relays that make blocks).
+    pub fn forward_to(&self, queue: tokio::sync::mpsc::Sender<SignedTx>) {
+        if let Ok(mut forward) = self.forward.lock() {
+            *forward = Some(queue);
+        }
+    }
+
+    fn forward(&self, tx: &SignedTx) {
+        if let Ok(forward) = self.forward.lock()
+            && forward.is_some()
+            && !self.makes_blocks()
+            && let Some(queue) = forward.as_ref()
+            && queue.try_send(tx.clone()).is_err()
+        {
+            tracing::warn!("the forwarding queue is full; a transaction waits in the mempool");
+        }
+    }
+
+    /// Whether this relay makes blocks by itself: its finalizer alone can finalize a block of
+    /// the set that signs the next block.
+    pub fn makes_blocks(&self) -> bool {
+        let Ok(snapshot) = self.store.snapshot() else {
+            return false;
+        };
+        let Some(set) = validators::current(&snapshot) else {
+            return false;
+        };
+        self.finalizer
+            .lock()
+            .map(|f| f.can_finalize(&set))
+            .unwrap_or(false)
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -193,6 +237,7 @@ impl Ledger {
     /// Admits `tx` to the mempool.
     pub fn submit(&self, tx: SignedTx) -> Result<Hash, AdmitError> {
         let snapshot = self.store.snapshot().map_err(|_| AdmitError::Full(0))?;
+        let forwarded = tx.clone();
         let id = {
             let mut pool = self.mempool.lock().map_err(|_| AdmitError::Full(0))?;
             pool.admit(
@@ -203,6 +248,7 @@ impl Ledger {
                 tx,
             )?
         };
+        self.forward(&forwarded);
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
         Ok(id)
     }
@@ -236,14 +282,18 @@ impl Ledger {
                     kind,
                 },
             );
-            pool.admit(
-                &snapshot,
-                self.network_id(),
-                snapshot.height() + 1,
-                now_ms(),
-                tx,
-            )
-            .map_err(|e| anyhow::anyhow!("the {name} transaction was refused: {e}"))?
+            let forwarded = tx.clone();
+            let id = pool
+                .admit(
+                    &snapshot,
+                    self.network_id(),
+                    snapshot.height() + 1,
+                    now_ms(),
+                    tx,
+                )
+                .map_err(|e| anyhow::anyhow!("the {name} transaction was refused: {e}"))?;
+            self.forward(&forwarded);
+            id
         };
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
         Ok(id)
@@ -507,7 +557,11 @@ impl Ledger {
     }
 
     /// Makes one block through the three steps, finalized by this relay's [`Finalizer`].
+    /// Does nothing on a relay that does not make blocks by itself ([`Ledger::makes_blocks`]).
     pub fn produce_block(&self, now_ms: u64, force: bool) -> anyhow::Result<Option<Header>> {
+        if !self.makes_blocks() {
+            return Ok(None);
+        }
         let Some(built) = self.build_block(now_ms, force)? else {
             return Ok(None);
         };

@@ -80,8 +80,16 @@ impl LedgerStore {
         };
         match stored {
             Some(bytes) => {
-                let stored: Genesis = encoding::decode(&bytes, MAX_BLOCK_BYTES)
-                    .context("the ledger database's genesis record is damaged")?;
+                let stored: Genesis =
+                    encoding::decode(&bytes, MAX_BLOCK_BYTES).with_context(|| {
+                        format!(
+                            "the ledger {} was written by an earlier, incompatible version (or is \
+                         damaged): its genesis record does not decode. Move it away — and, for \
+                         a development chain, genesis.json beside it — to start a new chain; the \
+                         relay's identity and certificate are kept",
+                            path.display()
+                        )
+                    })?;
                 if stored.hash() != genesis.hash() {
                     bail!(
                         "the ledger in {} belongs to network {:?} (genesis {}), not to the \

@@ -65,7 +65,7 @@ pub fn RelaysPage() -> impl IntoView {
                                         {r.status.as_ref().map(|s| s.network_id.clone()).unwrap_or_else(|| "–".into())}
                                         {other_network.then(|| view! { <br/><small class="bad">"another network: not used for jobs"</small> })}
                                     </td>
-                                    <td>{match r.source { Source::Serving => "served this page", Source::Added => "added by you" }}</td>
+                                    <td>{match r.source { Source::Serving => "served this page", Source::Added => "added by you", Source::Discovered => "a provider's offer" }}</td>
                                     <td>{(r.source == Source::Added).then(|| view! {
                                         <button type="button" class="small" data-testid="relay-remove"
                                             on:click=move |_| network.remove_relay(peer)>"Remove"</button>

@@ -1,0 +1,190 @@
+//! Relays that do not make blocks: they follow the relay that does, check every block
+//! (re-executing it and checking its commit) before storing it, forward the transactions they
+//! take in, and serve proven reads — real relay processes on loopback, each binding port 0.
+
+use aqueduct_tests::{
+    Relay, RelayPorts, ledger_blocks, ledger_call, ledger_genesis, read_verified, relay_bin,
+    tcp_client, temp_dir, www_dir,
+};
+use client_core::identity::Keypair;
+use client_core::ledger::state::UNITS_PER_TOKEN;
+use client_core::ledger::tx::tx_id;
+use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
+use client_core::ledger::{StateKey, StateValue, Tx, TxKind};
+use client_core::signed::Signed;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const NET: &str = "aqueduct-follow";
+const STEP: Duration = Duration::from_secs(60);
+
+/// The peer id `node-relay id` prints for the relay of `dir` (creating its key).
+fn peer_id(bin: &Path, dir: &Path) -> anyhow::Result<String> {
+    let out = Command::new(bin)
+        .args(["id", "--data-dir"])
+        .arg(dir)
+        .output()?;
+    let text = String::from_utf8(out.stdout)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("peer id:"))
+        .map(|id| id.trim().to_owned())
+        .ok_or_else(|| anyhow::anyhow!("no peer id in {text:?}"))
+}
+
+/// The relay-to-relay address another relay passes to `--peer`.
+fn peer_addr(relay: &Relay) -> anyhow::Result<String> {
+    Ok(format!(
+        "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+        relay.ports.tcp.port(),
+        relay.info()?.peer_id
+    ))
+}
+
+async fn height(relay: &Relay) -> anyhow::Result<usize> {
+    let (mut control, peer) = tcp_client(relay).await?;
+    Ok(ledger_blocks(&mut control, peer).await?.len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relays_that_do_not_validate_follow_forward_and_provide() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let root = temp_dir("follow");
+    let (dir_a, dir_b, dir_c) = (root.join("a"), root.join("b"), root.join("c"));
+    let (id_a, id_b) = (peer_id(&bin, &dir_a)?, peer_id(&bin, &dir_b)?);
+    // A validates alone; B is funded so it can stake as a provider.
+    let genesis_file = root.join("genesis.json");
+    let status = Command::new(&bin)
+        .args([
+            "genesis",
+            "--network-id",
+            NET,
+            "--validator",
+            &id_a,
+            "--fund",
+        ])
+        .arg(format!("{id_b}=1000"))
+        .arg("--out")
+        .arg(&genesis_file)
+        .status()?;
+    anyhow::ensure!(status.success(), "node-relay genesis failed");
+    let genesis_arg = genesis_file.to_string_lossy().into_owned();
+    let common = ["--network-id", NET, "--block-interval-ms", "100"];
+
+    let a = Relay::start_with(
+        &bin,
+        &www,
+        &dir_a,
+        &RelayPorts::any(),
+        &[&common[..], &["--genesis", &genesis_arg]].concat(),
+    )?;
+    let a_addr = peer_addr(&a)?;
+    // B follows A and registers as a provider: its transaction goes to A through B.
+    let b = Relay::start_with(
+        &bin,
+        &www,
+        &dir_b,
+        &RelayPorts::any(),
+        &[
+            &common[..],
+            &["--genesis", &genesis_arg, "--peer", &a_addr, "--provide"],
+        ]
+        .concat(),
+    )?;
+    let (mut control, relay_b) = tcp_client(&b).await?;
+    let genesis = ledger_genesis(&mut control, relay_b).await?;
+    let provider_b = client_core::identity::PublicKey::parse(&id_b)?;
+    let deadline = Instant::now() + STEP;
+    loop {
+        let at_a = read_verified(&genesis, &a, StateKey::Provider(provider_b)).await?;
+        let at_b = read_verified(&genesis, &b, StateKey::Provider(provider_b)).await;
+        if matches!(at_a, Some(StateValue::Provider(_)))
+            && matches!(at_b, Ok(Some(StateValue::Provider(_))))
+        {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "B's registration did not reach the chain:\nA: {}\nB: {}",
+            a.output(),
+            b.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A customer submits through B; B says when a block it followed includes it.
+    let customer = Keypair::from_seed(&[77; 32]);
+    let tx = Signed::sign(
+        &customer,
+        Tx {
+            network_id: NET.into(),
+            nonce: 0,
+            fee: 10_000,
+            kind: TxKind::Faucet,
+        },
+    );
+    let id = tx_id(&tx);
+    let answers = ledger_call(
+        &mut control,
+        relay_b,
+        &LedgerRequest::Submit { tx: Box::new(tx) },
+    )
+    .await?;
+    let Some(LedgerResponse::Included {
+        tx,
+        height: included,
+    }) = answers.last()
+    else {
+        anyhow::bail!(
+            "expected inclusion, got {answers:?}\nA: {}\nB: {}",
+            a.output(),
+            b.output()
+        );
+    };
+    assert_eq!(*tx, id);
+    let balance = |v: Option<StateValue>| match v {
+        Some(StateValue::Account(a)) => a.balance,
+        _ => 0,
+    };
+    let at_a = balance(read_verified(&genesis, &a, StateKey::Account(customer.public())).await?);
+    assert!(at_a > 900 * UNITS_PER_TOKEN, "faucet paid: {at_a}");
+
+    // A late relay, C, syncs the whole chain from B (a follower of a follower), checking every
+    // block, and then serves the same proven state.
+    let c = Relay::start_with(
+        &bin,
+        &www,
+        &dir_c,
+        &RelayPorts::any(),
+        &[
+            &common[..],
+            &["--genesis", &genesis_arg, "--peer", &peer_addr(&b)?],
+        ]
+        .concat(),
+    )?;
+    let deadline = Instant::now() + STEP;
+    while height(&c).await? < *included as usize {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "C did not catch up:\n{}",
+            c.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let at_c = balance(read_verified(&genesis, &c, StateKey::Account(customer.public())).await?);
+    assert_eq!(at_c, at_a);
+    // Every block any of them holds is the same block.
+    let mut chains = Vec::new();
+    for relay in [&a, &b, &c] {
+        let (mut control, peer) = tcp_client(relay).await?;
+        chains.push(ledger_blocks(&mut control, peer).await?);
+    }
+    let shortest = chains.iter().map(Vec::len).min().unwrap_or(0);
+    assert!(shortest >= *included as usize);
+    for chain in &chains[1..] {
+        assert_eq!(&chain[..shortest], &chains[0][..shortest]);
+    }
+    drop((a, b, c));
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
