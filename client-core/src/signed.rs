@@ -39,6 +39,20 @@ pub fn signing_bytes<T: Domain + BorshSerialize>(body: &T) -> Vec<u8> {
     bytes
 }
 
+/// Signs bytes made by [`signing_bytes`] — for messages whose body is signed apart from its
+/// carrier (consensus votes, whose signatures travel in the engine's own envelopes).
+pub fn sign_tagged(keypair: &Keypair, bytes: &[u8]) -> Signature {
+    keypair.sign_bytes(bytes)
+}
+
+/// Checks a signature over bytes made by [`signing_bytes`], strictly.
+pub fn verify_tagged(key: &PublicKey, bytes: &[u8], signature: &Signature) -> bool {
+    key.verifying_key().is_some_and(|k| {
+        k.verify_strict(bytes, &DalekSignature::from_bytes(&signature.0))
+            .is_ok()
+    })
+}
+
 impl<T: Domain + BorshSerialize> Signed<T> {
     /// Signs `body` with `keypair`.
     pub fn sign(keypair: &Keypair, body: T) -> Self {

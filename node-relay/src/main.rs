@@ -112,6 +112,15 @@ struct RunArgs {
     /// signatures) before storing it, and forwards the transactions it takes in to them.
     #[arg(long = "peer", value_parser = parse_peer)]
     peers: Vec<node_relay::upstream::Peer>,
+    /// Take part in consensus (Malachite, Tendermint) with the other validators: the TCP
+    /// address of the consensus network (port 0 picks a free one; printed as `consensus:`).
+    /// A relay with this flag makes blocks with the validator set the ledger names instead of
+    /// alone, and joins it when it is elected.
+    #[arg(long)]
+    consensus: Option<SocketAddr>,
+    /// Another validator's consensus address, as it prints under `consensus:`; repeatable.
+    #[arg(long = "consensus-peer", requires = "consensus")]
+    consensus_peers: Vec<String>,
     /// How often a block is made while transactions are waiting, in milliseconds.
     #[arg(long, default_value_t = 500)]
     block_interval_ms: u64,
@@ -318,11 +327,33 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         Box::new(ledger::SoloValidator::new(keys.keypair.clone())),
         ledger_config,
     )?;
-    // Blocks are made here while this relay is the only validator of the current set;
-    // otherwise it follows its peers.
-    let producer = Some(ledger.spawn_producer(shutdown_rx.clone()));
+    // With --consensus, blocks are made by the validator set through the consensus engine;
+    // without, here while this relay is the only validator of the current set, and otherwise
+    // it follows its peers.
+    let consensus_listen = match args.consensus {
+        Some(addr) => Some(node_relay::consensus::resolve_listen(addr)?),
+        None => None,
+    };
+    let (producer, consensus) = match consensus_listen {
+        Some(listen) => {
+            let settings = node_relay::consensus::ConsensusSettings {
+                listen,
+                peers: args.consensus_peers.clone(),
+                wal_dir: args.common.data_dir.join("consensus"),
+            };
+            let started = node_relay::consensus::start(
+                Arc::clone(&ledger),
+                keys.keypair.clone(),
+                settings,
+                shutdown_rx.clone(),
+            )
+            .await?;
+            (None, Some(started.task))
+        }
+        None => (Some(ledger.spawn_producer(shutdown_rx.clone())), None),
+    };
     let (follower, forwarder) = if args.peers.is_empty() {
-        if !ledger.makes_blocks() {
+        if !ledger.makes_blocks() && consensus.is_none() {
             tracing::warn!(
                 "this relay does not make the blocks of network {:?} and has no --peer to \
                  follow: it serves the state it has",
@@ -337,13 +368,18 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             shutdown_rx.clone(),
         )?;
         let (queue, queued) = node_relay::upstream::forward_queue();
-        ledger.forward_to(queue);
-        (
-            Some(node_relay::upstream::spawn_follower(
+        ledger.forward_to(queue, args.peers.iter().map(|p| p.id).collect());
+        // A validator in consensus gets its blocks from the engine (and its sync); its peers
+        // only receive the transactions it takes in, so that whoever proposes next has them.
+        let follower = consensus.is_none().then(|| {
+            node_relay::upstream::spawn_follower(
                 Arc::clone(&ledger),
                 upstream.clone(),
                 shutdown_rx.clone(),
-            )),
+            )
+        });
+        (
+            follower,
             Some(node_relay::upstream::spawn_forwarder(
                 upstream,
                 queued,
@@ -459,6 +495,14 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     for addr in shared.relay_addrs() {
         println!("  relays:   {addr}");
     }
+    if let Some(listen) = consensus_listen {
+        println!(
+            "  consensus: /ip4/{}/tcp/{}/p2p/{}",
+            listen.ip(),
+            listen.port(),
+            keys.keypair.peer_id()
+        );
+    }
     println!("  open the web app: http://{http_addr}/");
     println!("Press Ctrl-C to stop.");
 
@@ -466,7 +510,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     println!("Shutting down…");
     let _ = shutdown_tx.send(true);
     let (net, web) = tokio::join!(node.task, http);
-    for task in [producer, follower, forwarder].into_iter().flatten() {
+    for task in [producer, follower, forwarder, consensus]
+        .into_iter()
+        .flatten()
+    {
         let _ = task.await;
     }
     let _ = settler.await;

@@ -237,7 +237,6 @@ pub fn spawn_forwarder(
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut turn = 0usize;
         loop {
             let tx = tokio::select! {
                 tx = queue.recv() => match tx {
@@ -247,37 +246,35 @@ pub fn spawn_forwarder(
                 _ = shutdown.changed() => break,
             };
             let request = LedgerRequest::Submit { tx: Box::new(tx) };
-            // Each peer in turn until one takes it (only its first answer is awaited); with no
-            // peer reachable, again a little later, for as long as a transaction could wait.
+            // To every peer (whichever proposes next must have it); a peer that cannot be
+            // reached now is tried again a little later, for as long as a transaction could
+            // wait. Only the first answer is awaited.
+            let mut waiting: Vec<PeerId> = upstream.peers().iter().map(|p| p.id).collect();
             let mut delay = Duration::from_millis(250);
             let give_up = tokio::time::Instant::now() + FORWARD_PATIENCE;
-            'tries: loop {
-                let count = upstream.peers().len();
-                for _ in 0..count {
-                    let peer = upstream.peers()[turn % count].id;
+            loop {
+                let mut unreachable = Vec::new();
+                for peer in waiting {
                     match upstream.call(peer, &request, 1).await {
-                        Ok(answers) => match answers.first() {
-                            Some(LedgerResponse::Submitted { .. }) => break 'tries,
-                            Some(LedgerResponse::Refused { reason }) => {
-                                // Refused where blocks are made (a nonce it already has, say):
-                                // no other peer will think differently.
-                                tracing::info!(%peer, "a forwarded transaction was refused: {reason}");
-                                break 'tries;
+                        Ok(answers) => {
+                            if let Some(LedgerResponse::Refused { reason }) = answers.first() {
+                                // It has it already, or will never take it.
+                                tracing::debug!(%peer, "a forwarded transaction was refused: {reason}");
                             }
-                            other => {
-                                tracing::debug!(%peer, "unexpected answer to a forward: {other:?}");
-                                turn += 1;
-                            }
-                        },
+                        }
                         Err(e) => {
                             tracing::debug!(%peer, "forwarding failed: {e:#}");
-                            turn += 1;
+                            unreachable.push(peer);
                         }
                     }
                 }
+                if unreachable.is_empty() {
+                    break;
+                }
                 if tokio::time::Instant::now() + delay > give_up {
                     tracing::warn!(
-                        "no peer relay took a transaction; it stays in the mempool only"
+                        "{} peer relays could not be given a transaction",
+                        unreachable.len()
                     );
                     break;
                 }
@@ -286,6 +283,7 @@ pub fn spawn_forwarder(
                     _ = shutdown.changed() => return,
                 }
                 delay = (delay * 2).min(Duration::from_secs(4));
+                waiting = unreachable;
             }
         }
     })

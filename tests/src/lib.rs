@@ -564,6 +564,15 @@ impl Relay {
         Ok(serde_json::from_str(&self.get("/api/info")?)?)
     }
 
+    /// The consensus address the relay printed (`consensus:`), if it runs consensus.
+    pub fn consensus_addr(&self) -> Option<String> {
+        self.output().lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("consensus:")
+                .map(|a| a.trim().to_owned())
+        })
+    }
+
     /// Everything the relay printed so far.
     pub fn output(&self) -> String {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()

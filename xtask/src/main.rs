@@ -28,6 +28,13 @@ enum Cmd {
     /// Install what the tests need (if missing) and run every test: native, wasm in headless
     /// Chromium, end-to-end.
     Test,
+    /// Start a network of validator relays on loopback (one genesis, consensus between them)
+    /// and print each relay's web app URL; Ctrl-C stops them all.
+    Devnet {
+        /// How many validators.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
+        validators: u16,
+    },
     /// Release relay plus the optimised web bundle, with the bundle's raw/gzip/brotli sizes.
     Dist,
     /// Formatting and clippy (`-D warnings`), natively and for wasm32.
@@ -48,6 +55,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Cmd::Run { relay_args } => run(&relay_args),
         Cmd::Test => test(),
+        Cmd::Devnet { validators } => devnet(validators),
         Cmd::Dist => dist().map(|_| ()),
         Cmd::Lint => lint(),
         Cmd::Bench { loads, probes } => bench(loads, probes),
@@ -116,6 +124,120 @@ fn run(relay_args: &[String]) -> anyhow::Result<()> {
         .context("starting node-relay")?;
     if !status.success() {
         bail!("node-relay exited with {status}");
+    }
+    Ok(())
+}
+
+/// The network id of `cargo xtask devnet`.
+const DEVNET_ID: &str = "aqueduct-devnet";
+
+fn devnet(validators: u16) -> anyhow::Result<()> {
+    setup::ensure_wasm_target()?;
+    let www = bundle::build(None)?;
+    step("building the relay (release)");
+    run_cmd(cargo().args(["build", "--release", "--quiet", "-p", "node-relay"]))?;
+    let relay = root().join("target/release/node-relay");
+    let home = root()
+        .join(".aqueduct")
+        .join(format!("devnet-{validators}"));
+    let dirs: Vec<PathBuf> = (0..validators)
+        .map(|i| home.join(format!("v{i}")))
+        .collect();
+    let mut ids = Vec::new();
+    for dir in &dirs {
+        let out = Command::new(&relay)
+            .args(["id", "--data-dir"])
+            .arg(dir)
+            .output()
+            .context("running node-relay id")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("peer id:"))
+            .map(|id| id.trim().to_owned())
+            .with_context(|| format!("node-relay id printed no peer id: {text}"))?;
+        ids.push(id);
+    }
+    let genesis = home.join("genesis.json");
+    if !genesis.exists() {
+        step("writing the devnet genesis");
+        let mut cmd = Command::new(&relay);
+        cmd.args(["genesis", "--network-id", DEVNET_ID]);
+        for id in &ids {
+            cmd.arg("--validator").arg(id);
+        }
+        run_cmd(cmd.arg("--out").arg(&genesis))?;
+    }
+    // Fixed loopback ports, so that restarting the devnet keeps every address.
+    let port = |base: u16, i: u16| base + i;
+    let consensus = |j: u16| {
+        format!(
+            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+            port(26701, j),
+            ids[usize::from(j)]
+        )
+    };
+    let relay_addr = |j: u16| {
+        format!(
+            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+            port(7001, j),
+            ids[usize::from(j)]
+        )
+    };
+    step(&format!(
+        "starting {validators} validators (Ctrl-C stops them all)"
+    ));
+    let mut children = Vec::new();
+    for i in 0..validators {
+        let log_path = dirs[usize::from(i)].join("relay.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let mut cmd = Command::new(&relay);
+        cmd.arg("run")
+            .arg("--data-dir")
+            .arg(&dirs[usize::from(i)])
+            .arg("--www")
+            .arg(&www)
+            .arg("--genesis")
+            .arg(&genesis)
+            .args(["--network-id", DEVNET_ID])
+            .arg("--http")
+            .arg(format!("127.0.0.1:{}", port(8081, i)))
+            .arg("--webrtc")
+            .arg(format!("127.0.0.1:{}", port(9091, i)))
+            .arg("--tcp")
+            .arg(format!("127.0.0.1:{}", port(7001, i)))
+            .arg("--consensus")
+            .arg(format!("127.0.0.1:{}", port(26701, i)))
+            .arg("--provide");
+        for j in (0..validators).filter(|j| *j != i) {
+            cmd.arg("--consensus-peer").arg(consensus(j));
+            cmd.arg("--peer").arg(relay_addr(j));
+        }
+        let child = cmd
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting node-relay")?;
+        children.push(child);
+        println!(
+            "  validator {i}: {}  open the web app: http://127.0.0.1:{}/  (log: {})",
+            ids[usize::from(i)],
+            port(8081, i),
+            log_path.display()
+        );
+    }
+    println!(
+        "Network {DEVNET_ID}: {validators} validators in {}. Blocks need more than two thirds of \
+         them; stop one (or more, up to a third) and the rest carry on.",
+        home.display()
+    );
+    let mut failed = false;
+    for mut child in children {
+        failed |= !child.wait().is_ok_and(|s| s.success());
+    }
+    if failed {
+        bail!("a validator exited with an error; see the logs above");
     }
     Ok(())
 }

@@ -142,6 +142,8 @@ pub struct Ledger {
     /// Where admitted transactions go on to the relays that make blocks, on a relay that
     /// follows them.
     forward: Mutex<Option<tokio::sync::mpsc::Sender<SignedTx>>>,
+    /// The relays transactions are forwarded to (what they forward here is not sent on).
+    peer_relays: Mutex<Vec<libp2p::PeerId>>,
 }
 
 /// The milliseconds since the Unix epoch, from the system clock.
@@ -172,15 +174,31 @@ impl Ledger {
             events,
             wake,
             forward: Mutex::new(None),
+            peer_relays: Mutex::new(Vec::new()),
         }))
     }
 
     /// From now on, passes every admitted transaction to `queue` (to be forwarded to the
     /// relays that make blocks).
-    pub fn forward_to(&self, queue: tokio::sync::mpsc::Sender<SignedTx>) {
+    pub fn forward_to(
+        &self,
+        queue: tokio::sync::mpsc::Sender<SignedTx>,
+        peers: Vec<libp2p::PeerId>,
+    ) {
         if let Ok(mut forward) = self.forward.lock() {
             *forward = Some(queue);
         }
+        if let Ok(mut known) = self.peer_relays.lock() {
+            *known = peers;
+        }
+    }
+
+    /// Whether `peer` is one of the relays this one forwards to.
+    pub fn is_peer_relay(&self, peer: &libp2p::PeerId) -> bool {
+        self.peer_relays
+            .lock()
+            .map(|p| p.contains(peer))
+            .unwrap_or(false)
     }
 
     fn forward(&self, tx: &SignedTx) {
@@ -234,8 +252,13 @@ impl Ledger {
         self.mempool.lock().map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Admits `tx` to the mempool.
+    /// Admits `tx` to the mempool (and forwards it, on a relay that forwards).
     pub fn submit(&self, tx: SignedTx) -> Result<Hash, AdmitError> {
+        self.submit_with(tx, true)
+    }
+
+    /// Admits `tx` to the mempool, forwarding it only if `forward`.
+    pub fn submit_with(&self, tx: SignedTx, forward: bool) -> Result<Hash, AdmitError> {
         let snapshot = self.store.snapshot().map_err(|_| AdmitError::Full(0))?;
         let forwarded = tx.clone();
         let id = {
@@ -248,7 +271,9 @@ impl Ledger {
                 tx,
             )?
         };
-        self.forward(&forwarded);
+        if forward {
+            self.forward(&forwarded);
+        }
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
         Ok(id)
     }

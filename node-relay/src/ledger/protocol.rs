@@ -48,7 +48,7 @@ pub fn spawn_server(
                 Some(slot) => {
                     let ledger = Arc::clone(&ledger);
                     tokio::spawn(async move {
-                        serve(&mut stream, ledger).await;
+                        serve(&mut stream, ledger, peer).await;
                         let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.close()).await;
                         drop(slot);
                     });
@@ -77,7 +77,7 @@ fn refused(reason: impl Into<String>) -> LedgerResponse {
     }
 }
 
-async fn serve(stream: &mut Stream, ledger: Arc<Ledger>) {
+async fn serve(stream: &mut Stream, ledger: Arc<Ledger>, peer: libp2p::PeerId) {
     let frame =
         match tokio::time::timeout(READ_TIMEOUT, read_frame(stream, MAX_LEDGER_REQUEST)).await {
             Ok(Ok(Some(frame))) => frame,
@@ -148,7 +148,10 @@ async fn serve(stream: &mut Stream, ledger: Arc<Ledger>) {
             // Subscribe before admitting, so the block that includes it cannot be missed.
             let mut events = ledger.subscribe();
             let worker = Arc::clone(&ledger);
-            let admitted = tokio::task::spawn_blocking(move || worker.submit(*tx)).await;
+            // A transaction a peer relay forwarded has been offered to every relay already.
+            let forward = !ledger.is_peer_relay(&peer);
+            let admitted =
+                tokio::task::spawn_blocking(move || worker.submit_with(*tx, forward)).await;
             let id = match admitted {
                 Ok(Ok(id)) => id,
                 Ok(Err(e)) => {

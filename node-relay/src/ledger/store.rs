@@ -30,6 +30,10 @@ const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_values"
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOUCHERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vouchers");
+/// Blocks proposed in consensus and not yet decided (header hash → height and encoded block),
+/// so that a validator that restarts mid-height still has the block its write-ahead log
+/// remembers voting for.
+const PROPOSALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("proposals");
 /// The heights of blocks that elect a new validator set.
 const EPOCHS: TableDefinition<u64, ()> = TableDefinition::new("epoch_changes");
 
@@ -156,6 +160,58 @@ impl LedgerStore {
             meta.insert(META_HEIGHT, block.header.height.to_le_bytes().as_slice())?;
             if block.header.next_validators != block.header.validators {
                 write.open_table(EPOCHS)?.insert(block.header.height, ())?;
+            }
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Keeps a proposed block's bytes (`body`) under its header hash until it is decided.
+    pub fn put_proposal(&self, hash: &Hash, height: u64, body: &[u8]) -> anyhow::Result<()> {
+        let write = self.db.begin_write()?;
+        {
+            let mut table = write.open_table(PROPOSALS)?;
+            let mut value = height.to_le_bytes().to_vec();
+            value.extend_from_slice(body);
+            table.insert(hash.0.as_slice(), value.as_slice())?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// A kept proposed block's bytes.
+    pub fn proposal(&self, hash: &Hash) -> anyhow::Result<Option<Vec<u8>>> {
+        let read = self.db.begin_read()?;
+        let table = match read.open_table(PROPOSALS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table
+            .get(hash.0.as_slice())?
+            .and_then(|v| v.value().get(8..).map(<[u8]>::to_vec)))
+    }
+
+    /// Forgets the kept proposals of `height` and below.
+    pub fn prune_proposals(&self, height: u64) -> anyhow::Result<()> {
+        let write = self.db.begin_write()?;
+        {
+            let mut table = write.open_table(PROPOSALS)?;
+            let mut done = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                let at = value
+                    .value()
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_le_bytes)
+                    .unwrap_or(0);
+                if at <= height {
+                    done.push(key.value().to_vec());
+                }
+            }
+            for key in done {
+                table.remove(key.as_slice())?;
             }
         }
         write.commit()?;
