@@ -118,6 +118,10 @@ struct RunArgs {
     /// alone, and joins it when it is elected.
     #[arg(long)]
     consensus: Option<SocketAddr>,
+    /// Stand for the validator set (with --provide and --consensus): from the end of the
+    /// epoch on, the candidates with the most stake validate.
+    #[arg(long, requires_all = ["provide", "consensus"])]
+    validate: bool,
     /// Another validator's consensus address, as it prints under `consensus:`; repeatable.
     #[arg(long = "consensus-peer", requires = "consensus")]
     consensus_peers: Vec<String>,
@@ -447,6 +451,12 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         match ledger::ensure_provider(&ledger, &keys.keypair, stake, offer) {
             Ok(what) => println!("  provider: {what}"),
             Err(e) => eprintln!("  provider: not registered: {e:#}"),
+        }
+        if args.validate {
+            match ledger::ensure_candidacy(&ledger, &keys.keypair) {
+                Ok(what) => println!("  validator: {what}"),
+                Err(e) => eprintln!("  validator: not standing: {e:#}"),
+            }
         }
     }
     if args.unbond || args.withdraw {

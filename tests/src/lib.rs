@@ -5,6 +5,8 @@
 //! `AQUEDUCT_RELAY_BIN` and `AQUEDUCT_WWW`; without them the harness looks in `target/` and
 //! says what to run if nothing is there.
 
+pub mod devnet;
+
 use anyhow::{Context, bail};
 use client_core::protocol::RelayInfo;
 use std::io::{BufRead, BufReader};

@@ -3,25 +3,13 @@
 //! is killed and the page keeps reading proven balances and runs another job, all through the
 //! second relay — real relay processes and headless Chromium.
 
+use aqueduct_tests::devnet::peer_id;
 use aqueduct_tests::{Browser, Relay, RelayPorts, relay_bin, temp_dir, www_dir};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NET: &str = "aqueduct-failover";
 const WAIT: Duration = Duration::from_secs(60);
-
-fn peer_id(bin: &Path, dir: &Path) -> anyhow::Result<String> {
-    let out = Command::new(bin)
-        .args(["id", "--data-dir"])
-        .arg(dir)
-        .output()?;
-    let text = String::from_utf8(out.stdout)?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("peer id:"))
-        .map(|id| id.trim().to_owned())
-        .ok_or_else(|| anyhow::anyhow!("no peer id in {text:?}"))
-}
 
 /// Waits until the Relays page lists `peer` as connected.
 async fn wait_relay_connected(browser: &Browser, peer: &str) -> anyhow::Result<()> {

@@ -3,9 +3,8 @@
 //! lost, the killed validator comes back and catches up to the same chain; with two of four
 //! stopped no block is made (and none lost), and the chain resumes once they are back.
 
-use aqueduct_tests::{
-    Relay, RelayPorts, ledger_blocks, ledger_call, relay_bin, tcp_client, temp_dir, www_dir,
-};
+use aqueduct_tests::devnet::{Devnet, blocks, height, wait_height};
+use aqueduct_tests::{ledger_call, tcp_client};
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
 use client_core::ledger::block::verify_commit;
@@ -14,180 +13,10 @@ use client_core::ledger::tx::tx_id;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
 use client_core::ledger::{Block, Genesis, Tx, TxKind};
 use client_core::signed::Signed;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const NET: &str = "aqueduct-bft";
-const WAIT: Duration = Duration::from_secs(90);
-
-fn peer_id(bin: &Path, dir: &Path) -> anyhow::Result<String> {
-    let out = Command::new(bin)
-        .args(["id", "--data-dir"])
-        .arg(dir)
-        .output()?;
-    let text = String::from_utf8(out.stdout)?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("peer id:"))
-        .map(|id| id.trim().to_owned())
-        .ok_or_else(|| anyhow::anyhow!("no peer id in {text:?}"))
-}
-
-/// Validators on loopback, started one after another, each told the consensus addresses of
-/// those before it (they connect both ways).
-struct Devnet {
-    bin: PathBuf,
-    www: PathBuf,
-    root: PathBuf,
-    genesis: PathBuf,
-    dirs: Vec<PathBuf>,
-    relays: Vec<Option<Relay>>,
-    /// Each validator's consensus address, as it printed it.
-    addrs: Vec<String>,
-}
-
-impl Devnet {
-    fn start(n: usize) -> anyhow::Result<Devnet> {
-        let (bin, www) = (relay_bin()?, www_dir()?);
-        let root = temp_dir("bft");
-        let dirs: Vec<PathBuf> = (0..n).map(|i| root.join(format!("v{i}"))).collect();
-        let mut genesis_cmd = Command::new(&bin);
-        genesis_cmd.args(["genesis", "--network-id", NET, "--epoch-blocks", "1000"]);
-        for dir in &dirs {
-            genesis_cmd.arg("--validator").arg(peer_id(&bin, dir)?);
-        }
-        let genesis = root.join("genesis.json");
-        anyhow::ensure!(
-            genesis_cmd.arg("--out").arg(&genesis).status()?.success(),
-            "node-relay genesis failed"
-        );
-        let mut net = Devnet {
-            bin,
-            www,
-            root,
-            genesis,
-            dirs,
-            relays: Vec::new(),
-            addrs: Vec::new(),
-        };
-        for i in 0..n {
-            let peers = net.addrs.clone();
-            let relay = net.launch(i, "127.0.0.1:0", &peers)?;
-            net.addrs.push(
-                relay
-                    .consensus_addr()
-                    .ok_or_else(|| anyhow::anyhow!("no consensus address printed"))?,
-            );
-            net.relays.push(Some(relay));
-        }
-        Ok(net)
-    }
-
-    fn launch(&self, i: usize, listen: &str, peers: &[String]) -> anyhow::Result<Relay> {
-        let genesis = self.genesis.to_string_lossy().into_owned();
-        let mut args: Vec<String> = [
-            "--network-id",
-            NET,
-            "--genesis",
-            &genesis,
-            "--consensus",
-            listen,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for peer in peers {
-            args.push("--consensus-peer".into());
-            args.push(peer.clone());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Relay::start_with(
-            &self.bin,
-            &self.www,
-            &self.dirs[i],
-            &RelayPorts::any(),
-            &args,
-        )
-    }
-
-    /// Restarts validator `i` on its consensus address, told of every other validator.
-    fn restart(&mut self, i: usize) -> anyhow::Result<()> {
-        let listen = self.addrs[i]
-            .split("/tcp/")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .map(|port| format!("127.0.0.1:{port}"))
-            .ok_or_else(|| anyhow::anyhow!("no port in {}", self.addrs[i]))?;
-        let peers: Vec<String> = (0..self.addrs.len())
-            .filter(|j| *j != i)
-            .map(|j| self.addrs[j].clone())
-            .collect();
-        self.relays[i] = Some(self.launch(i, &listen, &peers)?);
-        Ok(())
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut relay) = self.relays[i].take() {
-            relay.kill();
-        }
-    }
-
-    fn relay(&self, i: usize) -> anyhow::Result<&Relay> {
-        self.relays[i]
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("validator {i} is stopped"))
-    }
-
-    fn logs(&self) -> String {
-        self.relays
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                r.as_ref()
-                    .map(|r| format!("--- validator {i}\n{}", r.output()))
-            })
-            .collect()
-    }
-}
-
-async fn blocks(relay: &Relay) -> anyhow::Result<Vec<Block>> {
-    let (mut control, peer) = tcp_client(relay).await?;
-    ledger_blocks(&mut control, peer).await
-}
-
-async fn height(relay: &Relay) -> anyhow::Result<u64> {
-    let (mut control, peer) = tcp_client(relay).await?;
-    let answer = ledger_call(
-        &mut control,
-        peer,
-        &LedgerRequest::Read {
-            keys: vec![],
-            height: None,
-        },
-    )
-    .await?;
-    Ok(match answer.first() {
-        Some(LedgerResponse::Reads(Some(reads))) => reads.header.height,
-        _ => 0,
-    })
-}
-
-async fn wait_height(net: &Devnet, i: usize, at_least: u64) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let h = height(net.relay(i)?).await.unwrap_or(0);
-        if h >= at_least {
-            return Ok(h);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "validator {i} stayed at height {h}, below {at_least}\n{}",
-            net.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Sends `who`'s transactions to `relay` one after another (faucet first, then transfers),
 /// recording each the relay reports as included, until the relay goes away or `stop`.
@@ -275,7 +104,7 @@ async fn same_chain(net: &Devnet, genesis: &Genesis) -> anyhow::Result<Vec<Block
 #[tokio::test(flavor = "multi_thread")]
 async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() -> anyhow::Result<()>
 {
-    let mut net = Devnet::start(4)?;
+    let mut net = Devnet::start(4, NET)?;
     let genesis: Genesis = Genesis::from_json(&std::fs::read_to_string(&net.genesis)?)?;
     wait_height(&net, 0, 2).await?;
 
@@ -355,5 +184,116 @@ async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() ->
     );
     drop(net.relays);
     let _ = std::fs::remove_dir_all(&net.root);
+    Ok(())
+}
+
+/// Reads `keys` from `relay` with `light`, following the validator-set changes it has not
+/// seen yet through the relay's epoch changes (each signed by the set before it).
+async fn read_following(
+    light: &mut client_core::ledger::light::LightClient,
+    relay: &aqueduct_tests::Relay,
+    keys: &[client_core::ledger::StateKey],
+) -> anyhow::Result<(u64, Vec<Option<client_core::ledger::StateValue>>)> {
+    use client_core::ledger::light::ReadError;
+    let (mut control, peer) = tcp_client(relay).await?;
+    for _ in 0..8 {
+        let answer = ledger_call(
+            &mut control,
+            peer,
+            &LedgerRequest::Read {
+                keys: keys.to_vec(),
+                height: None,
+            },
+        )
+        .await?;
+        let Some(LedgerResponse::Reads(Some(reads))) = answer.first() else {
+            anyhow::bail!("unexpected answer {answer:?}");
+        };
+        match light.verify(keys, reads) {
+            Ok(verified) => return Ok((verified.height, verified.value)),
+            Err(ReadError::UnknownSet { .. }) => {
+                let from = light.epochs_from();
+                let answer =
+                    ledger_call(&mut control, peer, &LedgerRequest::Epochs { from }).await?;
+                let Some(LedgerResponse::Epochs(changes)) = answer.first() else {
+                    anyhow::bail!("unexpected answer {answer:?}");
+                };
+                for change in changes {
+                    light.follow(change)?;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("the light client could not catch up with the validator set")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_that_stakes_more_becomes_a_validator_at_the_next_epoch() -> anyhow::Result<()> {
+    use aqueduct_tests::devnet::{DevnetOptions, peer_id};
+    use client_core::ledger::light::LightClient;
+    use client_core::ledger::{StateKey, StateValue};
+    let newcomer_dir = aqueduct_tests::temp_dir("bft-newcomer");
+    let newcomer_id = peer_id(&aqueduct_tests::relay_bin()?, &newcomer_dir)?;
+    // Four validators standing with 100 tokens each; epochs of 6 blocks.
+    let net = Devnet::start_with(&DevnetOptions {
+        validators: 4,
+        network_id: "aqueduct-epochs",
+        epoch_blocks: 6,
+        extra: &["--provide", "--validate"],
+        funded: &[(&newcomer_id, 5000)],
+    })?;
+    let genesis = Genesis::from_json(&std::fs::read_to_string(&net.genesis)?)?;
+    let mut light = LightClient::new(&genesis);
+    let newcomer_key = PublicKey::parse(&newcomer_id)?;
+    // A light client that has seen the genesis set only.
+    wait_height(&net, 0, 2).await?;
+    read_following(&mut light, net.relay(0)?, &[StateKey::Params]).await?;
+
+    // A fifth relay stakes 1000 and stands: at the next epoch's end it is elected.
+    let newcomer = net.join(
+        &newcomer_dir,
+        &["--provide", "--validate", "--stake", "1000"],
+    )?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let (elected_at, set) = loop {
+        let (h, values) =
+            read_following(&mut light, net.relay(0)?, &[StateKey::Validators]).await?;
+        if let Some(Some(StateValue::Validators(set))) = values.first()
+            && set.power_of(&newcomer_key).is_some()
+        {
+            break (h, set.clone());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the newcomer was not elected\n{}\n--- newcomer\n{}",
+            net.logs(),
+            newcomer.output()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // Capped at a third of the set's power, so no commit can do without it from now on.
+    assert_eq!(set.validators.len(), 4);
+    let power = set.power_of(&newcomer_key).unwrap_or(0);
+    assert!(u128::from(power) * 3 <= u128::from(set.total_power()));
+    // Blocks go on under the new set, and the same light client, which loaded before the
+    // change, follows it and verifies reads signed by the new set.
+    wait_height(&net, 0, elected_at + 4).await?;
+    let (h, _) = read_following(&mut light, net.relay(1)?, &[StateKey::Params]).await?;
+    assert!(h > elected_at);
+    assert_eq!(light.validators(), &set);
+    let chain = blocks(net.relay(0)?).await?;
+    let last = chain.last().ok_or_else(|| anyhow::anyhow!("no blocks"))?;
+    assert!(
+        last.commit
+            .votes
+            .iter()
+            .any(|v| v.validator == newcomer_key),
+        "the newcomer signs blocks"
+    );
+    drop(newcomer);
+    drop(net.relays);
+    let _ = std::fs::remove_dir_all(&net.root);
+    let _ = std::fs::remove_dir_all(&newcomer_dir);
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! (re-executing it and checking its commit) before storing it, forward the transactions they
 //! take in, and serve proven reads — real relay processes on loopback, each binding port 0.
 
+use aqueduct_tests::devnet::peer_id;
 use aqueduct_tests::{
     Relay, RelayPorts, ledger_blocks, ledger_call, ledger_genesis, read_verified, relay_bin,
     tcp_client, temp_dir, www_dir,
@@ -12,25 +13,11 @@ use client_core::ledger::tx::tx_id;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
 use client_core::ledger::{StateKey, StateValue, Tx, TxKind};
 use client_core::signed::Signed;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NET: &str = "aqueduct-follow";
 const STEP: Duration = Duration::from_secs(60);
-
-/// The peer id `node-relay id` prints for the relay of `dir` (creating its key).
-fn peer_id(bin: &Path, dir: &Path) -> anyhow::Result<String> {
-    let out = Command::new(bin)
-        .args(["id", "--data-dir"])
-        .arg(dir)
-        .output()?;
-    let text = String::from_utf8(out.stdout)?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("peer id:"))
-        .map(|id| id.trim().to_owned())
-        .ok_or_else(|| anyhow::anyhow!("no peer id in {text:?}"))
-}
 
 /// The relay-to-relay address another relay passes to `--peer`.
 fn peer_addr(relay: &Relay) -> anyhow::Result<String> {

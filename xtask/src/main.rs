@@ -209,7 +209,8 @@ fn devnet(validators: u16) -> anyhow::Result<()> {
             .arg(format!("127.0.0.1:{}", port(7001, i)))
             .arg("--consensus")
             .arg(format!("127.0.0.1:{}", port(26701, i)))
-            .arg("--provide");
+            .arg("--provide")
+            .arg("--validate");
         for j in (0..validators).filter(|j| *j != i) {
             cmd.arg("--consensus-peer").arg(consensus(j));
             cmd.arg("--peer").arg(relay_addr(j));
@@ -229,7 +230,8 @@ fn devnet(validators: u16) -> anyhow::Result<()> {
     }
     println!(
         "Network {DEVNET_ID}: {validators} validators in {}. Blocks need more than two thirds of \
-         them; stop one (or more, up to a third) and the rest carry on.",
+         them; stop one (or more, up to a third) and the rest carry on. Each stands for the set \
+         with its stake, so from the first epoch's end (block 20) the set is elected from stake.",
         home.display()
     );
     let mut failed = false;
@@ -402,6 +404,12 @@ fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
     run_cmd(criterion("jobs").env("AQUEDUCT_WWW", &www))?;
     step("ledger: applying transactions, proofs, block production (criterion)");
     run_cmd(&mut criterion("ledger"))?;
+    step("consensus: four validators, finality, throughput, a validator killed");
+    run_cmd(
+        bench_bin("consensus-bench", &[])
+            .env("AQUEDUCT_RELAY_BIN", &relay)
+            .env("AQUEDUCT_WWW", &www),
+    )?;
     step("ledger database size for 100 000 accounts");
     run_cmd(&mut bench_bin("ledger-size", &["--accounts", "100000"]))
 }

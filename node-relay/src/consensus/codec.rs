@@ -179,3 +179,37 @@ impl HasEncodedLen<Response<Ctx>> for BorshCodec {
         Codec::<Response<Ctx>>::encode(self, response).map(|b| b.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use malachitebft_codec::Codec;
+
+    /// Whatever a peer sends, decoding answers with an error, never a panic or a huge
+    /// allocation.
+    #[test]
+    fn garbage_and_oversized_messages_are_refused() {
+        let codec = BorshCodec;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for len in [0usize, 1, 7, 33, 100, 1000, 5000] {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let b = Bytes::from(bytes);
+            let _ = Codec::<SignedConsensusMsg<Ctx>>::decode(&codec, b.clone());
+            let _ = Codec::<StreamMessage<ProposalPart>>::decode(&codec, b.clone());
+            let _ = Codec::<Response<Ctx>>::decode(&codec, b.clone());
+            let _ = Codec::<ValidatorProof<Ctx>>::decode(&codec, b.clone());
+        }
+        // A length prefix claiming four gigabytes of votes.
+        let claim = Bytes::from(vec![0u8, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+        assert!(Codec::<LivenessMsg<Ctx>>::decode(&codec, claim).is_err());
+        let oversized = Bytes::from(vec![0u8; MAX_MESSAGE + 1]);
+        assert!(Codec::<ProposalPart>::decode(&codec, oversized).is_err());
+    }
+}

@@ -511,3 +511,117 @@ pub fn timeouts() -> LinearTimeouts {
 
 /// One alias so the engine's generic types read as ours.
 pub type Certificate = core::CommitCertificate<Ctx>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use client_core::ledger::block::{Commit, verify_commit};
+    use client_core::ledger::{Header, Validator as LedgerValidator, ValidatorSet as Set};
+
+    fn header() -> Header {
+        Header {
+            network_id: "n".into(),
+            height: 7,
+            prev: Hash([1; 32]),
+            state_root: Hash([2; 32]),
+            txs_root: Hash([3; 32]),
+            time_ms: 9,
+            validators: Hash([4; 32]),
+            next_validators: Hash([4; 32]),
+        }
+    }
+
+    /// A precommit signed through the engine is, byte for byte, a commit vote: the certificate
+    /// the engine collects verifies as the block's commit. A prevote for the same block, or a
+    /// precommit for nothing, is not.
+    #[test]
+    fn engine_precommits_are_commit_votes_and_nothing_else_is() {
+        let ctx = Ctx {
+            network_id: "n".into(),
+        };
+        let keys: Vec<Keypair> = (1..=4u8).map(|n| Keypair::from_seed(&[n; 32])).collect();
+        let mut header = header();
+        let set = Set {
+            validators: keys
+                .iter()
+                .map(|k| LedgerValidator {
+                    key: k.public(),
+                    power: 1,
+                })
+                .collect(),
+        };
+        header.validators = set.hash();
+        let vote = |k: &Keypair, kind: VoteType, value: NilOrVal<Hash>| {
+            let vote = Vote {
+                height: Height(7),
+                round: Round::new(2),
+                value,
+                vote_type: kind,
+                validator: Address(k.public()),
+            };
+            client_core::ledger::block::Vote {
+                validator: k.public(),
+                signature: client_core::identity::Signature(sign(k, &ctx.vote_bytes(&vote)).0),
+            }
+        };
+        let id = NilOrVal::Val(header.hash());
+        let commit = Commit {
+            round: 2,
+            votes: keys[..3]
+                .iter()
+                .map(|k| vote(k, VoteType::Precommit, id))
+                .collect(),
+        };
+        verify_commit(&header, &commit, &set, "n").expect("engine precommits make a commit");
+        let prevotes = Commit {
+            round: 2,
+            votes: keys[..3]
+                .iter()
+                .map(|k| vote(k, VoteType::Prevote, id))
+                .collect(),
+        };
+        assert!(verify_commit(&header, &prevotes, &set, "n").is_err());
+        let nil = Commit {
+            round: 2,
+            votes: keys[..3]
+                .iter()
+                .map(|k| vote(k, VoteType::Precommit, NilOrVal::Nil))
+                .collect(),
+        };
+        assert!(verify_commit(&header, &nil, &set, "n").is_err());
+        // Another network's validators' precommits do not count here.
+        let other = Ctx {
+            network_id: "m".into(),
+        };
+        let v = Vote {
+            height: Height(7),
+            round: Round::new(2),
+            value: id,
+            vote_type: VoteType::Precommit,
+            validator: Address(keys[0].public()),
+        };
+        assert_ne!(ctx.vote_bytes(&v), other.vote_bytes(&v));
+    }
+
+    #[test]
+    fn every_validator_proposes_in_turn() {
+        let ledger = Set {
+            validators: (1..=4u8)
+                .map(|n| LedgerValidator {
+                    key: PublicKey([n; 32]),
+                    power: 1,
+                })
+                .collect(),
+        };
+        let set = ValidatorSet::from_ledger(&ledger);
+        let proposers: std::collections::BTreeSet<_> = (0..4)
+            .map(|h| proposer_of(&set, Height(h), Round::new(0)).address)
+            .collect();
+        assert_eq!(proposers.len(), 4);
+        // A failed round hands over to the next validator.
+        assert_ne!(
+            proposer_of(&set, Height(5), Round::new(0)).address,
+            proposer_of(&set, Height(5), Round::new(1)).address
+        );
+    }
+}

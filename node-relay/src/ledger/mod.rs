@@ -699,6 +699,21 @@ pub fn ensure_provider(
     Ok(format!("{what} (transaction submitted, in the next block)"))
 }
 
+/// Makes sure `keypair`'s provider registration stands for the validator set.
+pub fn ensure_candidacy(ledger: &Ledger, keypair: &Keypair) -> anyhow::Result<String> {
+    let snapshot = ledger.snapshot()?;
+    let standing = matches!(
+        snapshot.get(&StateKey::Provider(keypair.public())),
+        Some(StateValue::Provider(p)) if p.candidate
+    );
+    drop(snapshot);
+    if standing {
+        return Ok("already standing for the validator set".into());
+    }
+    ledger.submit_own(keypair, TxKind::Candidacy { candidate: true })?;
+    Ok("standing for the validator set from the next epoch (transaction submitted)".into())
+}
+
 /// Whether `key` is a validator of `genesis`.
 pub fn is_validator(genesis: &Genesis, key: &PublicKey) -> bool {
     genesis.validators.iter().any(|v| v.key == *key)
