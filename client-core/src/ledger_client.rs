@@ -442,7 +442,26 @@ pub async fn transact(
     match answers.last() {
         Some(LedgerResponse::Included { tx, height }) if *tx == id => {
             let height = *height;
-            // Believed once proven: the account's nonce has moved past this transaction's.
+            // Believed once proven: the transaction is in that block's transactions root...
+            let proof = call(
+                control,
+                relay,
+                &LedgerRequest::TxProof { height, tx: id },
+                &|_| {},
+            )
+            .await?;
+            match proof.into_iter().next() {
+                Some(LedgerResponse::TxProof(Some(inclusion))) => {
+                    light.borrow_mut().verify_inclusion(&id, &inclusion)?;
+                }
+                other => {
+                    return Err(LedgerClientError::Protocol(format!(
+                        "the relay says the transaction is in block {height} but does not prove \
+                         it: {other:?}"
+                    )));
+                }
+            }
+            // ...and the account's nonce has moved past this transaction's.
             let proven = account(light, control, relay, keypair.public()).await?;
             if proven.value.nonce <= nonce {
                 return Err(LedgerClientError::Protocol(format!(

@@ -511,3 +511,45 @@ fn reads_pinned_to_one_height_never_mix_heights() {
     assert_eq!(pinned.height, 3);
     assert_eq!(light.latest().map(|h| h.height), Some(4));
 }
+
+#[test]
+fn a_transaction_is_proven_in_its_block_and_nowhere_else() {
+    use client_core::ledger::block::txs_proof;
+    use client_core::ledger::light::TxInclusion;
+    use client_core::ledger::tx::tx_id;
+    let mut chain = Chain::new();
+    chain.stake_in();
+    let block = chain.blocks[0].clone();
+    let inclusion = |index: usize| TxInclusion {
+        header: block.header.clone(),
+        commit: block.commit.clone(),
+        index: index as u32,
+        count: block.txs.len() as u32,
+        proof: txs_proof(&block.txs, index),
+    };
+    let mut light = LightClient::new(&chain.genesis);
+    for (i, tx) in block.txs.iter().enumerate() {
+        assert_eq!(light.verify_inclusion(&tx_id(tx), &inclusion(i)), Ok(1));
+    }
+    // Another transaction, or the right one at another place, is refused.
+    let stranger = tx_id(&chain.tx(9, TxKind::Faucet));
+    assert_eq!(
+        light.verify_inclusion(&stranger, &inclusion(0)),
+        Err(ReadError::NotIncluded { height: 1 })
+    );
+    let first = tx_id(&block.txs[0]);
+    assert_eq!(
+        light.verify_inclusion(&first, &inclusion(1)),
+        Err(ReadError::NotIncluded { height: 1 })
+    );
+    let mut beyond = inclusion(0);
+    beyond.index = beyond.count;
+    assert!(light.verify_inclusion(&first, &beyond).is_err());
+    // A header whose commit does not hold proves nothing.
+    let mut forged = inclusion(0);
+    forged.header.time_ms += 1;
+    assert!(matches!(
+        light.verify_inclusion(&first, &forged),
+        Err(ReadError::Commit(_))
+    ));
+}

@@ -133,6 +133,23 @@ async fn relays_that_do_not_validate_follow_forward_and_provide() -> anyhow::Res
         Some(StateValue::Account(a)) => a.balance,
         _ => 0,
     };
+    // Proven in its block, from the follower: the header's commit and the transactions root.
+    let proof = ledger_call(
+        &mut control,
+        relay_b,
+        &LedgerRequest::TxProof {
+            height: *included,
+            tx: id,
+        },
+    )
+    .await?;
+    let Some(LedgerResponse::TxProof(Some(inclusion))) = proof.first() else {
+        anyhow::bail!("expected an inclusion proof, got {proof:?}");
+    };
+    assert_eq!(
+        client_core::ledger::light::LightClient::new(&genesis).verify_inclusion(&id, inclusion)?,
+        *included
+    );
     let at_a = balance(read_verified(&genesis, &a, StateKey::Account(customer.public())).await?);
     assert!(at_a > 900 * UNITS_PER_TOKEN, "faucet paid: {at_a}");
 

@@ -166,6 +166,26 @@ pub fn txs_root(txs: &[SignedTx]) -> Hash {
         .unwrap_or(Hash([0; 32]))
 }
 
+/// A proof that the transaction at `index` of a block's `count` transactions is one of them,
+/// against the header's transactions root.
+pub fn txs_proof(txs: &[SignedTx], index: usize) -> Vec<u8> {
+    let leaves: Vec<[u8; 32]> = txs.iter().map(|tx| tx_id(tx).0).collect();
+    rs_merkle::MerkleTree::<Blake3>::from_leaves(&leaves)
+        .proof(&[index])
+        .to_bytes()
+}
+
+/// Checks a [`txs_proof`]: transaction `tx` is at `index` of `count` under `root`.
+pub fn verify_tx_in(root: &Hash, tx: &Hash, index: u32, count: u32, proof: &[u8]) -> bool {
+    if index >= count {
+        return false;
+    }
+    let Ok(proof) = rs_merkle::MerkleProof::<Blake3>::from_bytes(proof) else {
+        return false;
+    };
+    proof.verify(root.0, &[index as usize], &[tx.0], count as usize)
+}
+
 /// Why a header or commit was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError {

@@ -50,6 +50,17 @@ pub struct EpochChange {
     pub next: ValidatorSet,
 }
 
+/// Where a transaction is: a committed header, and the transaction's place among the block's
+/// transactions with a Merkle proof against the header's transactions root.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TxInclusion {
+    pub header: Header,
+    pub commit: Commit,
+    pub index: u32,
+    pub count: u32,
+    pub proof: Vec<u8>,
+}
+
 /// Two different headers at one height, each with a valid commit of the same set: proof that
 /// validators holding more than a third of the power signed twice.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -105,6 +116,10 @@ pub enum ReadError {
     },
     #[error("the saved light-client state belongs to another network or genesis")]
     ForeignState,
+    #[error(
+        "the transaction is not in block {height}: its proof against the transactions root fails"
+    )]
+    NotIncluded { height: u64 },
 }
 
 /// What a light client has verified, to keep across page reloads (Borsh-encoded): it resumes
@@ -295,22 +310,50 @@ impl LightClient {
                 got: answer.header.height,
             });
         }
-        let older = self.latest().is_some_and(|l| height < l.height);
-        if older {
-            let set = [Some(&self.signers), self.next.as_ref()]
-                .into_iter()
-                .flatten()
-                .find(|s| s.hash() == answer.header.validators)
-                .ok_or(ReadError::UnknownSet {
-                    height,
-                    got: answer.header.validators,
-                    since: self.epochs_from(),
-                })?;
-            verify_commit(&answer.header, &answer.commit, set, &self.network_id)?;
-        } else {
-            self.accept(&answer.header, &answer.commit)?;
-        }
+        self.accept_pinned(&answer.header, &answer.commit)?;
         self.check_reads(keys, answer)
+    }
+
+    /// Accepts a header asked for at its height: an older one than the latest if its commit
+    /// holds for a set this client trusts (without moving the latest back), else as
+    /// [`LightClient::accept`].
+    fn accept_pinned(&mut self, header: &Header, commit: &Commit) -> Result<(), ReadError> {
+        let older = self.latest().is_some_and(|l| header.height < l.height);
+        if !older {
+            return self.accept(header, commit);
+        }
+        let set = [Some(&self.signers), self.next.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|s| s.hash() == header.validators)
+            .ok_or(ReadError::UnknownSet {
+                height: header.height,
+                got: header.validators,
+                since: self.epochs_from(),
+            })?;
+        verify_commit(header, commit, set, &self.network_id)?;
+        Ok(())
+    }
+
+    /// Checks that transaction `tx` is in the committed block `inclusion` names. Returns the
+    /// block's height.
+    pub fn verify_inclusion(
+        &mut self,
+        tx: &Hash,
+        inclusion: &TxInclusion,
+    ) -> Result<u64, ReadError> {
+        self.accept_pinned(&inclusion.header, &inclusion.commit)?;
+        let height = inclusion.header.height;
+        if !super::block::verify_tx_in(
+            &inclusion.header.txs_root,
+            tx,
+            inclusion.index,
+            inclusion.count,
+            &inclusion.proof,
+        ) {
+            return Err(ReadError::NotIncluded { height });
+        }
+        Ok(height)
     }
 
     fn check_reads(

@@ -6,7 +6,7 @@
 
 use super::block::Block;
 use super::genesis::Genesis;
-use super::light::{EpochChange, ProvenReads};
+use super::light::{EpochChange, ProvenReads, TxInclusion};
 use super::state::StateKey;
 use super::tx::SignedTx;
 use crate::hash::Hash;
@@ -48,6 +48,11 @@ pub enum LedgerRequest {
     Epochs {
         from: u64,
     },
+    /// Where transaction `tx` is in block `height`, proven against its transactions root.
+    TxProof {
+        height: u64,
+        tx: Hash,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -72,6 +77,8 @@ pub enum LedgerResponse {
     },
     Blocks(Vec<Block>),
     Epochs(Vec<EpochChange>),
+    /// `None`: block `height` does not hold the transaction (or does not exist).
+    TxProof(Option<Box<TxInclusion>>),
     /// The request was refused; `reason` says why in words a user can act on.
     Refused {
         reason: String,

@@ -17,7 +17,7 @@ use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
 use client_core::ledger::block::{Block, txs_root, verify_commit};
 use client_core::ledger::chain::{self, ReplayError, Tip};
-use client_core::ledger::light::{EpochChange, ProvenRead, ProvenReads};
+use client_core::ledger::light::{EpochChange, ProvenRead, ProvenReads, TxInclusion};
 use client_core::ledger::merkle;
 use client_core::ledger::tx::tx_id;
 use client_core::ledger::validators;
@@ -598,6 +598,24 @@ impl Ledger {
         let header = built.header.clone();
         self.commit_block(built, commit)?;
         Ok(Some(header))
+    }
+
+    /// Where `tx` is in block `height`, with its proof; `None` if it is not there.
+    pub fn tx_inclusion(&self, height: u64, tx: &Hash) -> anyhow::Result<Option<TxInclusion>> {
+        let snapshot = self.store.snapshot()?;
+        let Some(block) = snapshot.block(height)? else {
+            return Ok(None);
+        };
+        let Some(index) = block.txs.iter().position(|t| tx_id(t) == *tx) else {
+            return Ok(None);
+        };
+        Ok(Some(TxInclusion {
+            proof: client_core::ledger::block::txs_proof(&block.txs, index),
+            index: u32::try_from(index)?,
+            count: u32::try_from(block.txs.len())?,
+            header: block.header,
+            commit: block.commit,
+        }))
     }
 
     /// The epoch changes at `from` or later, for light clients following the validator set.

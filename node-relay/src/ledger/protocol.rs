@@ -131,6 +131,16 @@ async fn serve(stream: &mut Stream, ledger: Arc<Ledger>, peer: libp2p::PeerId) {
             };
             send(stream, &response).await;
         }
+        LedgerRequest::TxProof { height, tx } => {
+            let worker = Arc::clone(&ledger);
+            let answer =
+                tokio::task::spawn_blocking(move || worker.tx_inclusion(height, &tx)).await;
+            let response = match answer {
+                Ok(Ok(found)) => LedgerResponse::TxProof(found.map(Box::new)),
+                _ => refused("the relay could not read its blocks"),
+            };
+            send(stream, &response).await;
+        }
         LedgerRequest::Epochs { from } => {
             let worker = Arc::clone(&ledger);
             let answer = tokio::task::spawn_blocking(move || worker.epochs(from)).await;

@@ -69,6 +69,44 @@ async fn submit(
     }
 }
 
+/// Sends `tx` and waits until the relay has it in its mempool; the returned future ends when
+/// a block includes it, with the time since sending.
+async fn hand_over(
+    control: &libp2p_stream::Control,
+    relay: libp2p::PeerId,
+    tx: Signed<Tx>,
+) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<Duration>> + use<>> {
+    use client_core::ledger::wire::{LEDGER_PROTOCOL, MAX_LEDGER_RESPONSE};
+    let id = tx_id(&tx);
+    let started = Instant::now();
+    let mut control = control.clone();
+    let mut stream = control
+        .open_stream(relay, libp2p::StreamProtocol::new(LEDGER_PROTOCOL))
+        .await?;
+    let request = LedgerRequest::Submit { tx: Box::new(tx) };
+    client_core::wire::write_frame(&mut stream, &client_core::encoding::encode(&request)).await?;
+    let first = client_core::wire::read_frame(&mut stream, MAX_LEDGER_RESPONSE)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the relay closed the stream"))?;
+    match client_core::encoding::decode(&first, MAX_LEDGER_RESPONSE)? {
+        LedgerResponse::Submitted { .. } => {}
+        other => anyhow::bail!("not admitted: {other:?}"),
+    }
+    Ok(async move {
+        while let Some(frame) =
+            client_core::wire::read_frame(&mut stream, MAX_LEDGER_RESPONSE).await?
+        {
+            if let LedgerResponse::Included { tx, .. } =
+                client_core::encoding::decode(&frame, MAX_LEDGER_RESPONSE)?
+                && tx == id
+            {
+                return Ok(started.elapsed());
+            }
+        }
+        anyhow::bail!("the relay closed the stream before the transaction was included")
+    })
+}
+
 fn signed(who: &Keypair, nonce: u64, kind: TxKind) -> Signed<Tx> {
     Signed::sign(
         who,
@@ -108,40 +146,56 @@ async fn main() -> anyhow::Result<()> {
     }
     eprintln!("{} clients funded", options.clients);
 
-    // The load: every client keeps `in_flight` transfers open at once, for the duration.
+    // The load: every client keeps `in_flight` transfers waiting for their block at once,
+    // for the duration. Each is handed over in nonce order (the mempool takes no gaps): the
+    // next is sent once the relay has said the previous is in its mempool.
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let start_height = height(net.relay(0)?).await?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(options.seconds);
     let mut tasks = Vec::new();
     for (who, control, relay) in clients {
-        for lane in 0..options.in_flight {
-            let (who, mut control, latencies) =
-                (who.clone(), control.clone(), Arc::clone(&latencies));
-            let in_flight = options.in_flight as u64;
-            tasks.push(tokio::spawn(async move {
-                let mut nonce = 1 + lane as u64;
-                while Instant::now() < deadline {
-                    let tx = signed(
-                        &who,
-                        nonce,
-                        TxKind::Transfer {
-                            to: PublicKey([9; 32]),
-                            amount: 1,
-                        },
-                    );
-                    match submit(&mut control, relay, tx).await {
-                        Ok(latency) => {
-                            if let Ok(mut all) = latencies.lock() {
+        let latencies = Arc::clone(&latencies);
+        let in_flight = options.in_flight;
+        tasks.push(tokio::spawn(async move {
+            let lanes = Arc::new(tokio::sync::Semaphore::new(in_flight));
+            let mut waiting = Vec::new();
+            let mut nonce = 1u64;
+            while Instant::now() < deadline {
+                let Ok(permit) = Arc::clone(&lanes).acquire_owned().await else {
+                    break;
+                };
+                let tx = signed(
+                    &who,
+                    nonce,
+                    TxKind::Transfer {
+                        to: PublicKey([9; 32]),
+                        amount: 1,
+                    },
+                );
+                match hand_over(&control, relay, tx).await {
+                    Ok(included) => {
+                        let latencies = Arc::clone(&latencies);
+                        waiting.push(tokio::spawn(async move {
+                            if let Ok(latency) = included.await
+                                && let Ok(mut all) = latencies.lock()
+                            {
                                 all.push(latency.as_secs_f64() * 1000.0);
                             }
-                        }
-                        Err(_) => return,
+                            drop(permit);
+                        }));
                     }
-                    nonce += in_flight;
+                    Err(e) => {
+                        eprintln!("a transaction failed: {e:#}");
+                        break;
+                    }
                 }
-            }));
-        }
+                nonce += 1;
+            }
+            for w in waiting {
+                let _ = w.await;
+            }
+        }));
     }
     for task in tasks {
         let _ = task.await;
