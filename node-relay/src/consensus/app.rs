@@ -24,6 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How many heights ahead proposal parts are kept, and how many per height.
+const EARLY_HEIGHTS: u64 = 8;
+const EARLY_PER_HEIGHT: usize = 16;
+
 /// How long a proposer waits for transactions before proposing an empty block.
 const IDLE_BLOCK: Duration = Duration::from_millis(1000);
 
@@ -172,7 +176,14 @@ impl App {
                     StreamContent::Data(part) => {
                         let next = self.tip()? + 1;
                         if part.height.0 > next {
-                            self.early.entry(part.height.0).or_default().push(part);
+                            // Kept for when this relay gets there, within bounds: a peer
+                            // cannot grow this buffer by sending parts for far heights.
+                            if part.height.0 <= next + EARLY_HEIGHTS {
+                                let early = self.early.entry(part.height.0).or_default();
+                                if early.len() < EARLY_PER_HEIGHT {
+                                    early.push(part);
+                                }
+                            }
                             None
                         } else if part.height.0 < next {
                             None
@@ -498,6 +509,7 @@ impl App {
         self.bodies.retain(|_, (h, _)| h.height > height);
         self.own.retain(|(h, _), _| *h > height);
         self.seen.retain(|(h, _), _| *h > height);
+        self.early.retain(|h, _| *h > height);
         self.ledger.store().prune_proposals(height)?;
         Ok(())
     }
