@@ -24,6 +24,32 @@ pub fn peer_id(bin: &Path, dir: &Path) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no peer id in {text:?}"))
 }
 
+/// Writes `out`, a genesis (`node-relay genesis`) of `network_id` naming `validators` (peer
+/// ids), funding `funded` (peer id, tokens), with epochs of `epoch_blocks`.
+pub fn write_genesis(
+    bin: &Path,
+    network_id: &str,
+    validators: &[String],
+    funded: &[(&str, u64)],
+    epoch_blocks: u64,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["genesis", "--network-id", network_id, "--epoch-blocks"])
+        .arg(epoch_blocks.to_string());
+    for (who, tokens) in funded {
+        cmd.arg("--fund").arg(format!("{who}={tokens}"));
+    }
+    for id in validators {
+        cmd.arg("--validator").arg(id);
+    }
+    anyhow::ensure!(
+        cmd.arg("--out").arg(out).status()?.success(),
+        "node-relay genesis failed"
+    );
+    Ok(())
+}
+
 /// Validators on loopback, started one after another.
 pub struct Devnet {
     pub network_id: String,
@@ -68,25 +94,19 @@ impl Devnet {
         let (bin, www) = (relay_bin()?, www_dir()?);
         let root = temp_dir("bft");
         let dirs: Vec<PathBuf> = (0..n).map(|i| root.join(format!("v{i}"))).collect();
-        let mut genesis_cmd = Command::new(&bin);
-        genesis_cmd.args([
-            "genesis",
-            "--network-id",
-            network_id,
-            "--epoch-blocks",
-            &options.epoch_blocks.to_string(),
-        ]);
-        for (who, tokens) in options.funded {
-            genesis_cmd.arg("--fund").arg(format!("{who}={tokens}"));
-        }
-        for dir in &dirs {
-            genesis_cmd.arg("--validator").arg(peer_id(&bin, dir)?);
-        }
+        let ids = dirs
+            .iter()
+            .map(|dir| peer_id(&bin, dir))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let genesis = root.join("genesis.json");
-        anyhow::ensure!(
-            genesis_cmd.arg("--out").arg(&genesis).status()?.success(),
-            "node-relay genesis failed"
-        );
+        write_genesis(
+            &bin,
+            network_id,
+            &ids,
+            options.funded,
+            options.epoch_blocks,
+            &genesis,
+        )?;
         let mut net = Devnet {
             network_id: network_id.to_owned(),
             bin,
@@ -114,22 +134,7 @@ impl Devnet {
     /// Starts one more relay of this network (not a validator of the genesis) in `dir`, running
     /// consensus with every validator and forwarding what it takes in to their relays.
     pub fn join(&self, dir: &Path, extra: &[&str]) -> anyhow::Result<Relay> {
-        let genesis = self.genesis.to_string_lossy().into_owned();
-        let mut args: Vec<String> = [
-            "--network-id",
-            &self.network_id,
-            "--genesis",
-            &genesis,
-            "--consensus",
-            "127.0.0.1:0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for peer in &self.addrs {
-            args.push("--consensus-peer".into());
-            args.push(peer.clone());
-        }
+        let mut args = self.args("127.0.0.1:0", &self.addrs);
         for relay in self.relays.iter().flatten() {
             args.push("--peer".into());
             args.push(format!(
@@ -143,23 +148,25 @@ impl Devnet {
         Relay::start_with(&self.bin, &self.www, dir, &RelayPorts::any(), &args)
     }
 
-    fn launch(&self, i: usize, listen: &str, peers: &[String]) -> anyhow::Result<Relay> {
-        let genesis = self.genesis.to_string_lossy().into_owned();
-        let mut args: Vec<String> = [
-            "--network-id",
-            &self.network_id,
-            "--genesis",
-            &genesis,
-            "--consensus",
-            listen,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for peer in peers {
+    /// The arguments of a relay of this network listening for consensus on `listen`.
+    fn args(&self, listen: &str, consensus_peers: &[String]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--network-id".into(),
+            self.network_id.clone(),
+            "--genesis".into(),
+            self.genesis.to_string_lossy().into_owned(),
+            "--consensus".into(),
+            listen.into(),
+        ];
+        for peer in consensus_peers {
             args.push("--consensus-peer".into());
             args.push(peer.clone());
         }
+        args
+    }
+
+    fn launch(&self, i: usize, listen: &str, peers: &[String]) -> anyhow::Result<Relay> {
+        let mut args = self.args(listen, peers);
         args.extend(self.extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Relay::start_with(

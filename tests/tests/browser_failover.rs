@@ -3,9 +3,8 @@
 //! is killed and the page keeps reading proven balances and runs another job, all through the
 //! second relay — real relay processes and headless Chromium.
 
-use aqueduct_tests::devnet::peer_id;
+use aqueduct_tests::devnet::{peer_id, write_genesis};
 use aqueduct_tests::{Browser, Relay, RelayPorts, relay_bin, temp_dir, www_dir};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NET: &str = "aqueduct-failover";
@@ -37,20 +36,14 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
     let (dir_a, dir_b) = (root.join("a"), root.join("b"));
     let (id_a, id_b) = (peer_id(&bin, &dir_a)?, peer_id(&bin, &dir_b)?);
     let genesis_file = root.join("genesis.json");
-    let status = Command::new(&bin)
-        .args([
-            "genesis",
-            "--network-id",
-            NET,
-            "--validator",
-            &id_a,
-            "--fund",
-        ])
-        .arg(format!("{id_b}=1000"))
-        .arg("--out")
-        .arg(&genesis_file)
-        .status()?;
-    anyhow::ensure!(status.success(), "node-relay genesis failed");
+    write_genesis(
+        &bin,
+        NET,
+        std::slice::from_ref(&id_a),
+        &[(&id_b, 1000)],
+        20,
+        &genesis_file,
+    )?;
     let genesis_arg = genesis_file.to_string_lossy().into_owned();
     let common = [
         "--network-id",

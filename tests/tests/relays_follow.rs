@@ -2,7 +2,7 @@
 //! (re-executing it and checking its commit) before storing it, forward the transactions they
 //! take in, and serve proven reads — real relay processes on loopback, each binding port 0.
 
-use aqueduct_tests::devnet::peer_id;
+use aqueduct_tests::devnet::{peer_id, write_genesis};
 use aqueduct_tests::{
     Relay, RelayPorts, ledger_blocks, ledger_call, ledger_genesis, read_verified, relay_bin,
     tcp_client, temp_dir, www_dir,
@@ -13,7 +13,6 @@ use client_core::ledger::tx::tx_id;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
 use client_core::ledger::{StateKey, StateValue, Tx, TxKind};
 use client_core::signed::Signed;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NET: &str = "aqueduct-follow";
@@ -41,20 +40,14 @@ async fn relays_that_do_not_validate_follow_forward_and_provide() -> anyhow::Res
     let (id_a, id_b) = (peer_id(&bin, &dir_a)?, peer_id(&bin, &dir_b)?);
     // A validates alone; B is funded so it can stake as a provider.
     let genesis_file = root.join("genesis.json");
-    let status = Command::new(&bin)
-        .args([
-            "genesis",
-            "--network-id",
-            NET,
-            "--validator",
-            &id_a,
-            "--fund",
-        ])
-        .arg(format!("{id_b}=1000"))
-        .arg("--out")
-        .arg(&genesis_file)
-        .status()?;
-    anyhow::ensure!(status.success(), "node-relay genesis failed");
+    write_genesis(
+        &bin,
+        NET,
+        std::slice::from_ref(&id_a),
+        &[(&id_b, 1000)],
+        20,
+        &genesis_file,
+    )?;
     let genesis_arg = genesis_file.to_string_lossy().into_owned();
     let common = ["--network-id", NET, "--block-interval-ms", "100"];
 
