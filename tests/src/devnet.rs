@@ -137,11 +137,7 @@ impl Devnet {
         let mut args = self.args("127.0.0.1:0", &self.addrs);
         for relay in self.relays.iter().flatten() {
             args.push("--peer".into());
-            args.push(format!(
-                "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-                relay.ports.tcp.port(),
-                relay.info()?.peer_id
-            ));
+            args.push(relay.relay_addr()?);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -566,6 +566,15 @@ impl Relay {
         Ok(serde_json::from_str(&self.get("/api/info")?)?)
     }
 
+    /// The relay-to-relay address other relays pass to `--peer`.
+    pub fn relay_addr(&self) -> anyhow::Result<String> {
+        Ok(format!(
+            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+            self.ports.tcp.port(),
+            self.info()?.peer_id
+        ))
+    }
+
     /// The consensus address the relay printed (`consensus:`), if it runs consensus.
     pub fn consensus_addr(&self) -> Option<String> {
         self.output().lines().find_map(|l| {

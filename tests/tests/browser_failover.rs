@@ -55,7 +55,7 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
     ];
     // A makes the blocks and serves the page; B follows A and offers its compute.
     let mut a = Relay::start_with(&bin, &www, &dir_a, &RelayPorts::any(), &common)?;
-    let a_addr = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id_a}", a.ports.tcp.port());
+    let a_addr = a.relay_addr()?;
     let b = Relay::start_with(
         &bin,
         &www,

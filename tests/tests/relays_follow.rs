@@ -2,7 +2,7 @@
 //! (re-executing it and checking its commit) before storing it, forward the transactions they
 //! take in, and serve proven reads — real relay processes on loopback, each binding port 0.
 
-use aqueduct_tests::devnet::{peer_id, write_genesis};
+use aqueduct_tests::devnet::{height, peer_id, write_genesis};
 use aqueduct_tests::{
     Relay, RelayPorts, ledger_blocks, ledger_call, ledger_genesis, read_verified, relay_bin,
     tcp_client, temp_dir, www_dir,
@@ -17,20 +17,6 @@ use std::time::{Duration, Instant};
 
 const NET: &str = "aqueduct-follow";
 const STEP: Duration = Duration::from_secs(60);
-
-/// The relay-to-relay address another relay passes to `--peer`.
-fn peer_addr(relay: &Relay) -> anyhow::Result<String> {
-    Ok(format!(
-        "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-        relay.ports.tcp.port(),
-        relay.info()?.peer_id
-    ))
-}
-
-async fn height(relay: &Relay) -> anyhow::Result<usize> {
-    let (mut control, peer) = tcp_client(relay).await?;
-    Ok(ledger_blocks(&mut control, peer).await?.len())
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_that_do_not_validate_follow_forward_and_provide() -> anyhow::Result<()> {
@@ -58,7 +44,7 @@ async fn relays_that_do_not_validate_follow_forward_and_provide() -> anyhow::Res
         &RelayPorts::any(),
         &[&common[..], &["--genesis", &genesis_arg]].concat(),
     )?;
-    let a_addr = peer_addr(&a)?;
+    let a_addr = a.relay_addr()?;
     // B follows A and registers as a provider: its transaction goes to A through B.
     let b = Relay::start_with(
         &bin,
@@ -155,12 +141,12 @@ async fn relays_that_do_not_validate_follow_forward_and_provide() -> anyhow::Res
         &RelayPorts::any(),
         &[
             &common[..],
-            &["--genesis", &genesis_arg, "--peer", &peer_addr(&b)?],
+            &["--genesis", &genesis_arg, "--peer", &b.relay_addr()?],
         ]
         .concat(),
     )?;
     let deadline = Instant::now() + STEP;
-    while height(&c).await? < *included as usize {
+    while height(&c).await? < *included {
         anyhow::ensure!(
             Instant::now() < deadline,
             "C did not catch up:\n{}",

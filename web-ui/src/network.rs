@@ -243,21 +243,26 @@ impl NetworkState {
         let Some(handle) = self.peer.get_value() else {
             return Err("the network is not started yet; try again in a moment".into());
         };
+        self.note(format!("added relay {}", config.relay));
+        self.connect_relay(&handle, config, Source::Added, text);
+        self.save_relays();
+        Ok(())
+    }
+
+    /// Lists a relay and starts connecting to it.
+    fn connect_relay(&self, handle: &PeerHandle, config: PeerConfig, source: Source, addr: &str) {
         self.relays.update(|relays| {
             relays.push(RelayEntry {
                 relay: config.relay,
-                source: Source::Added,
-                addr: text.trim().to_owned(),
+                source,
+                addr: addr.trim().to_owned(),
                 phase: Phase::Connecting { attempt: 0 },
                 dial_ms: None,
                 rtt: None,
                 status: None,
             })
         });
-        self.note(format!("added relay {}", config.relay));
         handle.add_relay(config);
-        self.save_relays();
-        Ok(())
     }
 
     /// Connects to a relay found in the proven provider list (at most [`MAX_DISCOVERED`]; not
@@ -278,19 +283,8 @@ impl NetworkState {
         let Some(handle) = self.peer.get_value() else {
             return false;
         };
-        self.relays.update(|relays| {
-            relays.push(RelayEntry {
-                relay: config.relay,
-                source: Source::Discovered,
-                addr: text.trim().to_owned(),
-                phase: Phase::Connecting { attempt: 0 },
-                dial_ms: None,
-                rtt: None,
-                status: None,
-            })
-        });
         self.note(format!("found relay {} in the provider list", config.relay));
-        handle.add_relay(config);
+        self.connect_relay(&handle, config, Source::Discovered, text);
         true
     }
 

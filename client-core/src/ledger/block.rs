@@ -205,8 +205,6 @@ pub enum CommitError {
     NotNewer { latest: u64, got: u64 },
     #[error("block {height} does not follow the previous block")]
     BrokenChain { height: u64 },
-    #[error("the transactions do not match the header's transactions root")]
-    TxsRoot,
 }
 
 /// Checks that validators of `set` holding more than two thirds of its power signed `header`.
@@ -245,26 +243,6 @@ pub fn verify_commit(
     let total = set.total_power();
     if u128::from(signed) * 3 <= u128::from(total) * 2 {
         return Err(CommitError::NotEnoughPower { signed, total });
-    }
-    Ok(())
-}
-
-/// Checks a whole block as a follower would before applying it: the commit, the chain link to
-/// `prev` and the transactions root.
-pub fn verify_block(
-    block: &Block,
-    prev: Hash,
-    set: &ValidatorSet,
-    network_id: &str,
-) -> Result<(), CommitError> {
-    verify_commit(&block.header, &block.commit, set, network_id)?;
-    if block.header.prev != prev {
-        return Err(CommitError::BrokenChain {
-            height: block.header.height,
-        });
-    }
-    if txs_root(&block.txs) != block.header.txs_root {
-        return Err(CommitError::TxsRoot);
     }
     Ok(())
 }

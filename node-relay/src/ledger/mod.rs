@@ -732,10 +732,5 @@ pub fn ensure_candidacy(ledger: &Ledger, keypair: &Keypair) -> anyhow::Result<St
     Ok("standing for the validator set from the next epoch (transaction submitted)".into())
 }
 
-/// Whether `key` is a validator of `genesis`.
-pub fn is_validator(genesis: &Genesis, key: &PublicKey) -> bool {
-    genesis.validators.iter().any(|v| v.key == *key)
-}
-
 #[cfg(test)]
 mod tests;

@@ -344,14 +344,6 @@ impl Snapshot {
         }
     }
 
-    /// The hash the next block names as its previous one.
-    pub fn tip_hash(&self, genesis: &Genesis) -> anyhow::Result<Hash> {
-        Ok(match self.latest_block()? {
-            Some(block) => block.header.hash(),
-            None => genesis.hash(),
-        })
-    }
-
     pub fn latest_header(&self) -> anyhow::Result<Option<Header>> {
         Ok(self.latest_block()?.map(|b| b.header))
     }
