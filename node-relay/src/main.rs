@@ -159,6 +159,11 @@ struct RunArgs {
     #[cfg(feature = "faulty")]
     #[arg(long, value_enum)]
     faulty: Option<FaultArg>,
+    /// Testing only: misbehave as a validator in the given ways, so tests can check that the
+    /// other validators withstand it.
+    #[cfg(feature = "faulty")]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    byzantine: Vec<ByzantineArg>,
 }
 
 fn parse_peer(text: &str) -> Result<node_relay::upstream::Peer, String> {
@@ -179,6 +184,15 @@ enum FaultArg {
     WrongFuel,
     WrongCheckpoint,
     BadSignature,
+}
+
+#[cfg(feature = "faulty")]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ByzantineArg {
+    /// Sign a second, conflicting vote beside every vote.
+    DoubleSign,
+    /// Propose blocks whose state root is wrong.
+    InvalidBlocks,
 }
 
 #[derive(Args)]
@@ -344,6 +358,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                 listen,
                 peers: args.consensus_peers.clone(),
                 wal_dir: args.common.data_dir.join("consensus"),
+                #[cfg(feature = "faulty")]
+                byzantine: node_relay::consensus::Byzantine {
+                    double_sign: args.byzantine.contains(&ByzantineArg::DoubleSign),
+                    invalid_blocks: args.byzantine.contains(&ByzantineArg::InvalidBlocks),
+                },
+                #[cfg(not(feature = "faulty"))]
+                byzantine: node_relay::consensus::Byzantine::default(),
             };
             let started = node_relay::consensus::start(
                 Arc::clone(&ledger),

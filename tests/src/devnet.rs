@@ -3,12 +3,21 @@
 //! told the consensus addresses of those started before it; connections go both ways).
 
 use crate::{
-    Relay, RelayPorts, ledger_blocks, ledger_call, relay_bin, tcp_client, temp_dir, www_dir,
+    Relay, RelayPorts, faulty_relay_bin, ledger_blocks, ledger_call, relay_bin, tcp_client,
+    temp_dir, www_dir,
 };
-use client_core::ledger::Block;
+use client_core::hash::Hash;
+use client_core::identity::{Keypair, PublicKey};
+use client_core::ledger::block::verify_commit;
+use client_core::ledger::state::UNITS_PER_TOKEN;
+use client_core::ledger::tx::tx_id;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
+use client_core::ledger::{Block, Genesis, Tx, TxKind};
+use client_core::signed::Signed;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The peer id `node-relay id` prints for the relay of `dir` (creating its key).
@@ -55,6 +64,8 @@ pub struct Devnet {
     pub network_id: String,
     bin: PathBuf,
     www: PathBuf,
+    /// Validators that run the faulty relay binary, with their own arguments.
+    byzantine: Vec<(usize, Vec<String>)>,
     pub root: PathBuf,
     pub genesis: PathBuf,
     dirs: Vec<PathBuf>,
@@ -74,6 +85,9 @@ pub struct DevnetOptions<'a> {
     pub extra: &'a [&'a str],
     /// Accounts funded at genesis besides the validators (peer id, tokens).
     pub funded: &'a [(&'a str, u64)],
+    /// Validators (by index) that run the faulty relay binary with these arguments added
+    /// (e.g. `--byzantine double-sign`).
+    pub byzantine: &'a [(usize, &'a [&'a str])],
 }
 
 impl Devnet {
@@ -86,6 +100,7 @@ impl Devnet {
             epoch_blocks: 1000,
             extra: &[],
             funded: &[],
+            byzantine: &[],
         })
     }
 
@@ -117,6 +132,11 @@ impl Devnet {
             relays: Vec::new(),
             addrs: Vec::new(),
             extra: options.extra.iter().map(|s| s.to_string()).collect(),
+            byzantine: options
+                .byzantine
+                .iter()
+                .map(|(i, args)| (*i, args.iter().map(|s| s.to_string()).collect()))
+                .collect(),
         };
         for i in 0..n {
             let peers = net.addrs.clone();
@@ -164,14 +184,13 @@ impl Devnet {
     fn launch(&self, i: usize, listen: &str, peers: &[String]) -> anyhow::Result<Relay> {
         let mut args = self.args(listen, peers);
         args.extend(self.extra.iter().cloned());
+        let mut bin = self.bin.clone();
+        if let Some((_, own)) = self.byzantine.iter().find(|(j, _)| *j == i) {
+            bin = faulty_relay_bin()?;
+            args.extend(own.iter().cloned());
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Relay::start_with(
-            &self.bin,
-            &self.www,
-            &self.dirs[i],
-            &RelayPorts::any(),
-            &args,
-        )
+        Relay::start_with(&bin, &self.www, &self.dirs[i], &RelayPorts::any(), &args)
     }
 
     /// Restarts validator `i` on its consensus address, told of every other validator.
@@ -250,4 +269,89 @@ pub async fn wait_height(net: &Devnet, i: usize, at_least: u64) -> anyhow::Resul
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Sends `who`'s transactions to `relay` one after another (faucet first, then transfers),
+/// recording each the relay reports as included, until the relay goes away or `stop`.
+pub async fn tx_stream(
+    mut control: libp2p_stream::Control,
+    peer: libp2p::PeerId,
+    network_id: &str,
+    who: Keypair,
+    included: Arc<Mutex<Vec<Hash>>>,
+    stop: Arc<AtomicBool>,
+) {
+    for nonce in 0u64.. {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let kind = if nonce == 0 {
+            TxKind::Faucet
+        } else {
+            TxKind::Transfer {
+                to: PublicKey([9; 32]),
+                amount: UNITS_PER_TOKEN / 100,
+            }
+        };
+        let tx = Signed::sign(
+            &who,
+            Tx {
+                network_id: network_id.into(),
+                nonce,
+                fee: 10_000,
+                kind,
+            },
+        );
+        let id = tx_id(&tx);
+        let Ok(answers) = ledger_call(
+            &mut control,
+            peer,
+            &LedgerRequest::Submit { tx: Box::new(tx) },
+        )
+        .await
+        else {
+            return;
+        };
+        match answers.last() {
+            Some(LedgerResponse::Included { tx, .. }) if *tx == id => {
+                if let Ok(mut all) = included.lock() {
+                    all.push(id);
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Every running validator holds the same headers (each may keep another valid set of
+/// precommits for a header: any more than two thirds of the power make a commit), and every
+/// block carries a commit of more than two thirds of the genesis set.
+pub async fn same_chain(net: &Devnet) -> anyhow::Result<Vec<Block>> {
+    let genesis = Genesis::from_json(&std::fs::read_to_string(&net.genesis)?)?;
+    let mut chains = Vec::new();
+    for relay in net.relays.iter().flatten() {
+        chains.push(blocks(relay).await?);
+    }
+    let shortest = chains.iter().map(Vec::len).min().unwrap_or(0);
+    let headers = |chain: &[Block]| -> Vec<Hash> {
+        chain[..shortest].iter().map(|b| b.header.hash()).collect()
+    };
+    for chain in &chains[1..] {
+        anyhow::ensure!(
+            headers(chain) == headers(&chains[0]),
+            "two validators hold different headers"
+        );
+    }
+    let set = genesis.validator_set();
+    for chain in &chains {
+        for block in chain {
+            verify_commit(&block.header, &block.commit, &set, &net.network_id)?;
+            anyhow::ensure!(
+                client_core::ledger::block::txs_root(&block.txs) == block.header.txs_root,
+                "block {} holds other transactions than its header names",
+                block.header.height
+            );
+        }
+    }
+    Ok(chains.swap_remove(0))
 }

@@ -3,109 +3,22 @@
 //! lost, the killed validator comes back and catches up to the same chain; with two of four
 //! stopped no block is made (and none lost), and the chain resumes once they are back.
 
-use aqueduct_tests::devnet::{Devnet, blocks, height, wait_height};
+use aqueduct_tests::devnet::{Devnet, blocks, height, same_chain, tx_stream, wait_height};
 use aqueduct_tests::{ledger_call, tcp_client};
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
-use client_core::ledger::block::verify_commit;
-use client_core::ledger::state::UNITS_PER_TOKEN;
 use client_core::ledger::tx::tx_id;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
-use client_core::ledger::{Block, Genesis, Tx, TxKind};
-use client_core::signed::Signed;
+use client_core::ledger::{Block, Genesis};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const NET: &str = "aqueduct-bft";
 
-/// Sends `who`'s transactions to `relay` one after another (faucet first, then transfers),
-/// recording each the relay reports as included, until the relay goes away or `stop`.
-async fn stream(
-    mut control: libp2p_stream::Control,
-    peer: libp2p::PeerId,
-    who: Keypair,
-    included: Arc<Mutex<Vec<Hash>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) {
-    for nonce in 0u64.. {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        let kind = if nonce == 0 {
-            TxKind::Faucet
-        } else {
-            TxKind::Transfer {
-                to: PublicKey([9; 32]),
-                amount: UNITS_PER_TOKEN / 100,
-            }
-        };
-        let tx = Signed::sign(
-            &who,
-            Tx {
-                network_id: NET.into(),
-                nonce,
-                fee: 10_000,
-                kind,
-            },
-        );
-        let id = tx_id(&tx);
-        let Ok(answers) = ledger_call(
-            &mut control,
-            peer,
-            &LedgerRequest::Submit { tx: Box::new(tx) },
-        )
-        .await
-        else {
-            return;
-        };
-        match answers.last() {
-            Some(LedgerResponse::Included { tx, .. }) if *tx == id => {
-                if let Ok(mut all) = included.lock() {
-                    all.push(id);
-                }
-            }
-            _ => return,
-        }
-    }
-}
-
-/// Every running validator holds the same headers (each may keep another valid set of
-/// precommits for a header: any more than two thirds of the power make a commit), and every
-/// block carries a commit of more than two thirds of the genesis set.
-async fn same_chain(net: &Devnet, genesis: &Genesis) -> anyhow::Result<Vec<Block>> {
-    let mut chains = Vec::new();
-    for relay in net.relays.iter().flatten() {
-        chains.push(blocks(relay).await?);
-    }
-    let shortest = chains.iter().map(Vec::len).min().unwrap_or(0);
-    let headers = |chain: &[Block]| -> Vec<Hash> {
-        chain[..shortest].iter().map(|b| b.header.hash()).collect()
-    };
-    for chain in &chains[1..] {
-        anyhow::ensure!(
-            headers(chain) == headers(&chains[0]),
-            "two validators hold different headers"
-        );
-    }
-    let set = genesis.validator_set();
-    for chain in &chains {
-        for block in chain {
-            verify_commit(&block.header, &block.commit, &set, NET)?;
-            anyhow::ensure!(
-                client_core::ledger::block::txs_root(&block.txs) == block.header.txs_root,
-                "block {} holds other transactions than its header names",
-                block.header.height
-            );
-        }
-    }
-    Ok(chains.swap_remove(0))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() -> anyhow::Result<()>
 {
     let mut net = Devnet::start(4, NET)?;
-    let genesis: Genesis = Genesis::from_json(&std::fs::read_to_string(&net.genesis)?)?;
     wait_height(&net, 0, 2).await?;
 
     // A stream of transactions from three clients, each through another validator.
@@ -116,7 +29,15 @@ async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() ->
         let (control, peer) = tcp_client(net.relay(i)?).await?;
         let (inc, stop) = (Arc::clone(&included), Arc::clone(&stop));
         clients.push(tokio::spawn(async move {
-            stream(control, peer, Keypair::from_seed(&[seed; 32]), inc, stop).await
+            tx_stream(
+                control,
+                peer,
+                NET,
+                Keypair::from_seed(&[seed; 32]),
+                inc,
+                stop,
+            )
+            .await
         }));
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -146,7 +67,7 @@ async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() ->
     net.restart(3)?;
     let target = height(net.relay(0)?).await?;
     wait_height(&net, 3, target).await?;
-    let chain = same_chain(&net, &genesis).await?;
+    let chain = same_chain(&net).await?;
     let in_chain: std::collections::HashSet<Hash> =
         chain.iter().flat_map(|b| b.txs.iter().map(tx_id)).collect();
     for id in &acknowledged {
@@ -176,7 +97,7 @@ async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() ->
     net.restart(2)?;
     net.restart(3)?;
     wait_height(&net, 0, stalled + 3).await?;
-    let resumed = same_chain(&net, &genesis).await?;
+    let resumed = same_chain(&net).await?;
     let hashes = |c: &[Block]| -> Vec<Hash> { c.iter().map(|b| b.header.hash()).collect() };
     anyhow::ensure!(
         hashes(&resumed[..chain.len()]) == hashes(&chain),
@@ -241,6 +162,7 @@ async fn a_provider_that_stakes_more_becomes_a_validator_at_the_next_epoch() -> 
         network_id: "aqueduct-epochs",
         epoch_blocks: 6,
         extra: &["--provide", "--validate"],
+        byzantine: &[],
         funded: &[(&newcomer_id, 5000)],
     })?;
     let genesis = Genesis::from_json(&std::fs::read_to_string(&net.genesis)?)?;

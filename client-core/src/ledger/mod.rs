@@ -10,6 +10,7 @@
 //! - [`genesis`]: what a network starts from.
 //! - [`gov`]: proposals, delegation, voting power over time, and what passed proposals do.
 //! - [`validators`]: the validator set elected from stake at the end of every epoch.
+//! - [`evidence`]: consensus votes as validators sign them, and proof of double-signing.
 //! - [`chain`]: replaying a chain from genesis, checking every block and state root.
 //! - [`light`]: the light client — latest verified header, verified reads.
 //! - [`wire`]: the `/aqueduct/ledger/1` protocol's messages.
@@ -20,6 +21,7 @@
 pub mod apply;
 pub mod block;
 pub mod chain;
+pub mod evidence;
 pub mod genesis;
 pub mod gov;
 pub mod light;

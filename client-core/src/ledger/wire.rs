@@ -5,6 +5,7 @@
 //! on the same stream; every other request gets one answer.
 
 use super::block::Block;
+use super::evidence::DoubleSign;
 use super::genesis::Genesis;
 use super::light::{EpochChange, ProvenReads, TxInclusion};
 use super::state::StateKey;
@@ -24,6 +25,8 @@ pub const MAX_READ_KEYS: usize = 64;
 pub const MAX_BLOCKS_PER_REQUEST: u32 = 64;
 /// The most epoch changes one answer carries.
 pub const MAX_EPOCH_CHANGES: usize = 64;
+/// The most double-sign proofs in one answer.
+pub const MAX_MISBEHAVIOUR: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum LedgerRequest {
@@ -53,6 +56,9 @@ pub enum LedgerRequest {
         height: u64,
         tx: Hash,
     },
+    /// Double-signing this relay has seen in consensus, as proof anyone can check
+    /// ([`DoubleSign::check`]), at most [`MAX_MISBEHAVIOUR`].
+    Misbehaviour,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -83,4 +89,5 @@ pub enum LedgerResponse {
     Refused {
         reason: String,
     },
+    Misbehaviour(Vec<DoubleSign>),
 }

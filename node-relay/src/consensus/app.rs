@@ -7,12 +7,13 @@ use bytes::Bytes;
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, Signature as LedgerSignature};
 use client_core::ledger::block::{Commit, Vote, verify_commit};
+use client_core::ledger::evidence::DoubleSign;
 use client_core::ledger::{Header, SignedTx, validators};
 use malachitebft_app::types::streaming::{StreamId, StreamMessage};
 use malachitebft_app::types::sync::RawDecidedValue;
 use malachitebft_app::types::{LocallyProposedValue, ProposedValue};
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
-use malachitebft_core_consensus::VoteExtensionError;
+use malachitebft_core_consensus::{MisbehaviorEvidence, VoteExtensionError};
 use malachitebft_core_types::{
     CommitCertificate, CommitSignature, ExtendedCommitCertificate, HeightParams, Round, Validity,
     VoteExtensions,
@@ -53,6 +54,8 @@ struct App {
     /// Values checked, by height and round, for the engine when it starts that round.
     seen: HashMap<(u64, u32), Vec<ProposedValue<Ctx>>>,
     next_stream: u64,
+    #[cfg(feature = "faulty")]
+    byzantine: super::Byzantine,
 }
 
 pub async fn run(
@@ -61,6 +64,7 @@ pub async fn run(
     keypair: Keypair,
     mut channels: Channels<Ctx>,
     mut shutdown: watch::Receiver<bool>,
+    #[cfg(feature = "faulty")] byzantine: super::Byzantine,
 ) {
     let mut app = App {
         ctx,
@@ -72,6 +76,8 @@ pub async fn run(
         early: BTreeMap::new(),
         seen: HashMap::new(),
         next_stream: 0,
+        #[cfg(feature = "faulty")]
+        byzantine,
     };
     loop {
         let msg = tokio::select! {
@@ -215,7 +221,7 @@ impl App {
                 ..
             } => {
                 if !evidence.is_empty() {
-                    tracing::warn!(height = %certificate.height, ?evidence, "misbehaviour seen");
+                    self.record(&evidence);
                 }
                 let next = Height(self.tip()? + 1);
                 let params = self.params()?;
@@ -308,6 +314,41 @@ impl App {
         Ok(())
     }
 
+    /// Records the double-signing the engine saw as proof anyone can check; proposals signed
+    /// twice are logged (their signatures are the engine's, not something a light client
+    /// checks).
+    fn record(&self, evidence: &MisbehaviorEvidence<Ctx>) {
+        for (validator, pairs) in evidence.votes.iter() {
+            for (first, second) in pairs {
+                let proof = match (
+                    self.ctx.ledger_vote(&first.message, &first.signature),
+                    self.ctx.ledger_vote(&second.message, &second.signature),
+                ) {
+                    (Some(first), Some(second)) => DoubleSign { first, second },
+                    _ => continue,
+                };
+                if let Err(e) = proof.check(&self.ctx.network_id) {
+                    tracing::warn!(%validator, "the engine's evidence of double-signing does not check: {e}");
+                    continue;
+                }
+                match self.ledger.store().put_double_sign(&proof) {
+                    Ok(true) => tracing::warn!(
+                        %validator,
+                        height = proof.first.height,
+                        round = proof.first.round,
+                        kind = %proof.first.kind,
+                        "validator double-signed: proof recorded"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!("recording a double sign: {e:#}"),
+                }
+            }
+        }
+        for (validator, pairs) in evidence.proposals.iter() {
+            tracing::warn!(%validator, count = pairs.len(), "validator signed two proposals for one round");
+        }
+    }
+
     fn remember(&mut self, value: ProposedValue<Ctx>) {
         let key = (value.height.0, value.round.as_u32().unwrap_or(0));
         let seen = self.seen.entry(key).or_default();
@@ -325,9 +366,16 @@ impl App {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let ledger = Arc::clone(&self.ledger);
-        let built = tokio::task::spawn_blocking(move || ledger.build_block(now_ms(), true))
+        #[allow(unused_mut)]
+        let mut built = tokio::task::spawn_blocking(move || ledger.build_block(now_ms(), true))
             .await??
             .ok_or_else(|| anyhow::anyhow!("no block was built"))?;
+        #[cfg(feature = "faulty")]
+        if self.byzantine.invalid_blocks {
+            // A state root that does not follow from the block's transactions.
+            built.header.state_root = Hash::of(&built.header.state_root.0);
+            tracing::warn!(%height, "BYZANTINE: proposing a block with a wrong state root");
+        }
         anyhow::ensure!(
             built.header.height == height.0,
             "built block {} for height {height}",

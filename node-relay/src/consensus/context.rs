@@ -12,7 +12,7 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
-use client_core::ledger::block::Precommit;
+use client_core::ledger::evidence::{OtherVote, SignedVote, VoteKind, vote_signing_bytes};
 use client_core::ledger::{SignedTx, ValidatorSet as LedgerSet};
 use client_core::signed::{Domain, signing_bytes};
 use malachitebft_core_types::{
@@ -382,20 +382,6 @@ pub fn proposer_of(set: &ValidatorSet, height: Height, round: Round) -> &Validat
         .min(set.validators.len() - 1)]
 }
 
-/// A prevote, or a precommit for nothing: signed apart from commit votes.
-#[derive(BorshSerialize)]
-struct OtherVote<'a> {
-    network_id: &'a str,
-    kind: u8,
-    height: u64,
-    round: i64,
-    value: Option<Hash>,
-}
-
-impl Domain for OtherVote<'_> {
-    const TAG: &'static str = "aqueduct/v1/vote";
-}
-
 #[derive(BorshSerialize)]
 struct ProposalBody<'a> {
     network_id: &'a str,
@@ -432,29 +418,39 @@ impl Domain for ProofBody<'_> {
 }
 
 impl Ctx {
-    /// The bytes a validator signs for `vote`.
+    /// The bytes a validator signs for `vote` (see [`client_core::ledger::evidence`]).
     pub fn vote_bytes(&self, vote: &Vote) -> Vec<u8> {
-        match (vote.vote_type, &vote.value, vote.round.as_u32()) {
-            (VoteType::Precommit, NilOrVal::Val(id), Some(round)) => signing_bytes(&Precommit {
-                network_id: self.network_id.clone(),
-                height: vote.height.0,
-                round,
-                header: *id,
-            }),
-            _ => signing_bytes(&OtherVote {
+        let kind = vote_kind(vote.vote_type);
+        let value = match vote.value {
+            NilOrVal::Val(id) => Some(id),
+            NilOrVal::Nil => None,
+        };
+        match vote.round.as_u32() {
+            Some(round) => vote_signing_bytes(&self.network_id, kind, vote.height.0, round, value),
+            // The engine votes in rounds only; a vote without one is never valid.
+            None => signing_bytes(&OtherVote {
                 network_id: &self.network_id,
-                kind: match vote.vote_type {
-                    VoteType::Prevote => 0,
-                    VoteType::Precommit => 1,
-                },
+                kind: u8::from(kind == VoteKind::Precommit),
                 height: vote.height.0,
                 round: vote.round.as_i64(),
-                value: match vote.value {
-                    NilOrVal::Val(id) => Some(id),
-                    NilOrVal::Nil => None,
-                },
+                value,
             }),
         }
+    }
+
+    /// A signed vote of the engine as a light client sees it.
+    pub fn ledger_vote(&self, vote: &Vote, signature: &Signature) -> Option<SignedVote> {
+        Some(SignedVote {
+            kind: vote_kind(vote.vote_type),
+            height: vote.height.0,
+            round: vote.round.as_u32()?,
+            value: match vote.value {
+                NilOrVal::Val(id) => Some(id),
+                NilOrVal::Nil => None,
+            },
+            validator: vote.validator.0,
+            signature: client_core::identity::Signature(signature.0),
+        })
     }
 
     pub fn proposal_bytes(&self, proposal: &Proposal) -> Vec<u8> {
@@ -481,6 +477,13 @@ impl Ctx {
             public_key,
             peer_id,
         })
+    }
+}
+
+fn vote_kind(vote_type: VoteType) -> VoteKind {
+    match vote_type {
+        VoteType::Prevote => VoteKind::Prevote,
+        VoteType::Precommit => VoteKind::Precommit,
     }
 }
 

@@ -29,7 +29,8 @@ use codec::BorshCodec;
 use context::{Address, Ctx};
 use malachitebft_app::config::NodeConfig;
 use malachitebft_app_channel::{
-    ConsensusContext, NetworkContext, NetworkIdentity, RequestContext, SyncContext, WalContext,
+    Channels, ConsensusContext, NetworkContext, NetworkIdentity, RequestContext, SyncContext,
+    WalContext,
 };
 use malachitebft_config::{ConsensusConfig, P2pConfig, ValueSyncConfig};
 use std::net::SocketAddr;
@@ -46,6 +47,18 @@ pub struct ConsensusSettings {
     pub peers: Vec<String>,
     /// The directory of the write-ahead log.
     pub wal_dir: PathBuf,
+    /// Testing only (the `faulty` feature): misbehaviour, so tests can check that the other
+    /// validators withstand it.
+    pub byzantine: Byzantine,
+}
+
+/// What a byzantine validator does (testing only).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Byzantine {
+    /// Signs a second, conflicting vote for every vote it casts.
+    pub double_sign: bool,
+    /// Proposes blocks whose state root does not follow from their transactions.
+    pub invalid_blocks: bool,
 }
 
 struct EngineConfig {
@@ -134,26 +147,97 @@ pub async fn start(
     };
     std::fs::create_dir_all(&settings.wal_dir)
         .with_context(|| format!("creating {}", settings.wal_dir.display()))?;
+    let wal = WalContext::new(settings.wal_dir.join("consensus.wal"), BorshCodec);
+    let consensus = ConsensusContext::new_validator(
+        Address(me),
+        Box::new(signing::RelayVerifier { ctx: ctx.clone() }),
+        Box::new(signing::RelaySigner {
+            ctx: ctx.clone(),
+            keypair: keypair.clone(),
+        }),
+    );
+    #[cfg(feature = "faulty")]
+    let started = if settings.byzantine.double_sign {
+        byzantine_engine(&ctx, config, wal, identity, consensus, &keypair).await
+    } else {
+        start_honest(&ctx, config, wal, identity, consensus).await
+    };
+    #[cfg(not(feature = "faulty"))]
+    let started = start_honest(&ctx, config, wal, identity, consensus).await;
+    let channels = started.map_err(|e| anyhow::anyhow!("starting the consensus engine: {e:#}"))?;
+    let task = tokio::spawn(app::run(
+        ctx,
+        ledger,
+        keypair,
+        channels,
+        shutdown,
+        #[cfg(feature = "faulty")]
+        settings.byzantine,
+    ));
+    Ok(Consensus { task })
+}
+
+async fn start_honest(
+    ctx: &Ctx,
+    config: EngineConfig,
+    wal: WalContext<BorshCodec>,
+    identity: NetworkIdentity,
+    consensus: ConsensusContext<Ctx>,
+) -> eyre::Result<Channels<Ctx>> {
     let (channels, _engine) = malachitebft_app_channel::start_engine(
         ctx.clone(),
         config,
-        WalContext::new(settings.wal_dir.join("consensus.wal"), BorshCodec),
+        wal,
         NetworkContext::new(identity, BorshCodec),
-        ConsensusContext::new_validator(
-            Address(me),
-            Box::new(signing::RelayVerifier { ctx: ctx.clone() }),
-            Box::new(signing::RelaySigner {
-                ctx: ctx.clone(),
-                keypair: keypair.clone(),
-            }),
-        ),
+        consensus,
         SyncContext::new(BorshCodec),
         RequestContext::new(100),
     )
-    .await
-    .map_err(|e| anyhow::anyhow!("starting the consensus engine: {e:#}"))?;
-    let task = tokio::spawn(app::run(ctx, ledger, keypair, channels, shutdown));
-    Ok(Consensus { task })
+    .await?;
+    Ok(channels)
+}
+
+/// The engine behind Malachite's byzantine network proxy, which signs a conflicting vote (for
+/// another header, or for one where the vote was for nothing) beside every vote.
+#[cfg(feature = "faulty")]
+async fn byzantine_engine(
+    ctx: &Ctx,
+    config: EngineConfig,
+    wal: WalContext<BorshCodec>,
+    identity: NetworkIdentity,
+    consensus: ConsensusContext<Ctx>,
+    keypair: &Keypair,
+) -> eyre::Result<Channels<Ctx>> {
+    use malachitebft_app_channel::{ByzantineContext, EngineBuilder};
+    use malachitebft_engine_byzantine::{ByzantineConfig, Trigger};
+    tracing::warn!("BYZANTINE VALIDATOR: every vote is signed twice, for different values");
+    let conflicting: malachitebft_engine_byzantine::ConflictingVoteValueFn<Ctx> =
+        Box::new(|value: Option<&client_core::hash::Hash>| match value {
+            Some(id) => client_core::hash::Hash::of(&id.0),
+            None => client_core::hash::Hash::of(b"a block nobody proposed"),
+        });
+    let byzantine = ByzantineContext {
+        identity,
+        codec: BorshCodec,
+        config: ByzantineConfig::new(Some(1)).with_equivocate_votes(Trigger::Always),
+        signer: Box::new(signing::RelaySigner {
+            ctx: ctx.clone(),
+            keypair: keypair.clone(),
+        }),
+        address: Address(keypair.public()),
+        conflicting_value_fn: None,
+        conflicting_vote_value_fn: Some(conflicting),
+    };
+    let (channels, _engine) = EngineBuilder::new(ctx.clone(), config)
+        .with_default_wal(wal)
+        .with_byzantine_network(byzantine)
+        .await?
+        .with_default_sync(SyncContext::new(BorshCodec))
+        .with_default_consensus(consensus)
+        .with_default_request(RequestContext::new(100))
+        .build()
+        .await?;
+    Ok(channels)
 }
 
 /// Picks a free TCP port for the engine's listener on `addr` (port 0: any), by binding it and

@@ -10,7 +10,7 @@ use crate::slots::Slots;
 use client_core::encoding::{decode, encode};
 use client_core::ledger::wire::{
     LEDGER_PROTOCOL, LedgerRequest, LedgerResponse, MAX_BLOCKS_PER_REQUEST, MAX_LEDGER_REQUEST,
-    MAX_READ_KEYS,
+    MAX_MISBEHAVIOUR, MAX_READ_KEYS,
 };
 use client_core::wire::{read_frame, write_frame};
 use futures::AsyncWriteExt;
@@ -151,6 +151,17 @@ async fn serve(stream: &mut Stream, ledger: Arc<Ledger>, peer: libp2p::PeerId) {
                     refused("the relay could not read its blocks")
                 }
                 Err(_) => refused("the relay could not read its blocks"),
+            };
+            send(stream, &response).await;
+        }
+        LedgerRequest::Misbehaviour => {
+            let worker = Arc::clone(&ledger);
+            let answer =
+                tokio::task::spawn_blocking(move || worker.store().double_signs(MAX_MISBEHAVIOUR))
+                    .await;
+            let response = match answer {
+                Ok(Ok(proofs)) => LedgerResponse::Misbehaviour(proofs),
+                _ => refused("the relay could not read its records"),
             };
             send(stream, &response).await;
         }

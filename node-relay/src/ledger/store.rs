@@ -6,7 +6,10 @@
 //! - `blocks`: height → encoded block (header, transactions, commit);
 //! - `meta`: the genesis, and the latest height;
 //! - `vouchers`: channel id → the latest voucher this relay accepted as a provider on it (not
-//!   part of the state: what it may still settle).
+//!   part of the state: what it may still settle);
+//! - `proposals`: blocks proposed in consensus and not decided yet;
+//! - `double_signs`: proof of double-signing seen in consensus;
+//! - `epoch_changes`: the heights of blocks that elect a new validator set.
 //!
 //! A block's nodes, values, the block and the new latest height are written in one write
 //! transaction with immediate durability: after `commit_block` returns, a SIGKILL loses
@@ -17,6 +20,7 @@ use anyhow::{Context, bail};
 use client_core::encoding;
 use client_core::hash::Hash;
 use client_core::ledger::block::Block;
+use client_core::ledger::evidence::{DoubleSign, VoteKind};
 use client_core::ledger::merkle::{self, TreeError};
 use client_core::ledger::{Genesis, Header, StateKey, StateRead, StateValue, Voucher};
 use client_core::signed::Signed;
@@ -34,6 +38,12 @@ const VOUCHERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vouchers")
 /// so that a validator that restarts mid-height still has the block its write-ahead log
 /// remembers voting for.
 const PROPOSALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("proposals");
+/// Proof of double-signing seen in consensus: validator ‖ height ‖ round ‖ vote kind → an
+/// encoded [`DoubleSign`], at most [`DOUBLE_SIGNS_PER_VALIDATOR`] per validator (one proof is
+/// enough; the bound keeps a misbehaving validator from filling the disk).
+const DOUBLE_SIGNS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("double_signs");
+pub const DOUBLE_SIGNS_PER_VALIDATOR: usize = 4;
+const MAX_DOUBLE_SIGN_BYTES: usize = 4096;
 /// The heights of blocks that elect a new validator set.
 const EPOCHS: TableDefinition<u64, ()> = TableDefinition::new("epoch_changes");
 
@@ -216,6 +226,59 @@ impl LedgerStore {
         }
         write.commit()?;
         Ok(())
+    }
+
+    /// Records a checked proof of double-signing, durably; false when it was known already or
+    /// its signer has as many recorded as are kept.
+    pub fn put_double_sign(&self, proof: &DoubleSign) -> anyhow::Result<bool> {
+        let vote = &proof.first;
+        let prefix = vote.validator.0;
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(&vote.height.to_be_bytes());
+        key.extend_from_slice(&vote.round.to_be_bytes());
+        key.push(match vote.kind {
+            VoteKind::Prevote => 0,
+            VoteKind::Precommit => 1,
+        });
+        let write = self.db.begin_write()?;
+        let added = {
+            let mut table = write.open_table(DOUBLE_SIGNS)?;
+            let mut end = prefix.to_vec();
+            end.extend_from_slice(&[0xff; 13]);
+            let known = table.range(prefix.as_slice()..=end.as_slice())?.count();
+            if known >= DOUBLE_SIGNS_PER_VALIDATOR || table.get(key.as_slice())?.is_some() {
+                false
+            } else {
+                table.insert(key.as_slice(), encoding::encode(proof).as_slice())?;
+                true
+            }
+        };
+        write.commit()?;
+        Ok(added)
+    }
+
+    /// The recorded proofs of double-signing, at most `limit`.
+    pub fn double_signs(&self, limit: usize) -> anyhow::Result<Vec<DoubleSign>> {
+        let read = self.db.begin_read()?;
+        let table = match read.open_table(DOUBLE_SIGNS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, value) = entry?;
+            match encoding::decode::<DoubleSign>(value.value(), MAX_DOUBLE_SIGN_BYTES) {
+                Ok(proof) => out.push(proof),
+                Err(_) => {
+                    tracing::warn!("a stored proof of double-signing is damaged; skipping it")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Keeps `voucher` as the latest accepted on its channel, durably.
