@@ -54,6 +54,13 @@ struct GenesisArgs {
     /// No faucet (a network whose tokens exist only through the genesis).
     #[arg(long)]
     no_faucet: bool,
+    /// A relay new relays of the network start from: its relay-to-relay TCP multiaddr
+    /// (`/ip4/…/tcp/…/p2p/<peer id>`); repeatable. Not part of the genesis hash.
+    #[arg(long = "bootstrap-peer", value_parser = parse_peer)]
+    bootstrap_peers: Vec<node_relay::upstream::Peer>,
+    /// A validator's consensus multiaddr, for relays that run consensus; repeatable.
+    #[arg(long = "bootstrap-consensus", value_parser = parse_peer)]
+    bootstrap_consensus: Vec<node_relay::upstream::Peer>,
     /// Where to write the genesis JSON (standard output if absent).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -243,7 +250,7 @@ fn print_id(args: IdArgs) -> anyhow::Result<()> {
 
 fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
     use client_core::identity::PublicKey;
-    use client_core::ledger::genesis::Balance;
+    use client_core::ledger::genesis::{Balance, Bootstrap};
     use client_core::ledger::state::UNITS_PER_TOKEN;
     use client_core::ledger::{Genesis, Params, Validator};
     let parse = |who: &str| {
@@ -285,6 +292,18 @@ fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
         balances,
         params,
         treasury: 100_000 * UNITS_PER_TOKEN,
+        bootstrap: Bootstrap {
+            relays: args
+                .bootstrap_peers
+                .iter()
+                .map(|p| p.addr.to_string())
+                .collect(),
+            consensus: args
+                .bootstrap_consensus
+                .iter()
+                .map(|p| p.addr.to_string())
+                .collect(),
+        },
     };
     genesis.check().context("the genesis would not be valid")?;
     let json = genesis.to_json();
@@ -295,6 +314,39 @@ fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
         None => println!("{json}"),
     }
     Ok(())
+}
+
+/// The relays to follow and the validators to reach in consensus: those given as flags and
+/// the genesis file's bootstrap peers, less this relay itself. A bootstrap address that does
+/// not parse is skipped with a warning.
+fn bootstrap_peers(
+    args: &RunArgs,
+    genesis: &client_core::ledger::Genesis,
+    keypair: &client_core::identity::Keypair,
+) -> (Vec<node_relay::upstream::Peer>, Vec<String>) {
+    let me = keypair.peer_id();
+    let mut peers = args.peers.clone();
+    for text in &genesis.bootstrap.relays {
+        match node_relay::upstream::Peer::parse(text) {
+            Ok(peer) if peer.id != me && !peers.iter().any(|p| p.id == peer.id) => peers.push(peer),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("skipping a bootstrap peer of the genesis: {e:#}"),
+        }
+    }
+    let mut consensus = args.consensus_peers.clone();
+    if args.consensus.is_some() {
+        let own = format!("/p2p/{me}");
+        for text in &genesis.bootstrap.consensus {
+            match node_relay::upstream::Peer::parse(text) {
+                Ok(_) if text.ends_with(&own) || consensus.contains(text) => {}
+                Ok(_) => consensus.push(text.clone()),
+                Err(e) => {
+                    tracing::warn!("skipping a bootstrap consensus peer of the genesis: {e:#}")
+                }
+            }
+        }
+    }
+    (peers, consensus)
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -332,6 +384,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         &args.network_id,
         &keys.keypair,
     )?;
+    let (peers, consensus_peers) = bootstrap_peers(&args, &genesis, &keys.keypair);
     let ledger_config = ledger::LedgerConfig {
         block_interval: std::time::Duration::from_millis(args.block_interval_ms.max(10)),
         heartbeat: std::time::Duration::from_millis(
@@ -356,7 +409,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         Some(listen) => {
             let settings = node_relay::consensus::ConsensusSettings {
                 listen,
-                peers: args.consensus_peers.clone(),
+                peers: consensus_peers,
                 wal_dir: args.common.data_dir.join("consensus"),
                 #[cfg(feature = "faulty")]
                 byzantine: node_relay::consensus::Byzantine {
@@ -377,7 +430,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         }
         None => (Some(ledger.spawn_producer(shutdown_rx.clone())), None),
     };
-    let (follower, forwarder) = if args.peers.is_empty() {
+    let (follower, forwarder) = if peers.is_empty() {
         if !ledger.makes_blocks() && consensus.is_none() {
             tracing::warn!(
                 "this relay does not make the blocks of network {:?} and has no --peer to \
@@ -389,11 +442,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     } else {
         let upstream = node_relay::upstream::Upstream::start(
             &keys.keypair,
-            args.peers.clone(),
+            peers.clone(),
             shutdown_rx.clone(),
         )?;
         let (queue, queued) = node_relay::upstream::forward_queue();
-        ledger.forward_to(queue, args.peers.iter().map(|p| p.id).collect());
+        ledger.forward_to(queue, peers.iter().map(|p| p.id).collect());
         // A validator in consensus gets its blocks from the engine (and its sync); its peers
         // only receive the transactions it takes in, so that whoever proposes next has them.
         let follower = consensus.is_none().then(|| {

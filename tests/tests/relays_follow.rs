@@ -11,7 +11,7 @@ use client_core::identity::Keypair;
 use client_core::ledger::state::UNITS_PER_TOKEN;
 use client_core::ledger::tx::tx_id;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
-use client_core::ledger::{StateKey, StateValue, Tx, TxKind};
+use client_core::ledger::{Genesis, StateKey, StateValue, Tx, TxKind};
 use client_core::signed::Signed;
 use std::time::{Duration, Instant};
 
@@ -133,17 +133,19 @@ async fn relays_that_do_not_validate_follow_forward_and_provide() -> anyhow::Res
     assert!(at_a > 900 * UNITS_PER_TOKEN, "faucet paid: {at_a}");
 
     // A late relay, C, syncs the whole chain from B (a follower of a follower), checking every
-    // block, and then serves the same proven state.
+    // block, and then serves the same proven state. It is given no peer: it finds B in its
+    // genesis file's bootstrap list (not part of the genesis hash, so the same network).
+    let mut with_bootstrap = Genesis::from_json(&std::fs::read_to_string(&genesis_file)?)?;
+    with_bootstrap.bootstrap.relays = vec![b.relay_addr()?];
+    let genesis_c = root.join("genesis-c.json");
+    std::fs::write(&genesis_c, with_bootstrap.to_json())?;
+    let genesis_c = genesis_c.to_string_lossy().into_owned();
     let c = Relay::start_with(
         &bin,
         &www,
         &dir_c,
         &RelayPorts::any(),
-        &[
-            &common[..],
-            &["--genesis", &genesis_arg, "--peer", &b.relay_addr()?],
-        ]
-        .concat(),
+        &[&common[..], &["--genesis", &genesis_c]].concat(),
     )?;
     let deadline = Instant::now() + STEP;
     while height(&c).await? < *included {

@@ -158,32 +158,37 @@ fn devnet(validators: u16) -> anyhow::Result<()> {
             .with_context(|| format!("node-relay id printed no peer id: {text}"))?;
         ids.push(id);
     }
+    // Fixed loopback ports, so that restarting the devnet keeps every address.
+    let port = |base: u16, i: u16| base + i;
+    let addr = |base: u16, j: u16| {
+        format!(
+            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+            port(base, j),
+            ids[usize::from(j)]
+        )
+    };
+    // The genesis names every validator's relay and consensus address as bootstrap peers:
+    // the relays find each other from it, with no peer flags.
     let genesis = home.join("genesis.json");
     if !genesis.exists() {
         step("writing the devnet genesis");
         let mut cmd = Command::new(&relay);
         cmd.args(["genesis", "--network-id", DEVNET_ID]);
-        for id in &ids {
+        for (j, id) in ids.iter().enumerate() {
+            let j = u16::try_from(j)?;
             cmd.arg("--validator").arg(id);
+            cmd.arg("--bootstrap-peer").arg(addr(7001, j));
+            cmd.arg("--bootstrap-consensus").arg(addr(26701, j));
         }
         run_cmd(cmd.arg("--out").arg(&genesis))?;
+    } else if !std::fs::read_to_string(&genesis)?.contains("\"bootstrap\"") {
+        bail!(
+            "{} was written by an earlier version, without bootstrap peers; remove {} to start \
+             a new devnet",
+            genesis.display(),
+            home.display()
+        );
     }
-    // Fixed loopback ports, so that restarting the devnet keeps every address.
-    let port = |base: u16, i: u16| base + i;
-    let consensus = |j: u16| {
-        format!(
-            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-            port(26701, j),
-            ids[usize::from(j)]
-        )
-    };
-    let relay_addr = |j: u16| {
-        format!(
-            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-            port(7001, j),
-            ids[usize::from(j)]
-        )
-    };
     step(&format!(
         "starting {validators} validators (Ctrl-C stops them all)"
     ));
@@ -211,10 +216,6 @@ fn devnet(validators: u16) -> anyhow::Result<()> {
             .arg(format!("127.0.0.1:{}", port(26701, i)))
             .arg("--provide")
             .arg("--validate");
-        for j in (0..validators).filter(|j| *j != i) {
-            cmd.arg("--consensus-peer").arg(consensus(j));
-            cmd.arg("--peer").arg(relay_addr(j));
-        }
         let child = cmd
             .stdout(log.try_clone()?)
             .stderr(log)

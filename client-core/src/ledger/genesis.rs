@@ -32,6 +32,32 @@ pub struct Genesis {
     /// What the treasury holds at the start (it also collects every fee).
     #[serde(default)]
     pub treasury: Amount,
+    /// Where a new relay of this network starts looking for others. Not part of the genesis
+    /// hash: the addresses can change (a relay moves, the file gains a peer) without making
+    /// another network.
+    #[borsh(skip)]
+    #[serde(default, skip_serializing_if = "Bootstrap::is_empty")]
+    pub bootstrap: Bootstrap,
+}
+
+/// Bootstrap peers: relays' relay-to-relay addresses and validators' consensus addresses,
+/// each `/ip4/…/tcp/…/p2p/<peer id>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    #[serde(default)]
+    pub relays: Vec<String>,
+    #[serde(default)]
+    pub consensus: Vec<String>,
+}
+
+/// The most bootstrap addresses of each kind, and the longest one.
+pub const MAX_BOOTSTRAP: usize = 64;
+pub const MAX_BOOTSTRAP_ADDR: usize = 256;
+
+impl Bootstrap {
+    pub fn is_empty(&self) -> bool {
+        self.relays.is_empty() && self.consensus.is_empty()
+    }
 }
 
 /// Why a genesis was refused.
@@ -51,6 +77,11 @@ pub enum GenesisError {
     Overflow,
     #[error("the parameters are invalid: {0}")]
     Params(String),
+    #[error(
+        "the bootstrap list is too long (at most {MAX_BOOTSTRAP} addresses of each kind, each \
+         at most {MAX_BOOTSTRAP_ADDR} characters)"
+    )]
+    Bootstrap,
 }
 
 impl Genesis {
@@ -111,6 +142,16 @@ impl Genesis {
         if let Some(problem) = self.params.problem() {
             return Err(GenesisError::Params(problem));
         }
+        let b = &self.bootstrap;
+        if b.relays.len() > MAX_BOOTSTRAP
+            || b.consensus.len() > MAX_BOOTSTRAP
+            || b.relays
+                .iter()
+                .chain(&b.consensus)
+                .any(|a| a.len() > MAX_BOOTSTRAP_ADDR)
+        {
+            return Err(GenesisError::Bootstrap);
+        }
         Ok(())
     }
 
@@ -161,6 +202,7 @@ impl Genesis {
             }],
             params: Params::dev(),
             treasury: 100_000 * UNITS_PER_TOKEN,
+            bootstrap: Bootstrap::default(),
         }
     }
 }
@@ -207,6 +249,13 @@ mod tests {
             genesis.hash(),
             Genesis::dev("aqueduct-other", key.public(), 1_000).hash()
         );
+        assert!(!json.contains("bootstrap"), "{json}");
+        // Bootstrap peers travel in the file but are not part of the network's identity.
+        let mut with_peers = genesis.clone();
+        with_peers.bootstrap.relays = vec!["/ip4/10.0.0.1/tcp/7001/p2p/x".into()];
+        let json = with_peers.to_json();
+        assert_eq!(Genesis::from_json(&json), Ok(with_peers.clone()));
+        assert_eq!(with_peers.hash(), genesis.hash());
     }
 
     #[test]
@@ -226,6 +275,12 @@ mod tests {
         g.params.base_fee = 0;
         g.params.fee_per_byte = 0;
         assert!(matches!(g.check(), Err(GenesisError::Params(_))));
+        let mut g = good.clone();
+        g.bootstrap.relays = vec!["/ip4/127.0.0.1/tcp/1".into(); MAX_BOOTSTRAP + 1];
+        assert_eq!(g.check(), Err(GenesisError::Bootstrap));
+        let mut g = good.clone();
+        g.bootstrap.consensus = vec!["x".repeat(MAX_BOOTSTRAP_ADDR + 1)];
+        assert_eq!(g.check(), Err(GenesisError::Bootstrap));
         let mut g = good;
         g.network_id = String::new();
         assert_eq!(g.check(), Err(GenesisError::NetworkId));
