@@ -773,6 +773,22 @@ impl Browser {
         self.find(id).await.ok()?.attr(name).await.ok().flatten()
     }
 
+    /// The attribute `name` of every element with `data-testid="{id}"`, in page order, read
+    /// in one step (rows the page re-renders meanwhile cannot go stale).
+    pub async fn attrs(&self, id: &str, name: &str) -> anyhow::Result<Vec<String>> {
+        let script = r#"
+            const [id, name] = arguments;
+            return Array.from(document.querySelectorAll(`[data-testid="${id}"]`))
+                .map(el => el.getAttribute(name))
+                .filter(v => v !== null);
+        "#;
+        let value = self
+            .client
+            .execute(script, vec![id.into(), name.into()])
+            .await?;
+        Ok(serde_json::from_value(value)?)
+    }
+
     /// Chooses `path` in the file input `data-testid="{id}"`.
     pub async fn choose_file(&self, id: &str, path: &Path) -> anyhow::Result<()> {
         self.find(id)

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const NET: &str = "aqueduct-bft";
+/// How long the page may take to show what the test waits for.
+const PAGE_WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() -> anyhow::Result<()>
@@ -168,9 +170,22 @@ async fn a_provider_that_stakes_more_becomes_a_validator_at_the_next_epoch() -> 
     let genesis = Genesis::from_json(&std::fs::read_to_string(&net.genesis)?)?;
     let mut light = LightClient::new(&genesis);
     let newcomer_key = PublicKey::parse(&newcomer_id)?;
-    // A light client that has seen the genesis set only.
+    // A light client that has seen the genesis set only, and a page in headless Chromium
+    // that loaded before the change (verifying the market's provider list under it).
     wait_height(&net, 0, 2).await?;
     read_following(&mut light, net.relay(0)?, &[StateKey::Params]).await?;
+    let browser = aqueduct_tests::Browser::start().await?;
+    browser.goto(&net.relay(0)?.page("/market")).await?;
+    let genesis_set = genesis.validator_set().hash().to_string();
+    browser
+        .wait_attr(
+            "ledger-head",
+            "data-validator-set",
+            "the market verified under the genesis set",
+            PAGE_WAIT,
+            |v| v == genesis_set,
+        )
+        .await?;
 
     // A fifth relay stakes 1000 and stands: at the next epoch's end it is elected.
     let newcomer = net.join(
@@ -213,6 +228,43 @@ async fn a_provider_that_stakes_more_becomes_a_validator_at_the_next_epoch() -> 
             .any(|v| v.validator == newcomer_key),
         "the newcomer signs blocks"
     );
+    // The page follows the change too: refreshed, it verifies the market against a block
+    // signed by the new set, and lists the newcomer's offer.
+    let new_set = set.hash().to_string();
+    let deadline = std::time::Instant::now() + PAGE_WAIT;
+    loop {
+        browser.click("market-refresh").await?;
+        let head_set = browser
+            .attr("ledger-head", "data-validator-set")
+            .await
+            .unwrap_or_default();
+        let head_height: u64 = browser
+            .attr("ledger-head", "data-height")
+            .await
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(0);
+        if head_set == new_set && head_height > elected_at {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the page did not follow the new validator set (it shows set {head_set} at block \
+             {head_height}; the new set is {new_set}, elected at block {elected_at})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let deadline = std::time::Instant::now() + PAGE_WAIT;
+    loop {
+        let offers = browser.attrs("market-offer", "data-provider").await?;
+        if offers.contains(&newcomer_id) {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the newcomer's offer is not listed: {offers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     drop(newcomer);
     drop(net.relays);
     let _ = std::fs::remove_dir_all(&net.root);

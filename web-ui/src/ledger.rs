@@ -27,6 +27,8 @@ pub struct Head {
     pub state_root: Hash,
     pub time_ms: u64,
     pub validators: usize,
+    /// The hash of the validator set the page trusts for this block.
+    pub validator_set: Hash,
     /// When this page verified it.
     pub verified_at_ms: f64,
 }
@@ -225,6 +227,7 @@ impl LedgerState {
                 state_root: header.state_root,
                 time_ms: header.time_ms,
                 validators: light.validators().validators.len(),
+                validator_set: light.validators().hash(),
                 verified_at_ms: browser::now_ms(),
             };
             if self.head.get_untracked().map(|h| h.height) != Some(head.height) {

@@ -135,13 +135,14 @@ pub fn VerifiedLine() -> impl leptos::IntoView {
                 .unwrap_or_default();
             let relay_short = relay.get(relay.len().saturating_sub(8)..).unwrap_or_default().to_owned();
             view! {
-                <p class="verified" data-testid="ledger-head" data-height=head.height.to_string() data-relay=relay.clone()>
+                <p class="verified" data-testid="ledger-head" data-height=head.height.to_string() data-relay=relay.clone() data-validator-set=head.validator_set.to_string()>
                     "✓ Verified against block " <strong>{format!("#{}", head.height)}</strong>
                     " (state root " <span class="mono" title=root.clone()>{format!("{}…", &root[..12])}</span>
                     {format!(
-                        "): each value by Merkle proof, the block by the signatures of validators holding over two thirds of the voting power ({} validator{} in the set, followed from the genesis). Block made {:.0} s before it was read; answered by relay …{}, trusted for nothing.",
+                        "): each value by Merkle proof, the block by the signatures of validators holding over two thirds of the voting power ({} validator{} in set {}…, followed from the genesis through every change of set). Block made {:.0} s before it was read; answered by relay …{}, trusted for nothing.",
                         head.validators,
                         if head.validators == 1 { "" } else { "s" },
+                        &head.validator_set.to_string()[..8],
                         age_s,
                         relay_short
                     )}
