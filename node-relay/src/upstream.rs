@@ -230,13 +230,26 @@ async fn follow_once(
     Ok(applied)
 }
 
-/// Forwards transactions admitted here to a peer relay until `shutdown`.
+/// Forwards transactions admitted here to every peer relay until `shutdown` (whichever
+/// proposes next must have them). Each peer has its own queue and task, so a peer that is down
+/// delays only what is sent to it: the others get every transaction at once.
 pub fn spawn_forwarder(
     upstream: Upstream,
     mut queue: mpsc::Receiver<SignedTx>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut lanes = Vec::new();
+        for peer in upstream.peers().iter().map(|p| p.id) {
+            let (lane, rx) = mpsc::channel(FORWARD_QUEUE);
+            tokio::spawn(forward_to_peer(
+                upstream.clone(),
+                peer,
+                rx,
+                shutdown.clone(),
+            ));
+            lanes.push((peer, lane));
+        }
         loop {
             let tx = tokio::select! {
                 tx = queue.recv() => match tx {
@@ -245,48 +258,59 @@ pub fn spawn_forwarder(
                 },
                 _ = shutdown.changed() => break,
             };
-            let request = LedgerRequest::Submit { tx: Box::new(tx) };
-            // To every peer (whichever proposes next must have it); a peer that cannot be
-            // reached now is tried again a little later, for as long as a transaction could
-            // wait. Only the first answer is awaited.
-            let mut waiting: Vec<PeerId> = upstream.peers().iter().map(|p| p.id).collect();
-            let mut delay = Duration::from_millis(250);
-            let give_up = tokio::time::Instant::now() + FORWARD_PATIENCE;
-            loop {
-                let mut unreachable = Vec::new();
-                for peer in waiting {
-                    match upstream.call(peer, &request, 1).await {
-                        Ok(answers) => {
-                            if let Some(LedgerResponse::Refused { reason }) = answers.first() {
-                                // It has it already, or will never take it.
-                                tracing::debug!(%peer, "a forwarded transaction was refused: {reason}");
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(%peer, "forwarding failed: {e:#}");
-                            unreachable.push(peer);
-                        }
-                    }
+            let queued = tokio::time::Instant::now();
+            for (peer, lane) in &lanes {
+                if lane.try_send((queued, tx.clone())).is_err() {
+                    tracing::warn!(%peer, "the forwarding queue of a peer relay is full; it misses a transaction");
                 }
-                if unreachable.is_empty() {
-                    break;
-                }
-                if tokio::time::Instant::now() + delay > give_up {
-                    tracing::warn!(
-                        "{} peer relays could not be given a transaction",
-                        unreachable.len()
-                    );
-                    break;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => return,
-                }
-                delay = (delay * 2).min(Duration::from_secs(4));
-                waiting = unreachable;
             }
         }
     })
+}
+
+/// Sends the transactions of one peer's queue in order. One the peer cannot be given now is
+/// tried again, backing off, until it has waited [`FORWARD_PATIENCE`]; then it is left to the
+/// other peers.
+async fn forward_to_peer(
+    upstream: Upstream,
+    peer: PeerId,
+    mut queue: mpsc::Receiver<(tokio::time::Instant, SignedTx)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let (queued, tx) = tokio::select! {
+            next = queue.recv() => match next {
+                Some(next) => next,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let request = LedgerRequest::Submit { tx: Box::new(tx) };
+        loop {
+            // Only the first answer (taken or refused) is awaited.
+            match upstream.call(peer, &request, 1).await {
+                Ok(answers) => {
+                    if let Some(LedgerResponse::Refused { reason }) = answers.first() {
+                        // It has it already, or will never take it.
+                        tracing::debug!(%peer, "a forwarded transaction was refused: {reason}");
+                    }
+                    delay = Duration::from_millis(250);
+                    break;
+                }
+                Err(e) => tracing::debug!(%peer, "forwarding failed: {e:#}"),
+            }
+            if queued.elapsed() + delay > FORWARD_PATIENCE {
+                tracing::warn!(%peer, "a peer relay could not be given a transaction");
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(4));
+        }
+    }
 }
 
 /// The sending side of the forwarding queue, and its receiver for [`spawn_forwarder`].

@@ -45,6 +45,12 @@ async fn relays_that_do_not_validate_follow_forward_and_provide() -> anyhow::Res
         &[&common[..], &["--genesis", &genesis_arg]].concat(),
     )?;
     let a_addr = a.relay_addr()?;
+    // A relay that is down for the whole test: B is told of it too, and must not let it delay
+    // what it forwards to A.
+    let gone = format!(
+        "/ip4/127.0.0.1/tcp/9/p2p/{}",
+        peer_id(&bin, &root.join("gone"))?
+    );
     // B follows A and registers as a provider: its transaction goes to A through B.
     let b = Relay::start_with(
         &bin,
@@ -53,7 +59,15 @@ async fn relays_that_do_not_validate_follow_forward_and_provide() -> anyhow::Res
         &RelayPorts::any(),
         &[
             &common[..],
-            &["--genesis", &genesis_arg, "--peer", &a_addr, "--provide"],
+            &[
+                "--genesis",
+                &genesis_arg,
+                "--peer",
+                &gone,
+                "--peer",
+                &a_addr,
+                "--provide",
+            ],
         ]
         .concat(),
     )?;
