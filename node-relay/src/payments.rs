@@ -115,6 +115,26 @@ impl Payments {
         }
     }
 
+    /// Waits, at most `within`, until the ledger holds channel `id`. A customer may pay on a
+    /// channel as soon as its block is final at another relay, before this relay has followed
+    /// that block; the payment is then checked against the block that opened the channel
+    /// instead of being refused.
+    pub async fn await_channel(&self, id: &Hash, within: std::time::Duration) {
+        let mut events = self.ledger.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(state) = self.state()
+                && channel_in(&state, id).is_some()
+            {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                _ => return,
+            }
+        }
+    }
+
     /// The price of a job with `fuel_limit` under this relay's published offer; `None` if the
     /// relay is not an active provider.
     pub fn price(&self, fuel_limit: u64) -> Result<Option<Amount>, RefusedPayment> {

@@ -113,7 +113,14 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
         })
         .await?;
     browser.click("job-submit").await?;
-    assert_eq!(browser.wait_job_end(WAIT).await?, "verified");
+    let status = browser.wait_job_end(WAIT).await?;
+    assert_eq!(
+        status,
+        "verified",
+        "{:?} {:?}",
+        browser.text("job-detail").await,
+        browser.text("job-verification").await
+    );
 
     // The relay that served the page dies.
     a.kill();
@@ -143,7 +150,14 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
     // And a job still runs, on B, paid and verified.
     browser.nav("jobs").await?;
     browser.click("job-submit").await?;
-    assert_eq!(browser.wait_job_end(WAIT).await?, "verified");
+    let status = browser.wait_job_end(WAIT).await?;
+    assert_eq!(
+        status,
+        "verified",
+        "{:?} {:?}",
+        browser.text("job-detail").await,
+        browser.text("job-verification").await
+    );
     let checks = browser.text("job-verification").await.unwrap_or_default();
     assert!(
         checks.contains("receipt names the payment"),

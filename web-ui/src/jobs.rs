@@ -17,7 +17,7 @@ use client_core::job::profile::{self, JobForm as Form, Profile};
 use client_core::job_client::{self, Cancel, Order, PAYMENT_REFUSED, RunEvent, Submitter};
 use client_core::ledger::Amount;
 use client_core::ledger::pay::{pick_channel, voucher_for};
-use client_core::ledger::state::{Offer, format_amount};
+use client_core::ledger::state::{Offer, format_amount, format_count, format_fuel};
 use client_core::storage::Storage;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -410,9 +410,11 @@ fn price_line(
     };
     let price = offer.price_for(fuel);
     let what = format!(
-        "Price: {} ({} per million fuel × {fuel} fuel) to provider {relay}",
+        "Price: {} ({} per million fuel × {} fuel, {}) to provider {relay}",
         format_amount(price),
-        format_amount(offer.price_per_mfuel)
+        format_amount(offer.price_per_mfuel),
+        format_count(fuel),
+        format_fuel(fuel)
     );
     if price == 0 {
         return (true, format!("{what}."));
@@ -544,7 +546,12 @@ pub fn JobForm() -> impl IntoView {
             Some((_, bytes)) => bytes,
             None => input.get_untracked().into_bytes(),
         };
-        let fuel_limit = match fuel.get_untracked().trim().replace('_', "").parse::<u64>() {
+        let fuel_limit = match fuel
+            .get_untracked()
+            .trim()
+            .replace(['_', ','], "")
+            .parse::<u64>()
+        {
             Ok(f) if f > 0 => f,
             _ => {
                 input_error.set(Some(
@@ -737,12 +744,20 @@ pub fn JobForm() -> impl IntoView {
                 })}
             </div>
             <label for="job-fuel">"Fuel limit"</label>
-            <input id="job-fuel" data-testid="job-fuel" inputmode="numeric" class="mono"
-                prop:value=move || fuel.get()
-                on:input=move |ev| fuel.set(event_target_value(&ev))/>
+            <div>
+                <input id="job-fuel" data-testid="job-fuel" inputmode="numeric" class="mono"
+                    prop:value=move || fuel.get()
+                    on:input=move |ev| fuel.set(event_target_value(&ev))/>
+                <small class="muted" data-testid="job-fuel-readable">{move || {
+                    match fuel.get().trim().replace(['_', ','], "").parse::<u64>() {
+                        Ok(f) => format!("{} = {}", format_count(f), format_fuel(f)),
+                        Err(_) => "a whole number of fuel units".to_string(),
+                    }
+                }}</small>
+            </div>
             <span></span>
             {move || {
-                let fuel_limit = fuel.get().trim().replace('_', "").parse::<u64>().ok().filter(|f| *f > 0);
+                let fuel_limit = fuel.get().trim().replace(['_', ','], "").parse::<u64>().ok().filter(|f| *f > 0);
                 let (ok, line) = price_line(network, ledger, fuel_limit);
                 view! { <p class=if ok { "muted" } else { "warn" } data-testid="job-price">{line}</p> }
             }}
@@ -834,7 +849,7 @@ fn History() -> impl IntoView {
                                             <td>{when(r.base.submitted_ms)}</td>
                                             <td>{r.base.name.clone()}</td>
                                             <td>{r.status()}</td>
-                                            <td class="num">{r.fuel_used().map(|f| f.to_string()).unwrap_or_else(|| "–".into())}</td>
+                                            <td class="num" title=r.fuel_used().map(format_fuel)>{r.fuel_used().map(format_count).unwrap_or_else(|| "–".into())}</td>
                                             <td class="num">{paid_cell(&r)}</td>
                                             <td>{level}</td>
                                             <td><button type="button" class="small" data-testid="job-history-open"

@@ -22,7 +22,7 @@ pub const TOKEN_SYMBOL: &str = "AQD";
 
 /// Formats base units as a decimal token amount: `1500000` → `"1.5 AQD"`.
 pub fn format_amount(units: Amount) -> String {
-    let whole = units / UNITS_PER_TOKEN;
+    let whole = format_count(units / UNITS_PER_TOKEN);
     let frac = units % UNITS_PER_TOKEN;
     if frac == 0 {
         format!("{whole} {TOKEN_SYMBOL}")
@@ -30,6 +30,49 @@ pub fn format_amount(units: Amount) -> String {
         let digits = format!("{frac:06}");
         format!("{whole}.{} {TOKEN_SYMBOL}", digits.trim_end_matches('0'))
     }
+}
+
+/// A whole number with thousands separators: `20,000,000,000`.
+pub fn format_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Fuel in SI units, to three significant digits at most: `20 G fuel`, `1.5 M fuel`.
+pub fn format_fuel(fuel: u64) -> String {
+    const UNITS: [(u64, &str); 5] = [
+        (1_000_000_000_000_000, "P"),
+        (1_000_000_000_000, "T"),
+        (1_000_000_000, "G"),
+        (1_000_000, "M"),
+        (1_000, "k"),
+    ];
+    for (size, prefix) in UNITS {
+        if fuel >= size {
+            let value = fuel as f64 / size as f64;
+            let text = if value >= 100.0 {
+                format!("{value:.0}")
+            } else if value >= 10.0 {
+                format!("{value:.1}")
+            } else {
+                format!("{value:.2}")
+            };
+            let text = if text.contains('.') {
+                text.trim_end_matches('0').trim_end_matches('.').to_owned()
+            } else {
+                text
+            };
+            return format!("{text} {prefix} fuel");
+        }
+    }
+    format!("{fuel} fuel")
 }
 
 /// The most providers the ledger keeps at once. The provider list is one proven value, so the
@@ -358,6 +401,23 @@ mod tests {
         assert_eq!(format_amount(1_500_000), "1.5 AQD");
         assert_eq!(format_amount(1), "0.000001 AQD");
         assert_eq!(format_amount(12_000_000), "12 AQD");
+        assert_eq!(format_amount(1_234_567_500_000), "1,234,567.5 AQD");
+    }
+
+    #[test]
+    fn counts_and_fuel_read_easily() {
+        assert_eq!(format_count(0), "0");
+        assert_eq!(format_count(999), "999");
+        assert_eq!(format_count(1_000), "1,000");
+        assert_eq!(format_count(20_000_000_000), "20,000,000,000");
+        assert_eq!(format_count(u64::MAX), "18,446,744,073,709,551,615");
+        assert_eq!(format_fuel(0), "0 fuel");
+        assert_eq!(format_fuel(999), "999 fuel");
+        assert_eq!(format_fuel(1_500), "1.5 k fuel");
+        assert_eq!(format_fuel(20_000_000_000), "20 G fuel");
+        assert_eq!(format_fuel(1_234_567_890), "1.23 G fuel");
+        assert_eq!(format_fuel(123_456_789), "123 M fuel");
+        assert_eq!(format_fuel(u64::MAX), "18447 P fuel");
     }
 
     #[test]

@@ -336,6 +336,10 @@ impl JobService {
         Ok(service)
     }
 
+    pub fn payments(&self) -> &Payments {
+        &self.payments
+    }
+
     pub fn profile(&self) -> &Profile {
         &self.profile
     }

@@ -148,6 +148,10 @@ impl Conn {
     }
 }
 
+/// How long a job paying on an unknown channel waits for this relay to follow the block that
+/// opened it.
+const CHANNEL_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn serve(stream: Stream, peer: PeerId, service: Arc<JobService>) {
     let (reader, writer) = stream.split();
     let (tx, rx) = mpsc::channel(4);
@@ -164,6 +168,16 @@ async fn handle(conn: &mut Conn, service: &Arc<JobService>) {
         match first.take() {
             Some(ClientMsg::Submit { request, module }) => {
                 let job = client_core::job::job_id(&request);
+                // A signed request paying on a channel this relay has not seen yet: its block
+                // may be final elsewhere and on its way here.
+                if let Some(voucher) = &request.body.body.payment
+                    && request.verify().is_ok()
+                {
+                    service
+                        .payments()
+                        .await_channel(&voucher.body.channel, CHANNEL_CATCH_UP)
+                        .await;
+                }
                 let svc = Arc::clone(service);
                 let submitted =
                     tokio::task::spawn_blocking(move || svc.submit(request, module.as_deref()))

@@ -158,6 +158,7 @@ fn Overview(dao: DaoView) -> impl IntoView {
         </dl>
         <details>
             <summary>"Parameters in force"</summary>
+            <div class="table-wrap">
             <table data-testid="dao-params">
                 <tbody>
                     {current_values(&params).into_iter().map(|(name, value)| view! {
@@ -167,6 +168,7 @@ fn Overview(dao: DaoView) -> impl IntoView {
                     }).collect_view()}
                 </tbody>
             </table>
+            </div>
         </details>
     }
 }

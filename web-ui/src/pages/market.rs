@@ -8,7 +8,8 @@ use client_core::hash::Hash;
 use client_core::identity::PublicKey;
 use client_core::ledger::TxKind;
 use client_core::ledger::state::{
-    Amount, Channel, Provider, UNITS_PER_TOKEN, VerificationLevel, format_amount,
+    Amount, Channel, Provider, UNITS_PER_TOKEN, VerificationLevel, format_amount, format_count,
+    format_fuel,
 };
 use leptos::prelude::*;
 
@@ -166,8 +167,8 @@ pub fn MarketPage() -> impl IntoView {
                                             class:selected=move || selected.get() == Some(key)
                                             on:click=move |_| selected.set(Some(key))>
                                             <td class="mono" title=peer>{short(&key)}</td>
-                                            <td>{provider.offer.price_per_mfuel.to_string()}</td>
-                                            <td>{provider.offer.max_fuel.to_string()}</td>
+                                            <td>{format_count(provider.offer.price_per_mfuel)} <small class="muted">{format!("({})", format_amount(provider.offer.price_per_mfuel))}</small></td>
+                                            <td>{format_fuel(provider.offer.max_fuel)} <small class="muted">{format!("({})", format_count(provider.offer.max_fuel))}</small></td>
                                             <td>{provider.offer.concurrency.to_string()}</td>
                                             <td>{format_amount(provider.stake)}</td>
                                             <td>{levels(&provider.offer.levels)}</td>
@@ -270,8 +271,8 @@ fn ProviderDetail(key: PublicKey, provider: Provider) -> impl IntoView {
             <h2>"Provider " <span class="mono">{short(&key)}</span></h2>
             <dl class="facts">
                 <dt>"Account"</dt><dd class="mono wrap">{peer}</dd>
-                <dt>"Price"</dt><dd>{format!("{} units per million fuel", offer.price_per_mfuel)}</dd>
-                <dt>"Largest job"</dt><dd>{format!("{} fuel (costs at most {})", offer.max_fuel, format_amount(offer.price_for(offer.max_fuel)))}</dd>
+                <dt>"Price"</dt><dd>{format!("{} units ({}) per million fuel", format_count(offer.price_per_mfuel), format_amount(offer.price_per_mfuel))}</dd>
+                <dt>"Largest job"</dt><dd>{format!("{} ({} fuel; costs at most {})", format_fuel(offer.max_fuel), format_count(offer.max_fuel), format_amount(offer.price_for(offer.max_fuel)))}</dd>
                 <dt>"Stake"</dt><dd>{format_amount(provider.stake)}{provider.unbonding.as_ref().map(|u| format!(" (leaving: {} unlocks at {})", format_amount(u.amount), u.release_at_ms))}</dd>
                 <dt>"Verification"</dt><dd>{levels(&offer.levels)}</dd>
                 <dt>"Addresses"</dt><dd class="mono wrap">{offer.addrs.join(" ")}</dd>
