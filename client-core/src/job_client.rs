@@ -539,6 +539,8 @@ pub struct Order {
     pub module: Vec<u8>,
     pub input: Vec<u8>,
     pub fuel_limit: u64,
+    /// Step jobs: the most steps the relay may run.
+    pub max_steps: u32,
     /// The voucher paying the relay, where it charges (see [`crate::ledger::pay`]).
     pub payment: Option<Signed<crate::ledger::Voucher>>,
     /// The price the voucher pays (the offer's price for the fuel limit).
@@ -628,6 +630,7 @@ pub async fn run(
                 module: module_hash,
                 input: order.input.clone(),
                 fuel_limit: order.fuel_limit,
+                max_steps: order.max_steps,
                 payment: order.payment.clone().map(Box::new),
             },
         ),

@@ -297,6 +297,7 @@ pub fn sampled_hash_chain(
         module: prepared.module_hash,
         input: input.to_vec(),
         fuel_limit: fuel,
+        max_steps: exec::MAX_STEPS,
         payment: None,
     };
     let request = client_core::signed::Signed::sign(
@@ -757,13 +758,14 @@ impl Browser {
             .with_context(|| format!("finding [data-testid={id}]"))
     }
 
-    /// Waits until the job on the jobs page ends; returns `verified`, `failed` or `cancelled`.
+    /// Waits until the job on the jobs page ends; returns `verified` (re-executed), `sampled`
+    /// (evidence of work), `failed` or `cancelled`.
     pub async fn wait_job_end(&self, timeout: Duration) -> anyhow::Result<String> {
         self.wait_for(
             "job-status",
             "verified, failed or cancelled",
             timeout,
-            |t| matches!(t, "verified" | "failed" | "cancelled"),
+            |t| matches!(t, "verified" | "sampled" | "failed" | "cancelled"),
         )
         .await
     }

@@ -116,7 +116,7 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
     let status = browser.wait_job_end(WAIT).await?;
     assert_eq!(
         status,
-        "verified",
+        "sampled",
         "{:?} {:?}",
         browser.text("job-detail").await,
         browser.text("job-verification").await
@@ -153,7 +153,7 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
     let status = browser.wait_job_end(WAIT).await?;
     assert_eq!(
         status,
-        "verified",
+        "sampled",
         "{:?} {:?}",
         browser.text("job-detail").await,
         browser.text("job-verification").await

@@ -8,10 +8,19 @@ use std::time::Duration;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Picks example `index`, sets its input, submits, and waits for the job to end.
-async fn run_job(browser: &Browser, index: usize, input: &str) -> anyhow::Result<String> {
+/// Picks example `index`, sets its input (and step limit), submits, and waits for the job to
+/// end.
+async fn run_job(
+    browser: &Browser,
+    index: usize,
+    input: &str,
+    steps: Option<u32>,
+) -> anyhow::Result<String> {
     browser.set_value("job-example", &index.to_string()).await?;
     browser.set_value("job-input", input).await?;
+    if let Some(steps) = steps {
+        browser.set_value("job-steps", &steps.to_string()).await?;
+    }
     browser.click("job-submit").await?;
     // The status leaves "idle" (or a previous end state) first.
     browser
@@ -19,13 +28,16 @@ async fn run_job(browser: &Browser, index: usize, input: &str) -> anyhow::Result
             "job-status",
             "a running job",
             Duration::from_secs(20),
-            |t| !matches!(t, "idle" | "verified" | "failed"),
+            |t| !matches!(t, "idle" | "verified" | "sampled" | "failed"),
         )
         .await?;
     browser
-        .wait_for("job-status", "verified or failed", JOB_TIMEOUT, |t| {
-            matches!(t, "verified" | "failed")
-        })
+        .wait_for(
+            "job-status",
+            "verified, sampled or failed",
+            JOB_TIMEOUT,
+            |t| matches!(t, "verified" | "sampled" | "failed"),
+        )
         .await
 }
 
@@ -57,19 +69,31 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
     let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
     let browser = open_page(&relay).await?;
 
-    for (index, name, input, level) in [
-        (0, "hash-chain", "200 300 e2e", "sampled"),
-        (1, "mandelbrot", "160 120 128", "re-executed in full"),
-        (2, "primes", "300000", "re-executed in full"),
+    for (index, name, input, level, expected) in [
+        (
+            0,
+            "hash-chain",
+            "200 300 e2e",
+            "evidence of work",
+            "sampled",
+        ),
+        (
+            1,
+            "mandelbrot",
+            "160 120 128",
+            "re-executed in full",
+            "verified",
+        ),
+        (2, "primes", "300000", "re-executed in full", "verified"),
     ] {
-        let status = run_job(&browser, index, input).await;
+        let status = run_job(&browser, index, input, None).await;
         show_result(&browser).await?;
         browser.screenshot(&format!("job-{name}")).await?;
         let verification = browser.text("job-verification").await.unwrap_or_default();
-        if status.as_deref().ok() != Some("verified") {
+        if status.as_deref().ok() != Some(expected) {
             eprintln!("relay output:\n{}", relay.output());
         }
-        assert_eq!(status?, "verified", "{name}: {verification}");
+        assert_eq!(status?, expected, "{name}: {verification}");
         assert!(
             verification.contains(level) && verification.contains("receipt signed by relay"),
             "{name}: the page says what it checked: {verification}"
@@ -83,17 +107,32 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
         }
         if name == "hash-chain" {
             assert!(output.is_some_and(|o| o.starts_with("after 60000 hashes: ")));
+            // Sampling is said to be evidence of work, with the odds, never a correct output.
             assert!(
-                verification.contains("99"),
-                "detection odds shown: {verification}"
+                verification.contains("99")
+                    && verification.contains("not of a correct output")
+                    && verification.contains("one forged step only with"),
+                "detection odds and what they do not show: {verification}"
             );
         }
     }
-    assert_eq!(history_rows(&browser, "verified").await?, 3);
+    assert_eq!(history_rows(&browser, "verified").await?, 2);
+    assert_eq!(history_rows(&browser, "sampled").await?, 1);
+
+    // The step limit is the customer's: a chain of 300 steps under a limit of 100 stops
+    // there, and the page says why.
+    let status = run_job(&browser, 0, "300 10 bounded", Some(100)).await?;
+    let verification = browser.text("job-verification").await.unwrap_or_default();
+    assert_eq!(status, "failed", "{verification}");
+    assert!(
+        verification.contains("more than 100 steps"),
+        "{verification}"
+    );
 
     // A long job can be cancelled while it runs; the relay stops it and the page says so.
     browser.set_value("job-example", "0").await?;
     browser.set_value("job-input", "100000 5000 long").await?;
+    browser.set_value("job-steps", "65535").await?;
     browser.click("job-submit").await?;
     browser
         .wait_for("job-progress", "progress", JOB_TIMEOUT, |_| true)
@@ -135,7 +174,8 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
             |_| true,
         )
         .await?;
-    assert_eq!(history_rows(&browser, "verified").await?, 3);
+    assert_eq!(history_rows(&browser, "verified").await?, 2);
+    assert_eq!(history_rows(&browser, "sampled").await?, 1);
     browser
         .eval("document.querySelector('[data-testid=\"job-history-row\"][data-status=\"verified\"] [data-testid=\"job-history-open\"]').click();")
         .await?;
@@ -196,7 +236,7 @@ async fn a_lying_relay_is_caught_and_the_failed_check_named() -> anyhow::Result<
             &["--faulty", fault],
         )?;
         let browser = open_page(&relay).await?;
-        let status = run_job(&browser, index, input).await;
+        let status = run_job(&browser, index, input, None).await;
         show_result(&browser).await?;
         browser.screenshot(&format!("job-faulty-{fault}")).await?;
         let verification = browser.text("job-verification").await.unwrap_or_default();

@@ -228,7 +228,7 @@ async fn new_wallet_faucet_channel_paid_job_and_settlement_all_verified() -> any
     );
     browser.screenshot("market-job-priced").await?;
     browser.click("job-submit").await?;
-    assert_eq!(browser.wait_job_end(WAIT).await?, "verified");
+    assert_eq!(browser.wait_job_end(WAIT).await?, "sampled");
     let checks = browser.text("job-verification").await.unwrap_or_default();
     assert!(
         checks.contains("receipt names the payment"),

@@ -58,6 +58,7 @@ impl Client {
             module: Hash::of(module),
             input: input.to_vec(),
             fuel_limit: fuel,
+            max_steps: client_core::job::exec::MAX_STEPS,
             payment: None,
         };
         Signed::sign(
@@ -216,6 +217,31 @@ async fn hostile_session(relay: &Relay) -> anyhow::Result<()> {
     let req = client.request(&primes, &vec![b'1'; 1024 * 1024 + 1], 1_000_000);
     let msgs = client.run(req, &primes).await?;
     assert_eq!(refusal(&msgs).map(|r| r.0), Some(Refusal::Input));
+    for steps in [0, client_core::job::exec::MAX_STEPS + 1] {
+        let mut req = client.request(&primes, b"1000", 1_000_000_000);
+        req.body.body.max_steps = steps;
+        let req = Signed::sign(&client.key, req.body);
+        let msgs = client.run(req, &primes).await?;
+        assert!(
+            matches!(refusal(&msgs), Some((Refusal::Input, m)) if m.contains("step limit")),
+            "{msgs:?}"
+        );
+    }
+    // A step job that needs more steps than the customer allowed stops there.
+    let chain = aqueduct_tests::job_module("hash-chain")?;
+    let mut req = client.request(&chain, b"50 10 bounded", 1_000_000_000);
+    req.body.body.max_steps = 20;
+    let req = Signed::sign(&client.key, req.body);
+    let msgs = client.run(req, &chain).await?;
+    assert!(
+        matches!(
+            failure(&msgs),
+            Some(JobFailure::Execution(
+                client_core::job::exec::JobError::TooManySteps { max: 20 }
+            ))
+        ),
+        "{msgs:?}"
+    );
 
     let mut forged = client.request(&primes, b"1000", 1_000_000_000);
     forged.body.body.fuel_limit += 1;
@@ -237,6 +263,7 @@ async fn hostile_session(relay: &Relay) -> anyhow::Result<()> {
                 module: Hash::of(&primes),
                 input: b"1000".to_vec(),
                 fuel_limit: 1_000_000_000,
+                max_steps: client_core::job::exec::MAX_STEPS,
                 payment: None,
             },
         ),

@@ -290,6 +290,7 @@ fn signed_request(customer: &Keypair, module: Hash, input: &[u8], fuel_limit: u6
         module,
         input: input.to_vec(),
         fuel_limit,
+        max_steps: exec::MAX_STEPS,
         payment: None,
     };
     Signed::sign(customer, Request::new("test-net", 1, 1_000, 60_000, spec))
@@ -452,6 +453,37 @@ fn sampling_checks_segments_and_catches_skipped_work() {
     // Full re-execution sees it too.
     let err = verify::reexecute(&compiled, &prepared, &request, &lie.body).unwrap_err();
     assert_eq!(err.check(), "checkpoint");
+
+    // The customer bounds the steps: a receipt committing to more than the request allowed is
+    // refused before anything is sampled.
+    let mut tight = request.body.clone();
+    tight.body.max_steps = 199;
+    let tight = Signed::sign(&customer, tight);
+    let over = receipt(&relay, &tight, &outcome, prepared.form, |_| {});
+    let err = verify::check_receipt(&tight, &prepared, &outcome.output, &over, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            verify::VerifyError::TooManySteps {
+                claimed: 200,
+                max: 199
+            }
+        ),
+        "{err}"
+    );
+    // And an honest relay stops where the customer said.
+    let stopped = exec::execute_within(
+        &compiled,
+        &prepared,
+        input,
+        1_000_000_000,
+        199,
+        &mut exec::Unobserved,
+    );
+    assert_eq!(
+        stopped.map(|_| ()),
+        Err(exec::JobError::TooManySteps { max: 199 })
+    );
 }
 
 /// Writes what wasmtime computes for fixed jobs; the wasm test in Chromium checks that the

@@ -30,6 +30,8 @@ pub struct Example {
     pub input: &'static str,
     pub help: &'static str,
     pub fuel: u64,
+    /// The step limit the form starts with (step jobs; one-shot jobs take no steps).
+    pub steps: u32,
 }
 
 pub const EXAMPLES: [Example; 3] = [
@@ -39,6 +41,7 @@ pub const EXAMPLES: [Example; 3] = [
         input: "1000 2000 aqueduct",
         help: "STEPS ROUNDS SEED — a BLAKE3 chain of STEPS × ROUNDS hashes, checkpointed every step",
         fuel: 20_000_000_000,
+        steps: 1000,
     },
     Example {
         name: "mandelbrot",
@@ -46,6 +49,7 @@ pub const EXAMPLES: [Example; 3] = [
         input: "320 240 256",
         help: "WIDTH HEIGHT ITERATIONS — returns a BMP image",
         fuel: 5_000_000_000,
+        steps: 1,
     },
     Example {
         name: "primes",
@@ -53,12 +57,14 @@ pub const EXAMPLES: [Example; 3] = [
         input: "2000000",
         help: "N — counts the primes below N with a sieve",
         fuel: 5_000_000_000,
+        steps: 1,
     },
 ];
 
 /// The value of the source picker that means "my own module".
 const UPLOAD: usize = usize::MAX;
 const DEFAULT_UPLOAD_FUEL: u64 = 1_000_000_000;
+const DEFAULT_UPLOAD_STEPS: u32 = 1000;
 
 /// The job history of this browser, shared by the pages.
 #[derive(Clone, Copy)]
@@ -224,8 +230,9 @@ fn level_line(level: &Level) -> String {
             checked,
             caught_ppm,
         } => format!(
-            "Level: commit-then-sample — {checked} of {segments} segments re-run; a relay that faked 5% of the work is caught with probability {:.2}%.",
-            f64::from(*caught_ppm) / 10_000.0
+            "Level: evidence of work (commit, then sample) — {checked} of {segments} segments re-run; a relay that skipped 5% of the work is caught with probability {:.2}%, one that forged a single step only with {:.1}%. It does not show that the output is correct: only full re-execution, or a second provider's matching result, does.",
+            f64::from(*caught_ppm) / 10_000.0,
+            *checked as f64 * 100.0 / (*segments).max(1) as f64
         ),
     }
 }
@@ -260,7 +267,10 @@ fn RecordView(record: JobRecord) -> impl IntoView {
             <h3>"Output"</h3>
             <OutputView bytes=output/>
             <div data-testid="job-verification" class="verification">
-                <h3>"Verified"</h3>
+                <h3>{match level {
+                    Level::Sampled { .. } => "Receipt checked, work sampled",
+                    Level::Reexecuted { .. } => "Verified",
+                }}</h3>
                 <ul class="checks">
                     {checks.into_iter().map(|c| view! { <li class="ok">{c}</li> }).collect_view()}
                 </ul>
@@ -458,6 +468,7 @@ pub fn JobForm() -> impl IntoView {
     let source = RwSignal::new(0usize);
     let input = RwSignal::new(EXAMPLES[0].input.to_string());
     let fuel = RwSignal::new(EXAMPLES[0].fuel.to_string());
+    let steps = RwSignal::new(EXAMPLES[0].steps.to_string());
     // An uploaded module: (file name, bytes) once it passed validation.
     let upload = StoredValue::new(None::<(String, Vec<u8>)>);
     let module_info = RwSignal::new(None::<Result<String, String>>);
@@ -480,11 +491,13 @@ pub fn JobForm() -> impl IntoView {
             source.set(UPLOAD);
             input.set(String::new());
             fuel.set(DEFAULT_UPLOAD_FUEL.to_string());
+            steps.set(DEFAULT_UPLOAD_STEPS.to_string());
         } else if let Ok(i) = value.parse::<usize>() {
             let i = i.min(EXAMPLES.len() - 1);
             source.set(i);
             input.set(EXAMPLES[i].input.to_string());
             fuel.set(EXAMPLES[i].fuel.to_string());
+            steps.set(EXAMPLES[i].steps.to_string());
         }
     };
 
@@ -557,6 +570,21 @@ pub fn JobForm() -> impl IntoView {
                 input_error.set(Some(
                     "the fuel limit must be a positive whole number".into(),
                 ));
+                return;
+            }
+        };
+        let max_steps = match steps
+            .get_untracked()
+            .trim()
+            .replace(['_', ','], "")
+            .parse::<u32>()
+        {
+            Ok(s) if (1..=client_core::job::exec::MAX_STEPS).contains(&s) => s,
+            _ => {
+                input_error.set(Some(format!(
+                    "the step limit must be a whole number from 1 to {}",
+                    format_count(u64::from(client_core::job::exec::MAX_STEPS))
+                )));
                 return;
             }
         };
@@ -643,6 +671,7 @@ pub fn JobForm() -> impl IntoView {
                         module,
                         input: input_bytes,
                         fuel_limit,
+                        max_steps,
                         payment: payment.as_ref().map(|(voucher, _)| voucher.clone()),
                         price,
                     };
@@ -754,6 +783,13 @@ pub fn JobForm() -> impl IntoView {
                         Err(_) => "a whole number of fuel units".to_string(),
                     }
                 }}</small>
+            </div>
+            <label for="job-steps">"Step limit"</label>
+            <div>
+                <input id="job-steps" data-testid="job-steps" inputmode="numeric" class="mono"
+                    prop:value=move || steps.get()
+                    on:input=move |ev| steps.set(event_target_value(&ev))/>
+                <small class="muted">"Step jobs: the most steps the relay may run and commit to. Sampling is measured against the relay's steps, so you, not the relay, set how many there can be. One-shot jobs ignore it."</small>
             </div>
             <span></span>
             {move || {

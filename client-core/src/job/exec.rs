@@ -52,6 +52,8 @@ pub const PAGE: usize = 65_536;
 
 /// The most checkpoints a step job may produce (the initial state included).
 pub const MAX_CHECKPOINTS: u64 = 65_536;
+/// The most steps a job request may allow.
+pub const MAX_STEPS: u32 = 65_535;
 /// The largest output a job may return.
 pub const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 
@@ -71,7 +73,7 @@ pub enum JobError {
     BadOutput { ptr: u32, len: u32 },
     #[error("the output is {len} bytes; at most {max} are allowed")]
     OutputTooLarge { len: u64, max: u64 },
-    #[error("the job took more than {max} steps")]
+    #[error("the job took more than {max} steps (the step limit of the request)")]
     TooManySteps { max: u64 },
     #[error("the job's memory could not be restored: {0}")]
     Restore(String),
@@ -428,7 +430,7 @@ fn used(fuel_limit: u64, left: i64) -> u64 {
 }
 
 /// Runs a job from the start to its output: `run` for one-shot jobs, `init`, the steps and
-/// `output` for step jobs.
+/// `output` for step jobs (at most [`MAX_STEPS`] of them).
 pub fn execute<E: Engine>(
     engine: &E,
     prepared: &Prepared,
@@ -436,6 +438,19 @@ pub fn execute<E: Engine>(
     fuel_limit: u64,
     observer: &mut dyn Observer,
 ) -> Result<Outcome, JobError> {
+    execute_within(engine, prepared, input, fuel_limit, MAX_STEPS, observer)
+}
+
+/// [`execute`], with at most `max_steps` steps (a job request's bound).
+pub fn execute_within<E: Engine>(
+    engine: &E,
+    prepared: &Prepared,
+    input: &[u8],
+    fuel_limit: u64,
+    max_steps: u32,
+    observer: &mut dyn Observer,
+) -> Result<Outcome, JobError> {
+    let max_steps = u64::from(max_steps.min(MAX_STEPS));
     match prepared.form {
         JobForm::OneShot => {
             let (mut m, packed) = start(engine, prepared, input, fuel_limit, "run")?;
@@ -454,10 +469,8 @@ pub fn execute<E: Engine>(
                 if !observer.keep_going() {
                     return Err(JobError::Trap(STOPPED.into()));
                 }
-                if checkpoints.len() as u64 >= MAX_CHECKPOINTS {
-                    return Err(JobError::TooManySteps {
-                        max: MAX_CHECKPOINTS - 1,
-                    });
+                if checkpoints.len() as u64 > max_steps {
+                    return Err(JobError::TooManySteps { max: max_steps });
                 }
                 let done = call(&mut m, prepared, fuel_limit, "step", &[])?;
                 let index = checkpoints.len() as u64;

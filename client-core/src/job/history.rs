@@ -127,6 +127,11 @@ impl JobRecord {
     /// The short status shown in the history table.
     pub fn status(&self) -> &'static str {
         match self.outcome {
+            // Sampling is evidence of work, not of a correct output: said apart.
+            Outcome::Verified {
+                level: Level::Sampled { .. },
+                ..
+            } => "sampled",
             Outcome::Verified { .. } => "verified",
             Outcome::Failed { .. } => "failed",
             Outcome::Cancelled => "cancelled",
@@ -261,6 +266,16 @@ mod tests {
         assert_eq!(back.recheck(), Ok(()));
         assert_eq!(back.status(), "verified");
         assert_eq!(back.fuel_used(), Some(1234));
+        // A sampled result is not called verified.
+        let mut sampled = back;
+        if let Outcome::Verified { level, .. } = &mut sampled.outcome {
+            *level = Level::Sampled {
+                segments: 1000,
+                checked: 86,
+                caught_ppm: 990_000,
+            };
+        }
+        assert_eq!(sampled.status(), "sampled");
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct JobSpec {
     pub module: Hash,
     pub input: Vec<u8>,
     pub fuel_limit: u64,
+    /// Step jobs: the most steps the relay may run (and commit checkpoints for), at most
+    /// [`exec::MAX_STEPS`]. The customer bounds it, so a relay cannot stretch the trace to
+    /// thin out the segments a page samples.
+    pub max_steps: u32,
     /// The customer's voucher paying for the job, where the relay's offer has a price.
     pub payment: Option<Box<Signed<Voucher>>>,
 }

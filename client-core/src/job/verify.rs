@@ -44,6 +44,8 @@ pub enum VerifyError {
     FuelOverLimit { used: u64, limit: u64 },
     #[error("receipt: {0}")]
     Commitment(&'static str),
+    #[error("receipt: it commits to {claimed} steps, but the request allowed at most {max}")]
+    TooManySteps { claimed: u64, max: u32 },
     #[error("receipt: the payment it names is not the voucher this job carried")]
     Payment,
     #[error("re-execution: the output differs (relay {claimed}, local {actual})")]
@@ -79,6 +81,7 @@ impl VerifyError {
             | VerifyError::OutputHash
             | VerifyError::FuelOverLimit { .. }
             | VerifyError::Commitment(_)
+            | VerifyError::TooManySteps { .. }
             | VerifyError::Payment => "receipt contents",
             VerifyError::Output { .. } => "output",
             VerifyError::Fuel { .. } => "fuel",
@@ -123,12 +126,16 @@ impl Strength {
             } => {
                 let odds: Vec<String> = detection
                     .iter()
-                    .map(|(f, p)| format!("{:.1}% if {:.0}% was faked", p * 100.0, f * 100.0))
+                    .map(|(f, p)| {
+                        format!("{:.0}% of it is caught with {:.1}%", f * 100.0, p * 100.0)
+                    })
                     .collect();
+                let one = checked.len() as f64 / (*segments).max(1) as f64;
                 format!(
-                    "sampled {} of {segments} segments (always the last) against the Merkle commitment; chance a cheating relay is caught: {}",
+                    "evidence of work, not of a correct output: {} of {segments} segments re-run against the relay's signed checkpoint commitment (always the last); a relay that skipped or faked {}; one forged step only with {:.1}%",
                     checked.len(),
-                    odds.join(", ")
+                    odds.join(", "),
+                    one * 100.0
                 )
             }
         }
@@ -212,6 +219,12 @@ pub fn check_receipt(
         (JobForm::Steps, Some(c)) if c.checkpoints < 2 || c.checkpoints > exec::MAX_CHECKPOINTS => {
             return Err(VerifyError::Commitment("impossible number of checkpoints"));
         }
+        (JobForm::Steps, Some(c)) if c.checkpoints - 1 > u64::from(spec.max_steps) => {
+            return Err(VerifyError::TooManySteps {
+                claimed: c.checkpoints - 1,
+                max: spec.max_steps,
+            });
+        }
         (JobForm::Steps, Some(_)) => {}
     }
     let paid = match (&spec.payment, &body.payment) {
@@ -251,11 +264,12 @@ pub fn reexecute<E: Engine>(
     receipt: &Receipt,
 ) -> Result<Strength, VerifyError> {
     let spec = &request.body.body;
-    let outcome = exec::execute(
+    let outcome = exec::execute_within(
         engine,
         prepared,
         &spec.input,
         spec.fuel_limit,
+        spec.max_steps,
         &mut exec::Unobserved,
     )
     .map_err(VerifyError::Execution)?;

@@ -440,6 +440,12 @@ impl JobService {
                 ),
             ));
         }
+        if spec.max_steps == 0 || spec.max_steps > exec::MAX_STEPS {
+            return Err(SubmitError::Refused(
+                Refusal::Input,
+                format!("the step limit must be between 1 and {}", exec::MAX_STEPS),
+            ));
+        }
         // The module first: asking for it does not use up the request's nonce.
         let module = match (self.module(&spec.module), module_bytes) {
             (Some(m), _) => m,
@@ -625,11 +631,12 @@ impl JobService {
         };
         let prepared = &module.prepared;
         let started = Instant::now();
-        let outcome = exec::execute(
+        let outcome = exec::execute_within(
             &compiled,
             prepared,
             &spec.input,
             spec.fuel_limit,
+            spec.max_steps,
             &mut observer,
         )
         .map_err(|e| match e {

@@ -85,6 +85,7 @@ async fn one_job(
         module: Hash::of(module),
         input: INPUT.to_vec(),
         fuel_limit: 1_000_000_000,
+        max_steps: client_core::job::exec::MAX_STEPS,
         payment: None,
     };
     let request = Signed::sign(
