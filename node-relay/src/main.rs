@@ -166,6 +166,10 @@ struct RunArgs {
     #[cfg(feature = "faulty")]
     #[arg(long, value_enum)]
     faulty: Option<FaultArg>,
+    /// Testing only: the step `--faulty fabricate-step` forges (1 is the first).
+    #[cfg(feature = "faulty")]
+    #[arg(long, default_value_t = 1)]
+    fault_step: u64,
     /// Testing only: misbehave as a validator in the given ways, so tests can check that the
     /// other validators withstand it.
     #[cfg(feature = "faulty")]
@@ -191,6 +195,8 @@ enum FaultArg {
     WrongFuel,
     WrongCheckpoint,
     BadSignature,
+    /// Forge the transition of step `--fault-step` and compute the rest honestly from it.
+    FabricateStep,
 }
 
 #[cfg(feature = "faulty")]
@@ -372,6 +378,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             FaultArg::WrongFuel => jobs::Fault::WrongFuel,
             FaultArg::WrongCheckpoint => jobs::Fault::WrongCheckpoint,
             FaultArg::BadSignature => jobs::Fault::BadSignature,
+            FaultArg::FabricateStep => jobs::Fault::FabricateStep(args.fault_step),
         };
         tracing::warn!(
             "FAULTY RELAY: results are deliberately wrong ({:?})",

@@ -286,6 +286,25 @@ pub fn sampled_hash_chain(
     engine: &node_relay::jobs::engine::JobEngine,
     input: &[u8],
 ) -> anyhow::Result<SampledJob> {
+    hash_chain_job(engine, input, None)
+}
+
+/// Like [`sampled_hash_chain`], from a relay that forged the transition of step `step` and
+/// computed everything after it honestly from the forged state (its receipt, commitment and
+/// states are all consistent with that trace).
+pub fn forged_hash_chain(
+    engine: &node_relay::jobs::engine::JobEngine,
+    input: &[u8],
+    step: u64,
+) -> anyhow::Result<SampledJob> {
+    hash_chain_job(engine, input, Some(step))
+}
+
+fn hash_chain_job(
+    engine: &node_relay::jobs::engine::JobEngine,
+    input: &[u8],
+    forge: Option<u64>,
+) -> anyhow::Result<SampledJob> {
     use client_core::job::profile::{self, Profile};
     use client_core::job::{JobSpec, Receipt, exec, job_id};
     let fuel = 1 << 50;
@@ -305,7 +324,16 @@ pub fn sampled_hash_chain(
         client_core::envelope::Request::new("bench", 1, 0, 60_000, spec),
     );
     let mut kept = KeepStates::default();
-    let outcome = exec::execute(&job, &prepared, input, fuel, &mut kept)?;
+    let outcome = match forge {
+        Some(step) => exec::execute(
+            &job,
+            &prepared,
+            input,
+            fuel,
+            &mut exec::Fabricate::new(step, &mut kept),
+        )?,
+        None => exec::execute(&job, &prepared, input, fuel, &mut kept)?,
+    };
     let tree = client_core::job::commit::CheckpointTree::new(&outcome.checkpoints);
     let receipt = Receipt {
         profile: 1,

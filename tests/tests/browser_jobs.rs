@@ -226,6 +226,14 @@ async fn a_lying_relay_is_caught_and_the_failed_check_named() -> anyhow::Result<
             "120 100 lie",
             &["Merkle proof", "checkpoint"][..],
         ),
+        // One forged transition, the trace honest from it on: at the last step, which
+        // sampling always checks (elsewhere it is caught only by chance; see forged_step.rs).
+        (
+            "fabricate-step",
+            0,
+            "120 100 lie",
+            &["output", "Merkle proof", "checkpoint"][..],
+        ),
     ] {
         let data_dir = temp_dir(&format!("e2e-{fault}"));
         let relay = Relay::start_with(
@@ -233,7 +241,7 @@ async fn a_lying_relay_is_caught_and_the_failed_check_named() -> anyhow::Result<
             &www,
             &data_dir,
             &RelayPorts::any(),
-            &["--faulty", fault],
+            &["--faulty", fault, "--fault-step", "120"],
         )?;
         let browser = open_page(&relay).await?;
         let status = run_job(&browser, index, input, None).await;

@@ -232,7 +232,7 @@ fn level_line(level: &Level) -> String {
         } => format!(
             "Level: evidence of work (commit, then sample) — {checked} of {segments} segments re-run; a relay that skipped 5% of the work is caught with probability {:.2}%, one that forged a single step only with {:.1}%. It does not show that the output is correct: only full re-execution, or a second provider's matching result, does.",
             f64::from(*caught_ppm) / 10_000.0,
-            *checked as f64 * 100.0 / (*segments).max(1) as f64
+            client_core::job::verify::single_step_catch(*segments, *checked) * 100.0
         ),
     }
 }

@@ -203,6 +203,70 @@ pub trait Observer {
     fn keep_going(&mut self) -> bool {
         true
     }
+    /// Bytes to write at an offset of memory after step `index` ran and before its checkpoint
+    /// is taken. Honest observers write nothing; [`Fabricate`] is how tests make a relay that
+    /// forges one transition and carries on consistently from the forged state.
+    fn rewrite(&mut self, _index: u64, _memory: &[u8]) -> Option<(usize, Vec<u8>)> {
+        None
+    }
+}
+
+/// An observer that forges the transition of step `step`: it flips one byte the step wrote,
+/// and passes every call on to `inner`. The trace after it is
+/// self-consistent — every later step really runs, from the forged state — so only a check of
+/// segment `step` itself can tell.
+pub struct Fabricate<'a> {
+    pub step: u64,
+    pub inner: &'a mut dyn Observer,
+    before: Vec<u8>,
+}
+
+impl<'a> Fabricate<'a> {
+    pub fn new(step: u64, inner: &'a mut dyn Observer) -> Self {
+        Fabricate {
+            step,
+            inner,
+            before: Vec::new(),
+        }
+    }
+}
+
+impl Observer for Fabricate<'_> {
+    fn checkpoint(&mut self, index: u64, hash: Hash, globals: &[u64], memory: &[u8]) {
+        if index + 1 == self.step {
+            self.before = memory.to_vec();
+        }
+        self.inner.checkpoint(index, hash, globals, memory);
+    }
+
+    fn keep_going(&mut self) -> bool {
+        self.inner.keep_going()
+    }
+
+    fn rewrite(&mut self, index: u64, memory: &[u8]) -> Option<(usize, Vec<u8>)> {
+        if index != self.step {
+            return self.inner.rewrite(index, memory);
+        }
+        // A byte of the last run of at least 8 bytes the step rewrote: a value the step
+        // computed (past the stack, which compilers put low in memory), not a counter it bumped
+        // by one — so the forged trace keeps its length and carries the error to the output.
+        // Failing such a run, the last byte it changed, or the first byte.
+        let changed: Vec<bool> = memory
+            .iter()
+            .zip(&self.before)
+            .map(|(a, b)| a != b)
+            .collect();
+        let mut at = changed.iter().rposition(|c| *c).unwrap_or(0);
+        let mut run = 0;
+        for (i, c) in changed.iter().enumerate().rev() {
+            run = if *c { run + 1 } else { 0 };
+            if run >= 8 {
+                at = i;
+                break;
+            }
+        }
+        memory.get(at).map(|b| (at, vec![b ^ 0x5a]))
+    }
 }
 
 /// The trap message of a job its observer stopped.
@@ -474,6 +538,11 @@ pub fn execute_within<E: Engine>(
                 }
                 let done = call(&mut m, prepared, fuel_limit, "step", &[])?;
                 let index = checkpoints.len() as u64;
+                if let Some((offset, bytes)) =
+                    m.with_memory(&mut |mem| observer.rewrite(index, mem))
+                {
+                    m.write_memory(offset, &bytes).map_err(JobError::Engine)?;
+                }
                 checkpoints.push(hash_state(&mut m, prepared, index, observer)?);
                 if matches!(done, Some(Val::I32(d)) if d != 0) {
                     break;

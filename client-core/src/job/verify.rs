@@ -130,7 +130,7 @@ impl Strength {
                         format!("{:.0}% of it is caught with {:.1}%", f * 100.0, p * 100.0)
                     })
                     .collect();
-                let one = checked.len() as f64 / (*segments).max(1) as f64;
+                let one = single_step_catch(*segments, checked.len() as u64);
                 format!(
                     "evidence of work, not of a correct output: {} of {segments} segments re-run against the relay's signed checkpoint commitment (always the last); a relay that skipped or faked {}; one forged step only with {:.1}%",
                     checked.len(),
@@ -299,6 +299,16 @@ pub fn reexecute<E: Engine>(
         fuel: outcome.fuel_used,
         checkpoints: outcome.checkpoints.len() as u64,
     })
+}
+
+/// The chance that sampling `checked` of `segments` segments (the last always among them)
+/// catches a relay that forged one single step — one that is not the last, as the strongest
+/// such cheater would choose.
+pub fn single_step_catch(segments: u64, checked: u64) -> f64 {
+    if segments <= 1 {
+        return 1.0;
+    }
+    checked.saturating_sub(1).min(segments - 1) as f64 / (segments - 1) as f64
 }
 
 /// The fractions of faked work the detection probability is reported for.

@@ -89,6 +89,9 @@ pub enum Fault {
     WrongCheckpoint,
     /// A receipt whose signature does not verify.
     BadSignature,
+    /// The transition of this step forged (one byte of live state flipped), the rest of the
+    /// trace computed honestly from there: every sample but that segment checks out.
+    FabricateStep(u64),
 }
 
 /// Where a job stands, as followers see it.
@@ -631,13 +634,21 @@ impl JobService {
         };
         let prepared = &module.prepared;
         let started = Instant::now();
+        let mut fabricate;
+        let observed: &mut dyn exec::Observer = match self.config.fault {
+            Fault::FabricateStep(step) => {
+                fabricate = exec::Fabricate::new(step, &mut observer);
+                &mut fabricate
+            }
+            _ => &mut observer,
+        };
         let outcome = exec::execute_within(
             &compiled,
             prepared,
             &spec.input,
             spec.fuel_limit,
             spec.max_steps,
-            &mut observer,
+            observed,
         )
         .map_err(|e| match e {
             JobError::Trap(m) if m.contains(DEADLINE_MESSAGE) => JobFailure::TimedOut {
@@ -658,7 +669,7 @@ impl JobService {
                     *c = Hash::of_encoded(&("skipped", i));
                 }
             }
-            Fault::None | Fault::BadSignature => {}
+            Fault::None | Fault::BadSignature | Fault::FabricateStep(_) => {}
         }
         let tree = (prepared.form == JobForm::Steps).then(|| CheckpointTree::new(&checkpoints));
         let receipt = Receipt {
