@@ -260,6 +260,7 @@ fn kind(msg: &RelayMsg) -> &'static str {
         RelayMsg::State { .. } => "State",
         RelayMsg::Proof { .. } => "Proof",
         RelayMsg::Refused { .. } => "Refused",
+        RelayMsg::Leaves { .. } => "Leaves",
     }
 }
 

@@ -14,6 +14,7 @@ pub mod commit;
 pub mod exec;
 pub mod history;
 pub mod profile;
+pub mod referee;
 pub mod verify;
 
 use crate::envelope::Request;
@@ -100,6 +101,9 @@ pub enum ClientMsg {
     Sample { states: Vec<u64>, prove: Vec<u64> },
     /// Stop the job.
     Cancel,
+    /// After a result: the state hashes (Merkle leaves) at `indices`, with one proof — what a
+    /// referee bisecting two providers' traces asks for.
+    Leaves { indices: Vec<u64> },
 }
 
 /// Relay → browser on a job stream.
@@ -141,6 +145,11 @@ pub enum RelayMsg {
     Refused {
         reason: Refusal,
         message: String,
+    },
+    /// The answer to `Leaves`: the state hashes in the order asked, and their proof.
+    Leaves {
+        hashes: Vec<Hash>,
+        proof: Vec<u8>,
     },
 }
 

@@ -229,7 +229,7 @@ async fn handle(conn: &mut Conn, service: &Arc<JobService>) {
                 }
                 return;
             }
-            Some(ClientMsg::Sample { .. } | ClientMsg::Cancel) => {
+            Some(ClientMsg::Sample { .. } | ClientMsg::Leaves { .. } | ClientMsg::Cancel) => {
                 conn.send(&refused(
                     Refusal::Malformed,
                     "submit or attach to a job first".into(),
@@ -314,13 +314,17 @@ async fn follow(conn: &mut Conn, service: &Arc<JobService>, live: Arc<Live>) {
 
 async fn serve_samples(conn: &mut Conn, service: &Arc<JobService>, job: &Hash) {
     while let Some(msg) = conn.next().await {
-        let ClientMsg::Sample { states, prove } = msg else {
-            conn.send(&refused(
-                Refusal::Malformed,
-                "only sample requests follow a result".into(),
-            ))
-            .await;
-            return;
+        let (states, prove, leaves) = match msg {
+            ClientMsg::Sample { states, prove } => (states, prove, false),
+            ClientMsg::Leaves { indices } => (Vec::new(), indices, true),
+            _ => {
+                conn.send(&refused(
+                    Refusal::Malformed,
+                    "only sample requests follow a result".into(),
+                ))
+                .await;
+                return;
+            }
         };
         let Some(kept) = service.states(job) else {
             conn.send(&refused(
@@ -348,6 +352,20 @@ async fn serve_samples(conn: &mut Conn, service: &Arc<JobService>, job: &Hash) {
             ))
             .await;
             return;
+        }
+        if leaves {
+            let mut hashes = Vec::with_capacity(prove.len());
+            for index in &prove {
+                let Some(state) = kept.state(*index) else {
+                    return;
+                };
+                hashes.push(state.hash());
+            }
+            let proof = kept.prove(&prove);
+            if !conn.send(&RelayMsg::Leaves { hashes, proof }).await {
+                return;
+            }
+            continue;
         }
         for index in states {
             let Some(state) = kept.state(index) else {
