@@ -401,6 +401,8 @@ fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
     )?;
     step("job speed ratios: native, wasmtime, sampling (interleaved runs)");
     run_cmd(bench_bin("job-ratios", &[]).env("AQUEDUCT_WWW", &www))?;
+    step("refereeing two providers: the referee's cost against the job's");
+    run_cmd(bench_bin("referee-bench", &[]).env("AQUEDUCT_WWW", &www))?;
     step("job execution and verification costs (criterion)");
     run_cmd(criterion("jobs").env("AQUEDUCT_WWW", &www))?;
     step("ledger: applying transactions, proofs, block production (criterion)");
