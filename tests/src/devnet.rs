@@ -271,6 +271,50 @@ pub async fn wait_height(net: &Devnet, i: usize, at_least: u64) -> anyhow::Resul
     }
 }
 
+/// Transactions streamed by several clients, each through validator `i` with the key of
+/// `seed`: what each relay reported included, the switch that stops them, their tasks.
+pub struct TxStreams {
+    pub included: Arc<Mutex<Vec<Hash>>>,
+    pub stop: Arc<AtomicBool>,
+    pub clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TxStreams {
+    pub async fn start(net: &Devnet, clients: &[(usize, u8)]) -> anyhow::Result<TxStreams> {
+        let included = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        for (i, seed) in clients.iter().copied() {
+            let (control, peer) = tcp_client(net.relay(i)?).await?;
+            let (inc, stop) = (Arc::clone(&included), Arc::clone(&stop));
+            let network_id = net.network_id.clone();
+            handles.push(tokio::spawn(async move {
+                let who = Keypair::from_seed(&[seed; 32]);
+                tx_stream(control, peer, &network_id, who, inc, stop).await
+            }));
+        }
+        Ok(TxStreams {
+            included,
+            stop,
+            clients: handles,
+        })
+    }
+
+    /// How many transactions were reported included so far.
+    pub fn count(&self) -> usize {
+        self.included.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Stops the clients; returns every transaction reported included.
+    pub async fn finish(self) -> Vec<Hash> {
+        self.stop.store(true, Ordering::Relaxed);
+        for client in self.clients {
+            let _ = client.await;
+        }
+        self.included.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
 /// Sends `who`'s transactions to `relay` one after another (faucet first, then transfers),
 /// recording each the relay reports as included, until the relay goes away or `stop`.
 pub async fn tx_stream(

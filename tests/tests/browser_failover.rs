@@ -113,14 +113,7 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
         })
         .await?;
     browser.click("job-submit").await?;
-    let status = browser.wait_job_end(WAIT).await?;
-    assert_eq!(
-        status,
-        "sampled",
-        "{:?} {:?}",
-        browser.text("job-detail").await,
-        browser.text("job-verification").await
-    );
+    expect_job_end(&browser, "sampled").await?;
 
     // The relay that served the page dies.
     a.kill();
@@ -150,14 +143,7 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
     // And a job still runs, on B, paid and verified.
     browser.nav("jobs").await?;
     browser.click("job-submit").await?;
-    let status = browser.wait_job_end(WAIT).await?;
-    assert_eq!(
-        status,
-        "sampled",
-        "{:?} {:?}",
-        browser.text("job-detail").await,
-        browser.text("job-verification").await
-    );
+    expect_job_end(&browser, "sampled").await?;
     let checks = browser.text("job-verification").await.unwrap_or_default();
     assert!(
         checks.contains("receipt names the payment"),
@@ -167,5 +153,17 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
     browser.close().await;
     drop(b);
     let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+/// Waits for the job on the jobs page to end as `expected`; the page's account of it if not.
+async fn expect_job_end(browser: &Browser, expected: &str) -> anyhow::Result<()> {
+    let status = browser.wait_job_end(WAIT).await?;
+    anyhow::ensure!(
+        status == expected,
+        "the job ended {status}, not {expected}: {:?} {:?}",
+        browser.text("job-detail").await,
+        browser.text("job-verification").await
+    );
     Ok(())
 }

@@ -6,16 +6,14 @@
 //! per height), the chain replays from genesis with every block re-executed, and the honest
 //! relays record the double-signing as proof anyone can check — durably, across a restart.
 
-use aqueduct_tests::devnet::{Devnet, DevnetOptions, height, same_chain, tx_stream, wait_height};
+use aqueduct_tests::devnet::{Devnet, DevnetOptions, TxStreams, height, same_chain, wait_height};
 use aqueduct_tests::{ledger_call, tcp_client};
-use client_core::identity::{Keypair, PublicKey};
+use client_core::identity::PublicKey;
 use client_core::ledger::Genesis;
 use client_core::ledger::chain::Replica;
 use client_core::ledger::evidence::DoubleSign;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 const NET: &str = "aqueduct-byzantine";
 const BYZANTINE: usize = 3;
@@ -61,31 +59,11 @@ async fn a_byzantine_validator_gets_no_invalid_block_committed_and_its_double_si
 
     // Transactions from three clients through the honest validators, so blocks carry state
     // changes a wrong state root could hide.
-    let included = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for (i, seed) in [(0usize, 41u8), (1, 42), (2, 43)] {
-        let (control, peer) = tcp_client(net.relay(i)?).await?;
-        let (inc, stop) = (Arc::clone(&included), Arc::clone(&stop));
-        clients.push(tokio::spawn(async move {
-            tx_stream(
-                control,
-                peer,
-                NET,
-                Keypair::from_seed(&[seed; 32]),
-                inc,
-                stop,
-            )
-            .await
-        }));
-    }
+    let streams = TxStreams::start(&net, &[(0, 41), (1, 42), (2, 43)]).await?;
     // The byzantine validator is the first proposer of one height in four: by height 12 it
     // has proposed (and been refused) several times.
     wait_height(&net, 0, 12).await?;
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        let _ = client.await;
-    }
+    let acknowledged = streams.finish().await;
     let target = height(net.relay(0)?).await?;
     wait_height(&net, BYZANTINE, target).await?;
 
@@ -117,7 +95,6 @@ async fn a_byzantine_validator_gets_no_invalid_block_committed_and_its_double_si
     for block in &chain {
         replica.apply_block(block)?;
     }
-    let acknowledged = included.lock().map(|v| v.clone()).unwrap_or_default();
     anyhow::ensure!(!acknowledged.is_empty(), "no transaction was included");
     let in_chain: HashSet<_> = chain
         .iter()

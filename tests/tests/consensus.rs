@@ -3,14 +3,13 @@
 //! lost, the killed validator comes back and catches up to the same chain; with two of four
 //! stopped no block is made (and none lost), and the chain resumes once they are back.
 
-use aqueduct_tests::devnet::{Devnet, blocks, height, same_chain, tx_stream, wait_height};
+use aqueduct_tests::devnet::{Devnet, TxStreams, blocks, height, same_chain, wait_height};
 use aqueduct_tests::{ledger_call, tcp_client};
 use client_core::hash::Hash;
-use client_core::identity::{Keypair, PublicKey};
+use client_core::identity::PublicKey;
 use client_core::ledger::tx::tx_id;
 use client_core::ledger::wire::{LedgerRequest, LedgerResponse};
 use client_core::ledger::{Block, Genesis};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const NET: &str = "aqueduct-bft";
@@ -24,26 +23,9 @@ async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() ->
     wait_height(&net, 0, 2).await?;
 
     // A stream of transactions from three clients, each through another validator.
-    let included = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for (i, seed) in [(0usize, 31u8), (1, 32), (3, 33)] {
-        let (control, peer) = tcp_client(net.relay(i)?).await?;
-        let (inc, stop) = (Arc::clone(&included), Arc::clone(&stop));
-        clients.push(tokio::spawn(async move {
-            tx_stream(
-                control,
-                peer,
-                NET,
-                Keypair::from_seed(&[seed; 32]),
-                inc,
-                stop,
-            )
-            .await
-        }));
-    }
+    let streams = TxStreams::start(&net, &[(0, 31), (1, 32), (3, 33)]).await?;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let before_kill = included.lock().map(|v| v.len()).unwrap_or(0);
+    let before_kill = streams.count();
     anyhow::ensure!(
         before_kill > 0,
         "no transaction was included before the crash\n{}",
@@ -55,11 +37,7 @@ async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() ->
     net.kill(3);
     let h = height(net.relay(0)?).await?;
     wait_height(&net, 0, h + 5).await?;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for client in clients {
-        let _ = client.await;
-    }
-    let acknowledged = included.lock().map(|v| v.clone()).unwrap_or_default();
+    let acknowledged = streams.finish().await;
     anyhow::ensure!(
         acknowledged.len() > before_kill,
         "no transaction was included after the crash"

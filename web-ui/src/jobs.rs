@@ -398,6 +398,11 @@ fn set_promised(channel: &Hash, cumulative: Amount) {
 }
 
 /// The price line above the submit button: what the job will cost and where it is paid from.
+/// A whole number as a person types it: spaces around, `_` or `,` between digits allowed.
+fn whole_number(text: &str) -> Option<u64> {
+    text.trim().replace(['_', ','], "").parse().ok()
+}
+
 fn price_line(
     network: NetworkState,
     ledger: LedgerState,
@@ -559,13 +564,8 @@ pub fn JobForm() -> impl IntoView {
             Some((_, bytes)) => bytes,
             None => input.get_untracked().into_bytes(),
         };
-        let fuel_limit = match fuel
-            .get_untracked()
-            .trim()
-            .replace(['_', ','], "")
-            .parse::<u64>()
-        {
-            Ok(f) if f > 0 => f,
+        let fuel_limit = match whole_number(&fuel.get_untracked()) {
+            Some(f) if f > 0 => f,
             _ => {
                 input_error.set(Some(
                     "the fuel limit must be a positive whole number".into(),
@@ -573,21 +573,17 @@ pub fn JobForm() -> impl IntoView {
                 return;
             }
         };
-        let max_steps = match steps
-            .get_untracked()
-            .trim()
-            .replace(['_', ','], "")
-            .parse::<u32>()
-        {
-            Ok(s) if (1..=client_core::job::exec::MAX_STEPS).contains(&s) => s,
-            _ => {
-                input_error.set(Some(format!(
-                    "the step limit must be a whole number from 1 to {}",
-                    format_count(u64::from(client_core::job::exec::MAX_STEPS))
-                )));
-                return;
-            }
-        };
+        let max_steps =
+            match whole_number(&steps.get_untracked()).and_then(|s| u32::try_from(s).ok()) {
+                Some(s) if (1..=client_core::job::exec::MAX_STEPS).contains(&s) => s,
+                _ => {
+                    input_error.set(Some(format!(
+                        "the step limit must be a whole number from 1 to {}",
+                        format_count(u64::from(client_core::job::exec::MAX_STEPS))
+                    )));
+                    return;
+                }
+            };
         input_error.set(None);
         let Some(keypair) = wallet.keypair() else {
             input_error.set(Some("the wallet is locked".into()));
@@ -778,9 +774,9 @@ pub fn JobForm() -> impl IntoView {
                     prop:value=move || fuel.get()
                     on:input=move |ev| fuel.set(event_target_value(&ev))/>
                 <small class="muted" data-testid="job-fuel-readable">{move || {
-                    match fuel.get().trim().replace(['_', ','], "").parse::<u64>() {
-                        Ok(f) => format!("{} = {}", format_count(f), format_fuel(f)),
-                        Err(_) => "a whole number of fuel units".to_string(),
+                    match whole_number(&fuel.get()) {
+                        Some(f) => format!("{} = {}", format_count(f), format_fuel(f)),
+                        None => "a whole number of fuel units".to_string(),
                     }
                 }}</small>
             </div>
@@ -793,7 +789,7 @@ pub fn JobForm() -> impl IntoView {
             </div>
             <span></span>
             {move || {
-                let fuel_limit = fuel.get().trim().replace(['_', ','], "").parse::<u64>().ok().filter(|f| *f > 0);
+                let fuel_limit = whole_number(&fuel.get()).filter(|f| *f > 0);
                 let (ok, line) = price_line(network, ledger, fuel_limit);
                 view! { <p class=if ok { "muted" } else { "warn" } data-testid="job-price">{line}</p> }
             }}
