@@ -1,8 +1,8 @@
 //! Length-prefixed frames over an async byte stream.
 //!
 //! A frame is a 4-byte big-endian length followed by that many bytes. The reader checks the
-//! declared length against the caller's limit *before* reading or allocating the body, and
-//! tells a clean end of stream (between frames) from a truncated frame. The stream itself is
+//! declared length against the caller's limit *before* reading the body, allocates only as the
+//! body arrives, and tells a clean end of stream (between frames) from a truncated frame. The stream itself is
 //! handed in by the caller; this module opens nothing.
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -61,12 +61,37 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if len > limit {
         return Err(FrameError::TooLarge { len, limit });
     }
-    let mut body = vec![0u8; len];
-    let got = read_full(reader, &mut body).await?;
-    if got < len {
-        return Err(FrameError::Truncated { expected: len, got });
+    read_body(reader, len).await.map(Some)
+}
+
+/// The most a frame's body grows by before more of it has arrived.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads a body of `len` bytes as it arrives: the buffer grows with what was received (at most
+/// doubling, never past `len`), so a peer that declares a large frame and sends little of it
+/// costs little memory.
+async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+) -> Result<Vec<u8>, FrameError> {
+    let mut body: Vec<u8> = Vec::with_capacity(len.min(READ_CHUNK));
+    let mut chunk = vec![0u8; len.min(READ_CHUNK)];
+    while body.len() < len {
+        let want = (len - body.len()).min(chunk.len());
+        let n = reader.read(&mut chunk[..want]).await?;
+        if n == 0 {
+            return Err(FrameError::Truncated {
+                expected: len,
+                got: body.len(),
+            });
+        }
+        if body.capacity() - body.len() < n {
+            let grown = (body.capacity() * 2).max(READ_CHUNK).min(len);
+            body.reserve_exact(grown - body.len());
+        }
+        body.extend_from_slice(&chunk[..n]);
     }
-    Ok(Some(body))
+    Ok(body)
 }
 
 /// Reads until `buf` is full or the stream ends; returns how many bytes were read.
@@ -116,6 +141,46 @@ mod tests {
                 limit: 1024
             })
         ));
+    }
+
+    #[test]
+    fn a_large_declared_frame_costs_only_what_arrives() {
+        // 4 MiB declared, 10 bytes sent: truncated, after allocating one chunk at most.
+        let mut bytes = (4u32 * 1024 * 1024).to_be_bytes().to_vec();
+        bytes.extend_from_slice(b"0123456789");
+        let mut reader = Cursor::new(bytes);
+        assert!(matches!(
+            block_on(read_frame(&mut reader, 8 * 1024 * 1024)),
+            Err(FrameError::Truncated {
+                expected: 4_194_304,
+                got: 10
+            })
+        ));
+        // A body of several chunks, arriving a few bytes at a time, comes out whole.
+        let payload: Vec<u8> = (0..(3 * READ_CHUNK + 17)).map(|i| i as u8).collect();
+        let mut framed = Cursor::new(Vec::new());
+        block_on(write_frame(&mut framed, &payload)).expect("write");
+        let mut trickle = Trickle(framed.into_inner(), 0);
+        assert_eq!(
+            block_on(read_frame(&mut trickle, 1 << 20)).expect("read"),
+            Some(payload)
+        );
+    }
+
+    /// Hands out at most 1000 bytes per read.
+    struct Trickle(Vec<u8>, usize);
+    impl futures::AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let at = self.1;
+            let n = buf.len().min(1000).min(self.0.len() - at);
+            buf[..n].copy_from_slice(&self.0[at..at + n]);
+            self.1 += n;
+            std::task::Poll::Ready(Ok(n))
+        }
     }
 
     /// Records the size of every write, like a transport that sends each as one message.
