@@ -72,6 +72,14 @@ fn levels(offer_levels: &[VerificationLevel]) -> String {
         .join(", ")
 }
 
+/// What the offers section shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Loading,
+    Empty,
+    Offers,
+}
+
 #[component]
 pub fn MarketPage() -> impl IntoView {
     let ledger = expect_context::<LedgerState>();
@@ -87,6 +95,11 @@ pub fn MarketPage() -> impl IntoView {
     let max_price = RwSignal::new(String::new());
     let selected = RwSignal::new(None::<PublicKey>);
 
+    let shown = Memo::new(move |_| match ledger.providers.get() {
+        None => Shown::Loading,
+        Some(v) if v.value.is_empty() => Shown::Empty,
+        Some(_) => Shown::Offers,
+    });
     let rows = move || {
         let providers = ledger.providers.get().map(|v| v.value).unwrap_or_default();
         let wanted = level.get();
@@ -140,10 +153,13 @@ pub fn MarketPage() -> impl IntoView {
                     if let Some(keypair) = wallet.keypair() { ledger.refresh_account(keypair.public()); }
                 }>"Refresh"</button>
             </div>
-            {move || match ledger.providers.get() {
-                None => view! { <p class="busy" data-testid="market-loading"><span class="spinner" aria-hidden="true"></span>"Reading offers with proofs…"</p> }.into_any(),
-                Some(v) if v.value.is_empty() => view! { <p data-testid="market-empty">"No provider has registered yet."</p> }.into_any(),
-                Some(_) => view! {
+            // Rebuilt only when the list appears, empties or fills: a refresh that brings the
+            // same offers keeps every row (the rows below are keyed), so a click is never lost
+            // on a row that was just replaced.
+            {move || match shown.get() {
+                Shown::Loading => view! { <p class="busy" data-testid="market-loading"><span class="spinner" aria-hidden="true"></span>"Reading offers with proofs…"</p> }.into_any(),
+                Shown::Empty => view! { <p data-testid="market-empty">"No provider has registered yet."</p> }.into_any(),
+                Shown::Offers => view! {
                     <div class="table-wrap">
                     <table class="offers" data-testid="market-offers">
                         <thead><tr>
