@@ -205,6 +205,8 @@ fn state_overhead(len: usize) -> usize {
 /// The checkpoints of a finished step job, for sample requests.
 pub struct JobStates {
     tree: CheckpointTree,
+    /// The state hashes the tree commits to, in order (answers to a referee's questions).
+    hashes: Vec<Hash>,
     states: Vec<KeptState>,
     bytes: usize,
     kept_at: Instant,
@@ -221,6 +223,11 @@ impl JobStates {
 
     pub fn prove(&self, indices: &[u64]) -> Vec<u8> {
         self.tree.prove(indices)
+    }
+
+    /// The committed state hash of checkpoint `index`.
+    pub fn hash(&self, index: u64) -> Option<Hash> {
+        self.hashes.get(index as usize).copied()
     }
 }
 
@@ -690,8 +697,9 @@ impl JobService {
         }
         let states = tree.map(|tree| JobStates {
             tree,
+            bytes: observer.bytes + checkpoints.len() * std::mem::size_of::<Hash>(),
+            hashes: checkpoints,
             states: observer.kept,
-            bytes: observer.bytes,
             kept_at: Instant::now(),
         });
         let run_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -354,13 +354,9 @@ async fn serve_samples(conn: &mut Conn, service: &Arc<JobService>, job: &Hash) {
             return;
         }
         if leaves {
-            let mut hashes = Vec::with_capacity(prove.len());
-            for index in &prove {
-                let Some(state) = kept.state(*index) else {
-                    return;
-                };
-                hashes.push(state.hash());
-            }
+            let Some(hashes) = prove.iter().map(|i| kept.hash(*i)).collect() else {
+                return;
+            };
             let proof = kept.prove(&prove);
             if !conn.send(&RelayMsg::Leaves { hashes, proof }).await {
                 return;
