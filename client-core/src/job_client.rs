@@ -116,20 +116,28 @@ pub struct JobResult {
 const MESSAGE_TIMEOUT_MS: u32 = 120_000;
 const REATTACH_ATTEMPTS: u32 = 20;
 
-async fn send(stream: &mut Stream, msg: &ClientMsg) -> Result<(), JobClientError> {
+pub(crate) async fn send(stream: &mut Stream, msg: &ClientMsg) -> Result<(), JobClientError> {
     write_frame(stream, &encode(msg))
         .await
         .map_err(|e| JobClientError::Stream(e.to_string()))
 }
 
 async fn receive(stream: &mut Stream) -> Result<RelayMsg, JobClientError> {
+    receive_within(stream, MESSAGE_TIMEOUT_MS).await
+}
+
+/// The next message, if one arrives within `timeout_ms`.
+pub(crate) async fn receive_within(
+    stream: &mut Stream,
+    timeout_ms: u32,
+) -> Result<RelayMsg, JobClientError> {
     let read = read_frame(stream, MAX_JOB_FRAME);
-    let frame = match select(Box::pin(read), TimeoutFuture::new(MESSAGE_TIMEOUT_MS)).await {
+    let frame = match select(Box::pin(read), TimeoutFuture::new(timeout_ms)).await {
         Either::Left((frame, _)) => frame,
         Either::Right(_) => {
             return Err(JobClientError::Stream(format!(
                 "no message from the relay in {} s",
-                MESSAGE_TIMEOUT_MS / 1000
+                timeout_ms / 1000
             )));
         }
     };
@@ -221,6 +229,13 @@ struct Pending {
     output: Vec<u8>,
     receipt: Signed<Receipt>,
     run_ms: u64,
+}
+
+impl JobResult {
+    /// The open job stream, for questions about the result.
+    pub(crate) fn stream_mut(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
 }
 
 impl Pending {
@@ -346,6 +361,23 @@ pub const SAMPLING_CONFIDENCE: f64 = 0.99;
 /// Lets the page paint between long synchronous pieces of work.
 async fn yield_to_page() {
     TimeoutFuture::new(0).await;
+}
+
+/// Verification progress in words.
+pub(crate) fn describe(p: &VerifyProgress) -> String {
+    match p {
+        VerifyProgress::Preparing => "checking the receipt".into(),
+        VerifyProgress::Reexecuting => "re-executing the job in this browser".into(),
+        VerifyProgress::FetchingStates { received, total } => {
+            format!("fetching sampled checkpoint states: {received} of {total}")
+        }
+        VerifyProgress::Segments { done, total } => {
+            format!("re-running sampled segments: {done} of {total}")
+        }
+        VerifyProgress::Reattaching { attempt, reason } => {
+            format!("{reason}; asking the relay again (attempt {attempt})")
+        }
+    }
 }
 
 /// Checks a result: the receipt, then re-execution or sampling in this page's engine.
@@ -598,6 +630,47 @@ pub const PAYMENT_REFUSED: &str = "payment";
 /// How long a signed job request stays valid.
 pub const REQUEST_TTL_MS: u64 = 5 * 60 * 1000;
 
+/// The signed request for `order`, paid by `payment`.
+fn request_for(
+    keypair: &crate::identity::Keypair,
+    network_id: &str,
+    module: Hash,
+    order: &Order,
+    payment: Option<Signed<crate::ledger::Voucher>>,
+    now_ms: u64,
+    nonce: u64,
+) -> JobRequest {
+    Signed::sign(
+        keypair,
+        crate::envelope::Request::new(
+            network_id,
+            nonce,
+            now_ms,
+            REQUEST_TTL_MS,
+            crate::job::JobSpec {
+                module,
+                input: order.input.clone(),
+                fuel_limit: order.fuel_limit,
+                max_steps: order.max_steps,
+                payment: payment.map(Box::new),
+            },
+        ),
+    )
+}
+
+/// [`request_for`] a prepared module.
+pub(crate) fn sign_request(
+    keypair: &crate::identity::Keypair,
+    network_id: &str,
+    prepared: &Prepared,
+    order: &Order,
+    payment: Option<Signed<crate::ledger::Voucher>>,
+    now_ms: u64,
+    nonce: u64,
+) -> JobRequest {
+    request_for(keypair, network_id, prepared.module_hash, order, payment, now_ms, nonce)
+}
+
 /// Validates the module, signs the request, submits it, follows it, verifies the result and
 /// returns the history record: every ending (verified, failed at a named step, cancelled) is a
 /// record, so the page has one thing to show and to store. `now_ms` is Unix time and `nonce`
@@ -620,21 +693,14 @@ pub async fn run(
     let module_hash = prepared
         .as_ref()
         .map_or_else(|_| Hash::of(&order.module), |p| p.module_hash);
-    let request = Signed::sign(
+    let request = request_for(
         submitter.keypair,
-        crate::envelope::Request::new(
-            submitter.network_id,
-            nonce,
-            now_ms,
-            REQUEST_TTL_MS,
-            crate::job::JobSpec {
-                module: module_hash,
-                input: order.input.clone(),
-                fuel_limit: order.fuel_limit,
-                max_steps: order.max_steps,
-                payment: order.payment.clone().map(Box::new),
-            },
-        ),
+        submitter.network_id,
+        module_hash,
+        &order,
+        order.payment.clone(),
+        now_ms,
+        nonce,
     );
     let base = RecordBase {
         job: crate::job::job_id(&request),
@@ -716,22 +782,7 @@ pub async fn run(
     on(RunEvent::Progress(1.0));
     on(RunEvent::Output(result.output.clone()));
     stage(Stage::Verifying, "checking the receipt".into());
-    let on_progress = |p: VerifyProgress| {
-        let detail = match p {
-            VerifyProgress::Preparing => "checking the receipt".into(),
-            VerifyProgress::Reexecuting => "re-executing the job in this browser".into(),
-            VerifyProgress::FetchingStates { received, total } => {
-                format!("fetching sampled checkpoint states: {received} of {total}")
-            }
-            VerifyProgress::Segments { done, total } => {
-                format!("re-running sampled segments: {done} of {total}")
-            }
-            VerifyProgress::Reattaching { attempt, reason } => {
-                format!("{reason}; asking the relay again (attempt {attempt})")
-            }
-        };
-        stage(Stage::Verifying, detail);
-    };
+    let on_progress = |p: VerifyProgress| stage(Stage::Verifying, describe(&p));
     let started = crate::browser::now_ms();
     let verified = verify(&mut result, &request, &prepared, &relay, &on_progress).await;
     let verify_ms = crate::browser::now_ms() - started;

@@ -59,6 +59,8 @@ pub mod js_engine;
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]
 pub mod ledger_client;
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]
+pub mod referee_client;
+#[cfg(all(target_arch = "wasm32", feature = "browser"))]
 pub mod storage;
 
 /// The version of this crate, reported by relays and shown by the app.

@@ -12,9 +12,10 @@ use client_core::encoding::{decode, encode};
 use client_core::envelope::Request;
 use client_core::hash::Hash;
 use client_core::identity::Keypair;
-use client_core::job::exec::{self, SparseSnapshot};
+use client_core::job::exec::SparseSnapshot;
+use client_core::job::fraud::{self, FraudError, FraudProof};
 use client_core::job::profile::{self, Prepared, Profile};
-use client_core::job::referee::{Bisection, Next, Side, Verdict, agree};
+use client_core::job::referee::{self, Next, Questions, Refereed, Side, Verdict};
 use client_core::job::{
     ClientMsg, JOB_PROTOCOL, JobRequest, JobSpec, MAX_JOB_FRAME, Receipt, RelayMsg,
 };
@@ -22,7 +23,7 @@ use client_core::protocol::DEV_NETWORK_ID;
 use client_core::signed::Signed;
 use client_core::wire::{read_frame, write_frame};
 use libp2p::{Stream, StreamProtocol};
-use node_relay::jobs::engine::{CompiledJob, JobEngine};
+use node_relay::jobs::engine::{CompiledJob, JobEngine, fraud_judge};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const STEP: Duration = Duration::from_secs(60);
@@ -111,51 +112,59 @@ async fn state(stream: &mut Stream, index: u64) -> anyhow::Result<SparseSnapshot
     }
 }
 
-/// Referees two answers to `request`; returns the verdict and the rounds of questions.
+/// The two providers' job streams as the referee asks them; `stop_after` makes provider
+/// `Side` unreachable (its relay killed) once that many rounds were answered.
+struct Streams<'a> {
+    answers: [&'a mut Answer; 2],
+    stop: Option<(Side, u32, &'a mut Relay)>,
+}
+
+impl Questions for Streams<'_> {
+    async fn leaf(&mut self, side: Side, index: u64) -> Result<(Hash, Vec<u8>), String> {
+        let i = usize::from(side == Side::B);
+        leaf(&mut self.answers[i].stream, index)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn state(&mut self, side: Side, index: u64) -> Result<SparseSnapshot, String> {
+        let i = usize::from(side == Side::B);
+        state(&mut self.answers[i].stream, index)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn progress(&mut self, rounds: u32, _next: Next) {
+        if let Some((_, after, relay)) = &mut self.stop
+            && rounds >= *after
+        {
+            relay.kill();
+        }
+    }
+}
+
+/// Referees two answers to `request` with the page's own driver.
 async fn referee(
     job: &CompiledJob,
     prepared: &Prepared,
     request: &JobRequest,
     a: &mut Answer,
     b: &mut Answer,
-) -> anyhow::Result<(Verdict, u32)> {
-    let (ra, rb) = (a.receipt.body.clone(), b.receipt.body.clone());
-    if agree(&ra, &rb) {
-        return Ok((Verdict::Agree, 0));
-    }
-    let (Some(ca), Some(cb)) = (ra.commitment, rb.commitment) else {
-        anyhow::bail!("a step job without a commitment");
+    stop: Option<(Side, u32, &mut Relay)>,
+) -> anyhow::Result<Refereed> {
+    let receipts = [a.receipt.body.clone(), b.receipt.body.clone()];
+    let mut streams = Streams {
+        answers: [a, b],
+        stop,
     };
-    let spec = &request.body.body;
-    let own = exec::initial_state(job, prepared, &spec.input, spec.fuel_limit)?;
-    let mut bisection = Bisection::new(ca, cb);
-    loop {
-        match bisection.next() {
-            Next::Leaf(i) => {
-                let (la, pa) = leaf(&mut a.stream, i).await?;
-                let (lb, pb) = leaf(&mut b.stream, i).await?;
-                if let Some(verdict) =
-                    bisection.answer(i, (la, &pa), (lb, &pb), (i == 0).then_some(own))?
-                {
-                    return Ok((verdict, bisection.rounds()));
-                }
-            }
-            Next::Judge { segment } => {
-                let pre = state(&mut a.stream, segment - 1).await?;
-                let fresh = exec::fresh_chunks(job)?;
-                let run = exec::run_segment(job, prepared, &pre, &fresh, spec.fuel_limit)?;
-                let (la, pa) = leaf(&mut a.stream, segment).await?;
-                let (lb, pb) = leaf(&mut b.stream, segment).await?;
-                let verdict = bisection.judge(
-                    segment,
-                    pre.hash(),
-                    &run,
-                    [((la, &pa), &ra), ((lb, &pb), &rb)],
-                )?;
-                return Ok((verdict, bisection.rounds()));
-            }
-        }
-    }
+    Ok(referee::referee(
+        job,
+        prepared,
+        &request.body.body,
+        [&receipts[0], &receipts[1]],
+        &mut streams,
+    )
+    .await?)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,11 +206,18 @@ async fn the_referee_names_a_relay_that_forged_one_step_wherever_it_is() -> anyh
     let req = request();
     let mut a = run(&honest, &req, &module).await?;
     let mut b = run(&second, &req, &module).await?;
-    let (verdict, _) = referee(&job, &prepared, &req, &mut a, &mut b).await?;
-    assert_eq!(verdict, Verdict::Agree);
+    match referee(&job, &prepared, &req, &mut a, &mut b, None).await? {
+        Refereed::Verdict {
+            verdict: Verdict::Agree,
+            rounds: 0,
+            claims,
+        } => assert!(claims.is_empty()),
+        other => panic!("two honest relays: {other:?}"),
+    }
     drop(second);
 
     // A forged step at the first, a middle and the last segment; the liar on either side.
+    let judge = fraud_judge()?;
     let faulty_dir = temp_dir("referee-faulty");
     for (fault, at, liar_side) in [
         ("fabricate-step", 1, Side::B),
@@ -221,11 +237,19 @@ async fn the_referee_names_a_relay_that_forged_one_step_wherever_it_is() -> anyh
         let mut good = run(&honest, &req, &module).await?;
         let mut bad = run(&liar, &req, &module).await?;
         let started = Instant::now();
-        let (verdict, rounds) = match liar_side {
-            Side::A => referee(&job, &prepared, &req, &mut bad, &mut good).await?,
-            Side::B => referee(&job, &prepared, &req, &mut good, &mut bad).await?,
+        let refereed = match liar_side {
+            Side::A => referee(&job, &prepared, &req, &mut bad, &mut good, None).await?,
+            Side::B => referee(&job, &prepared, &req, &mut good, &mut bad, None).await?,
         };
         let took = started.elapsed();
+        let Refereed::Verdict {
+            verdict,
+            rounds,
+            claims,
+        } = refereed
+        else {
+            panic!("{fault} at {at}: {refereed:?}");
+        };
         eprintln!(
             "{fault} at {at}: {verdict:?} after {rounds} rounds; refereeing took {} ms \
              (question round trips and one segment re-run), the relay ran the job in {} ms",
@@ -241,8 +265,64 @@ async fn the_referee_names_a_relay_that_forged_one_step_wherever_it_is() -> anyh
         }
         // log₂(1000) rounds and a few more: never a walk through the trace.
         assert!(rounds <= 14, "{rounds} rounds");
+        // The claim, made from the liar's own signed answers, is a fraud proof the relay's
+        // judge accepts; the same claim against the honest receipt is refused.
+        let [(side, claim)] = claims.as_slice() else {
+            panic!("one claim for one liar: {claims:?}");
+        };
+        assert_eq!(*side, liar_side);
+        let proof = FraudProof {
+            receipt: bad.receipt.clone(),
+            request: req.clone(),
+            module: module.clone(),
+            claim: claim.clone(),
+        };
+        let proven = fraud::judge(&proof.check_evidence()?, judge.as_ref())?;
+        assert_eq!((proven.segment, proven.provider), (at, bad.receipt.signer));
+        let against_honest = FraudProof {
+            receipt: good.receipt.clone(),
+            ..proof
+        };
+        assert!(
+            matches!(
+                against_honest.check_evidence().map(|e| fraud::judge(&e, judge.as_ref())),
+                Err(FraudError::NotCommitted) | Ok(Err(FraudError::Honest { .. }))
+            ),
+            "a claim against the honest receipt proves nothing"
+        );
         drop(liar);
     }
+
+    // A liar that stops answering in the middle of the bisection: named, no verdict.
+    let _ = std::fs::remove_dir_all(&faulty_dir);
+    let mut liar = Relay::start_with(
+        &faulty_relay_bin()?,
+        &www,
+        &faulty_dir,
+        &RelayPorts::any(),
+        &["--faulty", "fabricate-step", "--fault-step", "700"],
+    )?;
+    let req = request();
+    let mut good = run(&honest, &req, &module).await?;
+    let mut bad = run(&liar, &req, &module).await?;
+    let refereed = referee(
+        &job,
+        &prepared,
+        &req,
+        &mut good,
+        &mut bad,
+        Some((Side::B, 4, &mut liar)),
+    )
+    .await?;
+    match refereed {
+        Refereed::Stopped { side, rounds, reason } => {
+            eprintln!("the liar stopped answering after {rounds} rounds: {reason}");
+            assert_eq!(side, Side::B);
+            assert!(rounds >= 4, "{rounds}");
+        }
+        other => panic!("a provider that stops answering: {other:?}"),
+    }
+    drop(liar);
     drop(honest);
     for dir in [honest_dir, second_dir, faulty_dir] {
         let _ = std::fs::remove_dir_all(dir);

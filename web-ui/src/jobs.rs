@@ -15,6 +15,9 @@ use client_core::job::MAX_INPUT_BYTES;
 use client_core::job::history::{self, JobRecord, Level, Outcome};
 use client_core::job::profile::{self, JobForm as Form, Profile};
 use client_core::job_client::{self, Cancel, Order, PAYMENT_REFUSED, RunEvent, Submitter};
+use client_core::ledger::TxKind;
+use client_core::referee_client::{self, FraudReport, Second};
+use crate::pages::market::TxStatus;
 use client_core::ledger::Amount;
 use client_core::ledger::pay::{pick_channel, voucher_for};
 use client_core::ledger::state::{Offer, format_amount, format_count, format_fuel};
@@ -222,8 +225,32 @@ fn OutputView(bytes: Vec<u8>) -> impl IntoView {
     }
 }
 
-fn level_line(level: &Level) -> String {
+fn level_line(level: &Level, run_ms: u64) -> String {
     match level {
+        Level::Refereed {
+            second,
+            segments,
+            rounds,
+            liar,
+            referee_ms,
+        } => {
+            let cost = if run_ms > 0 {
+                format!(
+                    " Refereeing took {referee_ms} ms here, {:.2}% of the providers' {run_ms} ms.",
+                    *referee_ms as f64 * 100.0 / run_ms as f64
+                )
+            } else {
+                String::new()
+            };
+            match liar {
+                None => format!(
+                    "Level: refereed — two providers with different stakes ({second} was the second) committed to the same {segments}-segment trace and output. Correct unless both lied; it does not hold if they colluded.{cost}"
+                ),
+                Some((liar, segment)) => format!(
+                    "Level: refereed — the providers disagreed; {rounds} rounds of bisection found segment {segment}, re-run here: {liar} lied, with certainty (its own signatures show it). The other's result is shown: correct unless it lied too.{cost}"
+                ),
+            }
+        }
         Level::Reexecuted { .. } => "Level: full re-execution in this browser.".into(),
         Level::Sampled {
             segments,
@@ -270,11 +297,13 @@ fn RecordView(record: JobRecord) -> impl IntoView {
                 <h3>{match level {
                     Level::Sampled { .. } => "Receipt checked, work sampled",
                     Level::Reexecuted { .. } => "Verified",
+                    Level::Refereed { liar: None, .. } => "Refereed: two providers agree",
+                    Level::Refereed { liar: Some(_), .. } => "Refereed: a lying provider caught",
                 }}</h3>
                 <ul class="checks">
                     {checks.into_iter().map(|c| view! { <li class="ok">{c}</li> }).collect_view()}
                 </ul>
-                <p class="muted">{level_line(&level)}</p>
+                <p class="muted" data-testid="job-level" data-level=level.label()>{level_line(&level, run_ms)}</p>
                 <p class="muted">"Run by relay "<span class="mono">{relay}</span></p>
                 {paid}
                 <p class="muted" data-testid="job-timing" data-run-ms=run_ms.to_string() data-verify-ms=verify_ms.to_string()>
@@ -375,6 +404,48 @@ fn job_target(
             .map(|(k, p)| (k, p.offer))
     });
     Ok((relay, offer))
+}
+
+/// A second provider: its relay, key, price for the job, and the channel and previous amount
+/// its voucher builds on (`None`: free).
+type SecondPlan = (PeerId, PublicKey, Amount, Option<(Hash, Amount)>);
+
+/// The second provider of a refereed job: an active provider other than `first` (its stake is
+/// its own), connected, that this account can pay for `fuel_limit` (free, or a channel covers
+/// its price); the cheapest such. With its offer and its voucher's channel and previous amount.
+fn second_provider(
+    network: NetworkState,
+    ledger: LedgerState,
+    first: &PeerId,
+    fuel_limit: u64,
+) -> Result<SecondPlan, String> {
+    let first_key = PublicKey::from_peer_id(first).ok();
+    let providers = ledger
+        .providers
+        .get_untracked()
+        .map(|v| v.value)
+        .unwrap_or_default();
+    let channels = ledger.channels.get_untracked();
+    let mut candidates: Vec<SecondPlan> = providers
+        .into_iter()
+        .filter(|(key, p)| Some(*key) != first_key && p.active() && fuel_limit <= p.offer.max_fuel)
+        .filter_map(|(key, p)| {
+            let peer = key.to_peer_id().ok()?;
+            if !network.is_connected(&peer) {
+                return None;
+            }
+            let price = p.offer.price_for(fuel_limit);
+            if price == 0 {
+                return Some((peer, key, 0, None));
+            }
+            let (channel, previous) = pick_channel(&channels, &key, price, promised).ok()?;
+            Some((peer, key, price, Some((channel, previous))))
+        })
+        .collect();
+    candidates.sort_by_key(|(_, _, price, _)| *price);
+    candidates.into_iter().next().ok_or_else(|| {
+        "refereeing needs a second provider (another stake owner) that is connected and that you can pay: open a channel to one on the Marketplace page, or add its relay on the Relays page".to_string()
+    })
 }
 
 fn promised_key(channel: &Hash) -> String {
@@ -490,6 +561,11 @@ pub fn JobForm() -> impl IntoView {
     let result = RwSignal::new(None::<JobRecord>);
     let cancel = StoredValue::new_local(None::<Cancel>);
     let busy = RwSignal::new(false);
+    // How the result is checked: "auto" (refereed for step jobs when a second provider can be
+    // paid, else in this browser), "self" or "refereed".
+    let mode = RwSignal::new("auto".to_string());
+    // Providers a refereed job proved to have lied, with their fraud proofs.
+    let fraud = RwSignal::new(Vec::<FraudReport>::new());
 
     let choose = move |value: String| {
         if value == "upload" {
@@ -625,11 +701,26 @@ pub fn JobForm() -> impl IntoView {
             }
             _ => (None, 0),
         };
+        let second = match mode.get_untracked().as_str() {
+            "self" => None,
+            "refereed" => match second_provider(network, ledger, &relay, fuel_limit) {
+                Ok(second) => Some(second),
+                Err(e) => {
+                    input_error.set(Some(e));
+                    if let Some((voucher, previous)) = &payment {
+                        set_promised(&voucher.body.channel, *previous);
+                    }
+                    return;
+                }
+            },
+            _ => second_provider(network, ledger, &relay, fuel_limit).ok(),
+        };
         let token = Cancel::new();
         cancel.set_value(Some(token.clone()));
         busy.set(true);
         result.set(None);
         live_output.set(None);
+        fraud.set(Vec::new());
         progress.set(None);
         status.set("preparing".into());
         detail.set(String::new());
@@ -645,9 +736,25 @@ pub fn JobForm() -> impl IntoView {
                     .await
                     .map(|bytes| (name.to_string(), bytes))
             };
-            let randomness = browser::random_bytes::<8>();
+            let randomness = browser::random_bytes::<16>();
+            // Refereeing is for step jobs: a one-shot job is re-executed in full here anyway.
+            let second = second.filter(|_| {
+                module.as_ref().is_ok_and(|(_, bytes)| {
+                    profile::prepare(bytes, &Profile::V1).is_ok_and(|p| p.form == Form::Steps)
+                })
+            });
+            let second_payment = second.as_ref().and_then(|(_, _, price, channel)| {
+                let (channel, previous) = (*channel)?;
+                let voucher = voucher_for(&keypair, &network_id, channel, previous, *price);
+                set_promised(&channel, voucher.body.cumulative);
+                Some((voucher, previous))
+            });
             let record = match (module, randomness) {
-                (Ok((name, module)), Ok(nonce)) => {
+                (Ok((name, module)), Ok(nonces)) => {
+                    let mut first_nonce = [0u8; 8];
+                    first_nonce.copy_from_slice(&nonces[..8]);
+                    let mut second_nonce = [0u8; 8];
+                    second_nonce.copy_from_slice(&nonces[8..]);
                     let on = move |event: RunEvent| match event {
                         RunEvent::Stage { stage, detail: d } => {
                             status.set(stage.label().into());
@@ -671,17 +778,41 @@ pub fn JobForm() -> impl IntoView {
                         payment: payment.as_ref().map(|(voucher, _)| voucher.clone()),
                         price,
                     };
-                    Some(
-                        job_client::run(
-                            submitter,
-                            order,
-                            js_sys::Date::now() as u64,
-                            u64::from_le_bytes(nonce),
-                            &token,
-                            &on,
-                        )
-                        .await,
-                    )
+                    let now = js_sys::Date::now() as u64;
+                    match &second {
+                        Some((second_relay, _, second_price, _)) => {
+                            let ran = referee_client::run_refereed(
+                                submitter,
+                                order,
+                                Second {
+                                    relay: *second_relay,
+                                    payment: second_payment.as_ref().map(|(v, _)| v.clone()),
+                                    price: *second_price,
+                                },
+                                now,
+                                [
+                                    u64::from_le_bytes(first_nonce),
+                                    u64::from_le_bytes(second_nonce),
+                                ],
+                                &token,
+                                &on,
+                            )
+                            .await;
+                            fraud.set(ran.fraud);
+                            Some(ran.record)
+                        }
+                        None => Some(
+                            job_client::run(
+                                submitter,
+                                order,
+                                now,
+                                u64::from_le_bytes(first_nonce),
+                                &token,
+                                &on,
+                            )
+                            .await,
+                        ),
+                    }
                 }
                 (Err(e), _) => {
                     input_error.set(Some(e));
@@ -696,12 +827,12 @@ pub fn JobForm() -> impl IntoView {
             let refused = record.as_ref().is_none_or(
                 |r| matches!(&r.outcome, Outcome::Failed { check, .. } if check == PAYMENT_REFUSED),
             );
-            if let (true, Some((voucher, previous))) = (refused, &payment)
-                && promised(&voucher.body.channel) == Some(voucher.body.cumulative)
-            {
-                set_promised(&voucher.body.channel, *previous);
+            for (voucher, previous) in payment.iter().chain(second_payment.iter()) {
+                if refused && promised(&voucher.body.channel) == Some(voucher.body.cumulative) {
+                    set_promised(&voucher.body.channel, *previous);
+                }
             }
-            if payment.is_some()
+            if (payment.is_some() || second_payment.is_some())
                 && let Some(keypair) = wallet.keypair()
             {
                 ledger.refresh_account(keypair.public());
@@ -787,6 +918,31 @@ pub fn JobForm() -> impl IntoView {
                     on:input=move |ev| steps.set(event_target_value(&ev))/>
                 <small class="muted">"Step jobs: the most steps the relay may run and commit to. Sampling is measured against the relay's steps, so you, not the relay, set how many there can be. One-shot jobs ignore it."</small>
             </div>
+            <label for="job-verify-mode">"Verification"</label>
+            <div>
+                <select id="job-verify-mode" data-testid="job-verify-mode"
+                    on:change=move |ev| mode.set(event_target_value(&ev))>
+                    <option value="auto" selected=move || mode.get() == "auto">"Automatic: refereed when a second provider can be paid, else in this browser"</option>
+                    <option value="self" selected=move || mode.get() == "self">"In this browser: re-execute, or sample long step jobs"</option>
+                    <option value="refereed" selected=move || mode.get() == "refereed">"Refereed: two providers, bisected if they disagree"</option>
+                </select>
+                <small class="muted" data-testid="job-verify-plan">{move || {
+                    let _ = (ledger.providers.get(), ledger.channels.get(), network.relays.get());
+                    let fuel_limit = whole_number(&fuel.get()).filter(|f| *f > 0).unwrap_or(1);
+                    let second = job_target(network, ledger)
+                        .ok()
+                        .map(|(first, _)| second_provider(network, ledger, &first, fuel_limit));
+                    match (mode.get().as_str(), second) {
+                        ("self", _) => "Checked here: re-executed in full, or sampled (evidence of work, not of a correct output) for long step jobs.".to_string(),
+                        (_, Some(Ok((peer, _, price, _)))) => format!(
+                            "Step jobs also go to {peer} ({}), a provider with its own stake; matching results are correct unless both lied, and a disagreement is bisected until one is proven to have lied.",
+                            if price == 0 { "free".to_string() } else { format!("{} from your channel to it", format_amount(price)) }
+                        ),
+                        ("refereed", Some(Err(e))) => e,
+                        _ => "No second provider can be paid right now: results are checked in this browser.".to_string(),
+                    }
+                }}</small>
+            </div>
             <span></span>
             {move || {
                 let fuel_limit = whole_number(&fuel.get()).filter(|f| *f > 0);
@@ -822,6 +978,76 @@ pub fn JobForm() -> impl IntoView {
             <OutputView bytes/>
         })}
         {move || result.get().map(|record| view! { <RecordView record/> })}
+        {move || (!fraud.get().is_empty()).then(|| view! { <FraudPanel reports=fraud.get()/> })}
+    }
+}
+
+/// The liars a refereed job caught, each with its fraud proof and a button to put it on the
+/// ledger; once the proof is in a block, the slash as the proven provider list shows it.
+#[component]
+fn FraudPanel(reports: Vec<FraudReport>) -> impl IntoView {
+    let ledger = expect_context::<LedgerState>();
+    let wallet = expect_context::<WalletState>();
+    let sent = RwSignal::new(false);
+    view! {
+        <div class="verification" data-testid="job-fraud">
+            <h3>"Fraud proof"</h3>
+            {reports.into_iter().map(|report| {
+                let key = PublicKey::from_peer_id(&report.provider).ok();
+                let fits = referee_client::fits(&report);
+                let submit = {
+                    let proof = report.proof.clone();
+                    let short = report.provider.to_string();
+                    move |_| {
+                        let Some(keypair) = wallet.keypair() else { return };
+                        sent.set(true);
+                        ledger.transact(
+                            keypair,
+                            TxKind::FraudProof { proof: Box::new(proof.clone()) },
+                            format!("fraud proof against {}…", &short[..short.len().min(16)]),
+                        );
+                    }
+                };
+                view! {
+                    <p class="bad">{format!(
+                        "{} signed a false receipt: at segment {}, {}.",
+                        report.provider, report.segment, report.why
+                    )}</p>
+                    <p class="muted">{format!(
+                        "The proof carries its receipt, your signed request, the module and the state before that segment ({} bytes; the limit is {}). Any validator re-runs that one segment: if the receipt lied, {} of the provider's stake is slashed, this job's payment comes back to you, and a bounty goes to whoever submits the proof.",
+                        format_count(report.bytes as u64),
+                        format_count(client_core::job::fraud::MAX_FRAUD_PROOF_BYTES as u64),
+                        ledger.genesis.get_untracked().map_or_else(|| "a share".to_string(), |g| format!("{}%", f64::from(g.params.slash_fraction_bps) / 100.0))
+                    )}</p>
+                    <div class="actions">
+                        <button type="button" data-testid="job-submit-fraud"
+                            disabled=move || !fits || sent.get() || wallet.keypair().is_none()
+                            on:click=submit>"Submit fraud proof"</button>
+                    </div>
+                    {move || {
+                        let slashed = ledger.providers.get().and_then(|verified| {
+                            let height = verified.height;
+                            verified.value.into_iter()
+                                .find(|(k, _)| Some(*k) == key)
+                                .and_then(|(_, p)| p.slashed.map(|s| (s, p.unbonding.map_or(0, |u| u.amount), height)))
+                        });
+                        slashed.map(|(slash, left, proven_at)| view! {
+                            <p class="notice" data-testid="job-fraud-slash" data-height=slash.height.to_string()>{format!(
+                                "Slashed in block {}: {} taken from its stake ({} left, unbonding); {} refunded to the customer, {} bounty to {}. Read with a Merkle proof against block {}.",
+                                slash.height,
+                                format_amount(slash.amount),
+                                format_amount(left),
+                                format_amount(slash.refund),
+                                format_amount(slash.bounty),
+                                slash.submitter,
+                                proven_at
+                            )}</p>
+                        })
+                    }}
+                }
+            }).collect_view()}
+            {move || sent.get().then(|| view! { <TxStatus testid="job-fraud-status"/> })}
+        </div>
     }
 }
 

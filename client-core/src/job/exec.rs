@@ -79,6 +79,8 @@ pub enum JobError {
     Restore(String),
     #[error("the engine failed: {0}")]
     Engine(String),
+    #[error("re-running this segment takes more than {cap} fuel, more than a judge runs")]
+    OverJudgeCap { cap: u64 },
 }
 
 /// The complete state of an instance between calls: its mutable globals (in the prepared
@@ -580,14 +582,58 @@ pub fn run_segment<E: Engine>(
     fresh: &[u32],
     fuel_limit: u64,
 ) -> Result<SegmentRun, JobError> {
+    run_segment_capped(engine, prepared, pre_state, fresh, fuel_limit, u64::MAX)
+}
+
+/// [`run_segment`] spending at most `cap` fuel, whatever the restored state has left: what a
+/// validator judging a fraud proof runs, so that a proof cannot make it run a long segment.
+/// The fuel counter is lowered to `cap` before the step and the difference added back before
+/// the post-state is hashed, so a segment within the cap gives exactly what it gives
+/// uncapped; one that needs more fails with [`JobError::OverJudgeCap`].
+pub fn run_segment_capped<E: Engine>(
+    engine: &E,
+    prepared: &Prepared,
+    pre_state: &SparseSnapshot,
+    fresh: &[u32],
+    fuel_limit: u64,
+    cap: u64,
+) -> Result<SegmentRun, JobError> {
     let mut m = engine.instantiate().map_err(JobError::Engine)?;
     restore(&mut m, prepared, pre_state, fresh)?;
-    let done =
-        matches!(call(&mut m, prepared, fuel_limit, "step", &[])?, Some(Val::I32(d)) if d != 0);
+    let left = fuel_left(&mut m)?;
+    let cap_i64 = i64::try_from(cap).unwrap_or(i64::MAX);
+    let held_back = if left > cap_i64 {
+        m.set_global(FUEL_EXPORT, Val::I64(cap_i64))
+            .map_err(JobError::Engine)?;
+        left - cap_i64
+    } else {
+        0
+    };
+    let over_cap = |error: JobError| match error {
+        JobError::OutOfFuel { .. } if held_back > 0 => JobError::OverJudgeCap { cap },
+        other => other,
+    };
+    let give_back = |m: &mut E::Machine| -> Result<(), JobError> {
+        if held_back > 0 {
+            let now = fuel_left(m)?;
+            m.set_global(FUEL_EXPORT, Val::I64(now + held_back))
+                .map_err(JobError::Engine)?;
+        }
+        Ok(())
+    };
+    let step = call(&mut m, prepared, fuel_limit, "step", &[]).map_err(over_cap)?;
+    let done = matches!(step, Some(Val::I32(d)) if d != 0);
+    give_back(&mut m)?;
     let post_state = hash_state(&mut m, prepared, 0, &mut Unobserved)?;
     let finish = if done {
-        let packed = call(&mut m, prepared, fuel_limit, "output", &[])?;
+        if held_back > 0 {
+            let now = fuel_left(&mut m)?;
+            m.set_global(FUEL_EXPORT, Val::I64(now - held_back))
+                .map_err(JobError::Engine)?;
+        }
+        let packed = call(&mut m, prepared, fuel_limit, "output", &[]).map_err(over_cap)?;
         let output = read_output(&mut m, packed)?;
+        give_back(&mut m)?;
         Some((output, used(fuel_limit, fuel_left(&mut m)?)))
     } else {
         None

@@ -31,6 +31,18 @@ pub enum Level {
         checked: u64,
         caught_ppm: u32,
     },
+    /// Run by two providers with different stake owners (the record's relay, and `second`)
+    /// and refereed: the same commitment and output (`liar` is `None`), or a bisection of
+    /// `rounds` question rounds that proved `liar` false at a segment, leaving the other's
+    /// result. Correct unless both providers lied.
+    Refereed {
+        second: String,
+        segments: u64,
+        rounds: u32,
+        liar: Option<(String, u64)>,
+        /// Time this browser spent refereeing (questions and one segment re-run).
+        referee_ms: u64,
+    },
 }
 
 impl Level {
@@ -66,6 +78,11 @@ impl Level {
             Level::Sampled {
                 checked, segments, ..
             } => format!("sampled {checked}/{segments}"),
+            Level::Refereed { liar: None, .. } => "refereed: two providers agree".into(),
+            Level::Refereed {
+                liar: Some((_, segment)),
+                ..
+            } => format!("refereed: a liar caught at segment {segment}"),
         }
     }
 }
@@ -132,6 +149,10 @@ impl JobRecord {
                 level: Level::Sampled { .. },
                 ..
             } => "sampled",
+            Outcome::Verified {
+                level: Level::Refereed { .. },
+                ..
+            } => "refereed",
             Outcome::Verified { .. } => "verified",
             Outcome::Failed { .. } => "failed",
             Outcome::Cancelled => "cancelled",

@@ -12,6 +12,7 @@
 
 pub mod commit;
 pub mod exec;
+pub mod fraud;
 pub mod history;
 pub mod profile;
 pub mod referee;

@@ -12,10 +12,13 @@
 //!
 //! Pure: the caller moves the answers (see [`Bisection::next`]); this module checks them.
 
-use super::Receipt;
 use super::commit::{self, Commitment};
-use super::exec::SegmentRun;
+use super::exec::{Engine, JobError, SegmentRun, SparseSnapshot};
+use super::fraud::Claim;
+use super::profile::Prepared;
+use super::{JobSpec, Receipt};
 use crate::hash::Hash;
+use std::collections::BTreeMap;
 
 /// One of the two providers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +60,41 @@ pub enum AnswerError {
 /// Whether two receipts for one job say the same thing.
 pub fn agree(a: &Receipt, b: &Receipt) -> bool {
     a.output == b.output && a.fuel_used == b.fuel_used && a.commitment == b.commitment
+}
+
+/// What is false in a provider's signed trace at `segment`, given what re-running that
+/// segment from its committed pre-state gave (`run`): its checkpoint `segment` (`leaf`) is not
+/// the state reached, the step ends the job where its trace goes on (or the reverse), or — at
+/// the last segment — the output or fuel it signed are not the ones the job gives. `None`: the
+/// segment follows.
+pub fn segment_lie(
+    commitment: &Commitment,
+    segment: u64,
+    leaf: Hash,
+    run: &SegmentRun,
+    receipt: &Receipt,
+) -> Option<String> {
+    let stops_here = commitment.checkpoints == segment + 1;
+    if leaf != run.post_state {
+        return Some("its checkpoint is not the state re-running the step gives".to_owned());
+    }
+    if run.done != stops_here {
+        return Some(format!(
+            "the step says the job {} here, its trace {}",
+            if run.done { "ends" } else { "goes on" },
+            if stops_here { "ends" } else { "goes on" }
+        ));
+    }
+    match &run.finish {
+        Some((output, _)) if Hash::of(output) != receipt.output => {
+            Some("the job's output is not the one it signed".to_owned())
+        }
+        Some((_, fuel)) if *fuel != receipt.fuel_used => Some(format!(
+            "the job used {fuel} fuel, it signed {}",
+            receipt.fuel_used
+        )),
+        _ => None,
+    }
 }
 
 /// The bisection between two step-job commitments.
@@ -202,27 +240,7 @@ impl Bisection {
             if !commit::verify_states(commitment, &[(segment, leaf)], proof) {
                 return Err(AnswerError::BadProof(side, segment));
             }
-            let stops_here = commitment.checkpoints == segment + 1;
-            let reason = if leaf != run.post_state {
-                Some("its checkpoint is not the state re-running the step gives".to_owned())
-            } else if run.done != stops_here {
-                Some(format!(
-                    "the step says the job {} here, its trace {}",
-                    if run.done { "ends" } else { "goes on" },
-                    if stops_here { "ends" } else { "goes on" }
-                ))
-            } else {
-                match &run.finish {
-                    Some((output, _)) if Hash::of(output) != receipt.output => {
-                        Some("the job's output is not the one it signed".to_owned())
-                    }
-                    Some((_, fuel)) if *fuel != receipt.fuel_used => Some(format!(
-                        "the job used {fuel} fuel, it signed {}",
-                        receipt.fuel_used
-                    )),
-                    _ => None,
-                }
-            };
+            let reason = segment_lie(commitment, segment, leaf, run, receipt);
             if let Some(reason) = reason {
                 liars.push(side);
                 why.push(format!("provider {side:?} at segment {segment}: {reason}"));
@@ -240,6 +258,222 @@ impl Bisection {
             }
         })
     }
+}
+
+/// How the referee reaches the two providers: one question at a time, whatever carries it
+/// (the page's WebRTC streams, a native client's TCP streams).
+#[allow(async_fn_in_trait)]
+pub trait Questions {
+    /// `side`'s state hash at checkpoint `index`, with its Merkle proof.
+    async fn leaf(&mut self, side: Side, index: u64) -> Result<(Hash, Vec<u8>), String>;
+    /// `side`'s whole state at checkpoint `index`.
+    async fn state(&mut self, side: Side, index: u64) -> Result<SparseSnapshot, String>;
+    /// After each answered round: how many so far, and what comes next (for progress).
+    fn progress(&mut self, _rounds: u32, _next: Next) {}
+}
+
+/// How refereeing ended.
+#[derive(Debug, Clone)]
+pub enum Refereed {
+    /// A verdict. For each provider that lied, the claim a fraud proof needs (see
+    /// [`super::fraud`]), built from its own signed answers.
+    Verdict {
+        verdict: Verdict,
+        rounds: u32,
+        claims: Vec<(Side, Claim)>,
+    },
+    /// A provider stopped answering, or answered with something its commitment does not
+    /// prove: no verdict, and that provider named.
+    Stopped {
+        side: Side,
+        reason: String,
+        rounds: u32,
+    },
+}
+
+/// Referees two receipts for the same job (same module, input and fuel limit): compares them,
+/// and if they differ bisects over their commitments asking `questions`, re-runs the one
+/// segment where they part on `engine`, and names who lied. Every answer is checked against
+/// the commitment its provider signed before it is used.
+pub async fn referee<E: Engine>(
+    engine: &E,
+    prepared: &Prepared,
+    spec: &JobSpec,
+    receipts: [&Receipt; 2],
+    questions: &mut impl Questions,
+) -> Result<Refereed, JobError> {
+    let [ra, rb] = receipts;
+    if agree(ra, rb) {
+        return Ok(Refereed::Verdict {
+            verdict: Verdict::Agree,
+            rounds: 0,
+            claims: Vec::new(),
+        });
+    }
+    let (Some(ca), Some(cb)) = (ra.commitment, rb.commitment) else {
+        return Err(JobError::Restore(
+            "refereeing needs two step-job commitments".into(),
+        ));
+    };
+    let own = super::exec::initial_state(engine, prepared, &spec.input, spec.fuel_limit)?;
+    let mut bisection = Bisection::new(ca, cb);
+    // Every answer each side gave, with its proof: the material of fraud proofs.
+    let mut said: [BTreeMap<u64, (Hash, Vec<u8>)>; 2] = [BTreeMap::new(), BTreeMap::new()];
+    let stopped = |side: Side, reason: String, rounds: u32| {
+        Ok(Refereed::Stopped {
+            side,
+            reason,
+            rounds,
+        })
+    };
+    let index_of = |side: Side| usize::from(side == Side::B);
+    loop {
+        let next = bisection.next();
+        questions.progress(bisection.rounds(), next);
+        let i = match next {
+            Next::Leaf(i) => i,
+            Next::Judge { segment } => segment,
+        };
+        let (leaf_a, proof_a) = match questions.leaf(Side::A, i).await {
+            Ok(answer) => answer,
+            Err(reason) => return stopped(Side::A, reason, bisection.rounds()),
+        };
+        let (leaf_b, proof_b) = match questions.leaf(Side::B, i).await {
+            Ok(answer) => answer,
+            Err(reason) => return stopped(Side::B, reason, bisection.rounds()),
+        };
+        match next {
+            Next::Leaf(_) => {
+                let verdict = bisection.answer(
+                    i,
+                    (leaf_a, &proof_a),
+                    (leaf_b, &proof_b),
+                    (i == 0).then_some(own),
+                );
+                said[0].insert(i, (leaf_a, proof_a));
+                said[1].insert(i, (leaf_b, proof_b));
+                match verdict {
+                    Ok(None) => {}
+                    Ok(Some(verdict)) => {
+                        let claims = init_claims(&verdict, &said);
+                        return Ok(Refereed::Verdict {
+                            verdict,
+                            rounds: bisection.rounds(),
+                            claims,
+                        });
+                    }
+                    Err(AnswerError::BadProof(side, index)) => {
+                        return stopped(
+                            side,
+                            format!("its answer for checkpoint {index} does not match the commitment it signed"),
+                            bisection.rounds(),
+                        );
+                    }
+                    Err(e) => return Err(JobError::Restore(e.to_string())),
+                }
+            }
+            Next::Judge { segment } => {
+                let Some((agreed, _)) = bisection.agreed else {
+                    return Err(JobError::Restore("judging before any agreement".into()));
+                };
+                // Both committed to the pre-state: ask A, then B if A does not give it.
+                let mut pre = None;
+                let mut refusals = Vec::new();
+                for side in [Side::A, Side::B] {
+                    match questions.state(side, agreed).await {
+                        Ok(state) if state.check(&prepared.profile).is_ok() && Some(state.hash()) == bisection.agreed.map(|(_, h)| h) => {
+                            pre = Some(state);
+                            break;
+                        }
+                        Ok(_) => refusals.push((side, format!("its state {agreed} is not the one it committed to"))),
+                        Err(reason) => refusals.push((side, reason)),
+                    }
+                }
+                let Some(pre) = pre else {
+                    let (side, reason) = refusals.remove(0);
+                    return stopped(side, reason, bisection.rounds());
+                };
+                let fresh = super::exec::fresh_chunks(engine)?;
+                let run = super::exec::run_segment(engine, prepared, &pre, &fresh, spec.fuel_limit);
+                let verdict = match run {
+                    Ok(run) => match bisection.judge(
+                        segment,
+                        pre.hash(),
+                        &run,
+                        [((leaf_a, &proof_a), ra), ((leaf_b, &proof_b), rb)],
+                    ) {
+                        Ok(verdict) => verdict,
+                        Err(AnswerError::BadProof(side, index)) => {
+                            return stopped(
+                                side,
+                                format!("its answer for checkpoint {index} does not match the commitment it signed"),
+                                bisection.rounds(),
+                            );
+                        }
+                        Err(e) => return Err(JobError::Restore(e.to_string())),
+                    },
+                    Err(e @ JobError::Engine(_)) => return Err(e),
+                    // The step fails from the state both committed to, yet both traces go on.
+                    Err(e) => Verdict::Lied {
+                        liars: vec![Side::A, Side::B],
+                        segment,
+                        why: format!("the step fails here ({e}) but both traces go on"),
+                    },
+                };
+                said[0].insert(segment, (leaf_a, proof_a));
+                said[1].insert(segment, (leaf_b, proof_b));
+                let claims = match &verdict {
+                    Verdict::Lied { liars, .. } => liars
+                        .iter()
+                        .filter_map(|side| {
+                            let mine = &said[index_of(*side)];
+                            let (_, pre_proof) = mine.get(&(segment - 1))?;
+                            let (post, post_proof) = mine.get(&segment)?;
+                            Some((
+                                *side,
+                                Claim::Segment {
+                                    index: segment,
+                                    pre: pre.clone(),
+                                    pre_proof: pre_proof.clone(),
+                                    post: *post,
+                                    post_proof: post_proof.clone(),
+                                },
+                            ))
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                return Ok(Refereed::Verdict {
+                    verdict,
+                    rounds: bisection.rounds(),
+                    claims,
+                });
+            }
+        }
+    }
+}
+
+/// The claims for providers whose checkpoint 0 is not the state after `init`.
+fn init_claims(verdict: &Verdict, said: &[BTreeMap<u64, (Hash, Vec<u8>)>; 2]) -> Vec<(Side, Claim)> {
+    let Verdict::Lied {
+        liars, segment: 0, ..
+    } = verdict
+    else {
+        return Vec::new();
+    };
+    liars
+        .iter()
+        .filter_map(|side| {
+            let (state, proof) = said[usize::from(*side == Side::B)].get(&0)?;
+            Some((
+                *side,
+                Claim::Init {
+                    state: *state,
+                    proof: proof.clone(),
+                },
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

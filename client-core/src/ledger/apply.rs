@@ -12,9 +12,10 @@ use super::gov::{
 };
 use super::state::{
     Account, Amount, Channel, MAX_CHANNELS_PER_CUSTOMER, MAX_PROVIDERS, Params, Provider, StateKey,
-    StateValue, Unbonding,
+    Slash, StateValue, Unbonding, fraud_id,
 };
-use super::tx::{MAX_TX_BYTES, SignedTx, TxError, TxKind, channel_id};
+use super::tx::{SignedTx, TxError, TxKind, channel_id, size_limit};
+use crate::job::fraud::{self, Judge, NoJudge};
 use crate::encoding;
 use crate::hash::Hash;
 use crate::identity::PublicKey;
@@ -198,11 +199,23 @@ pub fn apply(
 }
 
 /// [`apply`] for a transaction whose signature the caller has already checked (for instance
-/// in a batch).
+/// in a batch). Fraud proofs are refused: there is no engine to judge them (see
+/// [`apply_verified_judged`]).
 pub fn apply_verified(
     state: &(impl StateRead + ?Sized),
     ctx: &BlockContext,
     tx: &SignedTx,
+) -> Result<Changes, TxError> {
+    apply_verified_judged(state, ctx, tx, &NoJudge)
+}
+
+/// [`apply_verified`], judging fraud proofs on `judge`'s engine: what validators, followers and
+/// mempools run.
+pub fn apply_verified_judged(
+    state: &(impl StateRead + ?Sized),
+    ctx: &BlockContext,
+    tx: &SignedTx,
+    judge: &dyn Judge,
 ) -> Result<Changes, TxError> {
     let mut s = Overlay::new(state);
     let sender = tx.signer;
@@ -214,11 +227,9 @@ pub fn apply_verified(
         });
     }
     let len = encoding::encode(tx).len();
-    if len > MAX_TX_BYTES {
-        return Err(TxError::TooLarge {
-            len,
-            limit: MAX_TX_BYTES,
-        });
+    let limit = size_limit(&body.kind);
+    if len > limit {
+        return Err(TxError::TooLarge { len, limit });
     }
     let params = s.params()?;
     let minimum = params.min_fee(len);
@@ -303,6 +314,7 @@ pub fn apply_verified(
                     registered_at_ms: ctx.time_ms,
                     unbonding: None,
                     candidate: false,
+                    slashed: None,
                 }),
             );
             if let Err(at) = providers.binary_search(&sender) {
@@ -322,6 +334,35 @@ pub fn apply_verified(
             }
             provider.offer = offer.clone();
             s.put(StateKey::Provider(sender), StateValue::Provider(provider));
+        }
+        TxKind::FraudProof { proof } => {
+            // Everything cheap first; the judge re-runs a segment last.
+            let evidence = proof.check_evidence().map_err(TxError::Fraud)?;
+            let liar = proof.receipt.signer;
+            let record = StateKey::Fraud(fraud_id(&liar, &evidence.receipt.job));
+            if s.get(&record).is_some() {
+                return Err(TxError::FraudAlreadyProven);
+            }
+            let mut provider = s.provider(&liar).ok_or(TxError::UnknownProvider(liar))?;
+            let proven = fraud::judge(&evidence, judge).map_err(TxError::Fraud)?;
+            let slash = slash(
+                &mut provider,
+                &params,
+                ctx,
+                &proven,
+                evidence.receipt.payment.map_or(0, |p| p.price),
+                sender,
+            );
+            s.credit(&slash.customer, slash.refund)?;
+            s.credit(&sender, slash.bounty)?;
+            let to_treasury = slash.amount - slash.refund - slash.bounty;
+            let treasury = s
+                .amount(&StateKey::Treasury)
+                .checked_add(to_treasury)
+                .ok_or(TxError::Overflow)?;
+            s.put(StateKey::Treasury, StateValue::Amount(treasury));
+            s.put(record, StateValue::Slash(slash));
+            s.put(StateKey::Provider(liar), StateValue::Provider(provider));
         }
         TxKind::Candidacy { candidate } => {
             let mut provider = s
@@ -777,13 +818,78 @@ fn execute<S: StateRead + ?Sized>(s: &mut Overlay<'_, S>, action: &Action) -> Re
     Ok(())
 }
 
+/// Takes [`Params::slash_fraction_bps`] of a lying provider's bonded stake (what is unbonding
+/// included: the unbonding delay is the window for fraud proofs), and sends it on its way out:
+/// its offer leaves the marketplace, it stands down as a validator candidate, and the rest of
+/// its stake unbonds from now. Of the amount taken, the job's payment goes back to the
+/// customer, half of what is left to the submitter (unless that is the provider itself), the
+/// rest to the treasury.
+fn slash(
+    provider: &mut Provider,
+    params: &Params,
+    ctx: &BlockContext,
+    proven: &fraud::Proven,
+    paid: Amount,
+    submitter: PublicKey,
+) -> Slash {
+    let unbonding = provider.unbonding.as_ref().map_or(0, |u| u.amount);
+    let bonded = provider.stake.saturating_add(unbonding);
+    let amount = Amount::try_from(
+        u128::from(bonded) * u128::from(params.slash_fraction_bps) / 10_000,
+    )
+    .unwrap_or(bonded)
+    .min(bonded);
+    let left = bonded - amount;
+    let release_at_ms = match &provider.unbonding {
+        Some(u) => u.release_at_ms,
+        None => ctx.time_ms.saturating_add(params.unbonding_delay_ms),
+    };
+    provider.stake = 0;
+    provider.unbonding = Some(Unbonding {
+        amount: left,
+        release_at_ms,
+    });
+    provider.candidate = false;
+    let refund = paid.min(amount);
+    // A provider proving its own lie gets no bounty for it.
+    let bounty = if submitter == proven.provider {
+        0
+    } else {
+        (amount - refund) / 2
+    };
+    let slash = Slash {
+        provider: proven.provider,
+        job: proven.job,
+        segment: proven.segment,
+        amount,
+        refund,
+        customer: proven.customer,
+        bounty,
+        submitter,
+        height: ctx.height,
+        time_ms: ctx.time_ms,
+    };
+    provider.slashed = Some(slash.clone());
+    slash
+}
+
 /// A whole block: its transactions (see [`apply_all`]), then [`end_block`].
 pub fn apply_block(
     state: &(impl StateRead + ?Sized),
     ctx: &BlockContext,
     txs: &[SignedTx],
 ) -> (Changes, Vec<Result<(), TxError>>) {
-    let (mut overlay, outcomes) = apply_txs(state, ctx, txs);
+    apply_block_judged(state, ctx, txs, &NoJudge)
+}
+
+/// [`apply_block`], judging fraud proofs on `judge`'s engine.
+pub fn apply_block_judged(
+    state: &(impl StateRead + ?Sized),
+    ctx: &BlockContext,
+    txs: &[SignedTx],
+    judge: &dyn Judge,
+) -> (Changes, Vec<Result<(), TxError>>) {
+    let (mut overlay, outcomes) = apply_txs(state, ctx, txs, judge);
     let after_txs = end_block(&overlay, ctx);
     overlay.extend(after_txs);
     (overlay.into_changes(), outcomes)
@@ -826,7 +932,7 @@ pub fn apply_all(
     ctx: &BlockContext,
     txs: &[SignedTx],
 ) -> (Changes, Vec<Result<(), TxError>>) {
-    let (overlay, outcomes) = apply_txs(state, ctx, txs);
+    let (overlay, outcomes) = apply_txs(state, ctx, txs, &NoJudge);
     (overlay.into_changes(), outcomes)
 }
 
@@ -835,13 +941,14 @@ fn apply_txs<'a, S: StateRead + ?Sized>(
     state: &'a S,
     ctx: &BlockContext,
     txs: &[SignedTx],
+    judge: &dyn Judge,
 ) -> (Overlay<'a, S>, Vec<Result<(), TxError>>) {
     let signed = verify_signatures(txs);
     let mut overlay = Overlay::new(state);
     let mut outcomes = Vec::with_capacity(txs.len());
     for (tx, signature_ok) in txs.iter().zip(signed) {
         let outcome = if signature_ok {
-            apply_verified(&overlay, ctx, tx)
+            apply_verified_judged(&overlay, ctx, tx, judge)
         } else {
             Err(TxError::BadSignature)
         };

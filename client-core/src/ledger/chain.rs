@@ -1,7 +1,8 @@
 //! Following a chain: checking blocks one after another from genesis and re-applying their
 //! transactions, so that a node (or an auditor) arrives at the same state root by itself.
 
-use super::apply::{Changes, apply_block};
+use super::apply::{Changes, apply_block_judged};
+use crate::job::fraud::{Judge, NoJudge};
 use super::block::{Block, CommitError, Header, txs_root, verify_commit};
 use super::genesis::Genesis;
 use super::merkle::{MemoryTree, TreeError};
@@ -161,10 +162,13 @@ pub fn check_header(
 /// Runs a block's transactions (every one must apply) and its end on the parent's `state`,
 /// and checks the next set the header names. The caller computes the state root from the
 /// changes in its own tree and compares it with the header's.
+///
+/// Fraud proofs are judged on `judge`'s engine.
 pub fn execute_block(
     state: &(impl StateRead + ?Sized),
     header: &Header,
     txs: &[SignedTx],
+    judge: &dyn Judge,
 ) -> Result<Executed, ReplayError> {
     let height = header.height;
     let ctx = BlockContext {
@@ -172,7 +176,7 @@ pub fn execute_block(
         height,
         time_ms: header.time_ms,
     };
-    let (changes, outcomes) = apply_block(state, &ctx, txs);
+    let (changes, outcomes) = apply_block_judged(state, &ctx, txs, judge);
     if let Some((index, Err(error))) = outcomes.into_iter().enumerate().find(|(_, o)| o.is_err()) {
         return Err(ReplayError::Tx {
             height,
@@ -209,6 +213,7 @@ pub struct Replica {
     root: Hash,
     /// The latest block's time (the genesis time before the first block).
     time_ms: u64,
+    judge: Box<dyn Judge + Send + Sync>,
 }
 
 impl Replica {
@@ -222,7 +227,15 @@ impl Replica {
             tip: genesis.hash(),
             root,
             time_ms: genesis.time_ms,
+            judge: Box::new(NoJudge),
         })
+    }
+
+    /// Judges fraud proofs on this engine (without one, a block holding a fraud proof does not
+    /// replay).
+    pub fn with_judge(mut self, judge: Box<dyn Judge + Send + Sync>) -> Self {
+        self.judge = judge;
+        self
     }
 
     pub fn height(&self) -> u64 {
@@ -263,7 +276,7 @@ impl Replica {
             &self.genesis.network_id,
         )
         .map_err(|error| ReplayError::Commit { height, error })?;
-        let executed = execute_block(&self.tree, &block.header, &block.txs)?;
+        let executed = execute_block(&self.tree, &block.header, &block.txs, self.judge.as_ref())?;
         let (computed, _) = self.tree.commit(&executed.changes)?;
         if computed != block.header.state_root {
             return Err(ReplayError::Root {

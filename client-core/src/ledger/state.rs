@@ -112,6 +112,13 @@ pub enum StateKey {
     /// The validator set that signs the next block (recomputed from stake at the end of each
     /// epoch's last block).
     Validators,
+    /// A proven fraud, by [`fraud_id`] of the provider and the job: one slash per lie.
+    Fraud(Hash),
+}
+
+/// Where the fraud of `provider` on `job` is recorded.
+pub fn fraud_id(provider: &PublicKey, job: &Hash) -> Hash {
+    Hash::of_encoded(&("aqueduct/v1/fraud", provider, job))
 }
 
 impl StateKey {
@@ -138,6 +145,7 @@ pub enum StateValue {
     Key(PublicKey),
     Power(super::gov::PowerHistory),
     Validators(super::block::ValidatorSet),
+    Slash(Slash),
 }
 
 impl StateValue {
@@ -160,6 +168,7 @@ impl StateValue {
                 | (StateKey::Power(_), StateValue::Power(_))
                 | (StateKey::OldestVoteStart, StateValue::Amount(_))
                 | (StateKey::Validators, StateValue::Validators(_))
+                | (StateKey::Fraud(_), StateValue::Slash(_))
         )
     }
 }
@@ -287,6 +296,28 @@ pub struct Provider {
     /// Whether it stands for the validator set: its relay takes part in consensus. Among the
     /// active candidates, those with the most stake validate from the next epoch on.
     pub candidate: bool,
+    /// Set once a fraud proof against it was accepted: its offer is gone and its stake is on
+    /// its way out, less what was slashed.
+    pub slashed: Option<Slash>,
+}
+
+/// What an accepted fraud proof did.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Slash {
+    pub provider: PublicKey,
+    /// The job whose receipt lied, and the segment the proof pointed at (0: `init`).
+    pub job: Hash,
+    pub segment: u64,
+    /// Taken from the provider's stake: [`Params::slash_fraction_bps`] of it.
+    pub amount: Amount,
+    /// Of that: returned to the job's customer (what the job paid), paid to the proof's
+    /// submitter, and the rest to the treasury.
+    pub refund: Amount,
+    pub customer: PublicKey,
+    pub bounty: Amount,
+    pub submitter: PublicKey,
+    pub height: u64,
+    pub time_ms: u64,
 }
 
 impl Provider {
@@ -332,8 +363,7 @@ pub struct Params {
     pub max_job_ttl_ms: u64,
     /// What the faucet gives each new account; `None` where there is no faucet.
     pub faucet_amount: Option<Amount>,
-    /// Share of a provider's stake taken on a proven fraud, in basis points (slashing itself
-    /// is not implemented yet; the DAO already governs the rate).
+    /// Share of a provider's stake taken on a proven fraud, in basis points.
     pub slash_fraction_bps: u16,
     pub gov: super::gov::GovParams,
     /// The most validators a set has: the candidates with the most stake.

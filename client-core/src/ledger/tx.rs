@@ -6,8 +6,17 @@ use crate::identity::PublicKey;
 use crate::signed::{Domain, Signed};
 use borsh::{BorshDeserialize, BorshSerialize};
 
-/// The largest encoded transaction the ledger accepts.
+/// The largest encoded transaction the ledger accepts (fraud proofs have their own limit,
+/// [`crate::job::fraud::MAX_FRAUD_PROOF_BYTES`]).
 pub const MAX_TX_BYTES: usize = 4096;
+
+/// The size limit for a transaction of `kind`.
+pub fn size_limit(kind: &TxKind) -> usize {
+    match kind {
+        TxKind::FraudProof { .. } => crate::job::fraud::MAX_FRAUD_PROOF_BYTES,
+        _ => MAX_TX_BYTES,
+    }
+}
 
 /// A transaction body: signed by the account it spends from.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -113,6 +122,14 @@ pub enum TxKind {
     Candidacy {
         candidate: bool,
     },
+    /// Shows that a provider signed a receipt whose trace is false somewhere (see
+    /// [`crate::job::fraud`]). Validators re-run that one segment; if the receipt lied, a share
+    /// of the provider's stake is slashed: the job's payment goes back to its customer, a
+    /// bounty to the submitter, the rest to the treasury, and the provider leaves the
+    /// marketplace. Any account may submit it; it pays the fee for its size.
+    FraudProof {
+        proof: Box<crate::job::fraud::FraudProof>,
+    },
 }
 
 impl TxKind {
@@ -135,6 +152,7 @@ impl TxKind {
             TxKind::CancelProposal { .. } => "cancel proposal",
             TxKind::Candidacy { candidate: true } => "stand for validator",
             TxKind::Candidacy { candidate: false } => "stand down as validator",
+            TxKind::FraudProof { .. } => "fraud proof",
         }
     }
 }
@@ -246,4 +264,8 @@ pub enum TxError {
     NotPending { id: u64, state: &'static str },
     #[error("an account cannot delegate to itself by name; delegate to nobody instead")]
     SelfDelegation,
+    #[error("the fraud proof is refused: {0}")]
+    Fraud(crate::job::fraud::FraudError),
+    #[error("this lie of this provider was proven already; it is slashed once")]
+    FraudAlreadyProven,
 }

@@ -15,8 +15,8 @@ use borsh::{BorshDeserialize, BorshSerialize};
 
 pub const LEDGER_PROTOCOL: &str = "/aqueduct/ledger/1";
 
-/// The largest request frame: a transaction or a list of keys.
-pub const MAX_LEDGER_REQUEST: usize = 16 * 1024;
+/// The largest request frame: a transaction (a fraud proof is the largest) or a list of keys.
+pub const MAX_LEDGER_REQUEST: usize = crate::job::fraud::MAX_FRAUD_PROOF_BYTES + 1024;
 /// The largest answer frame (a batch of blocks).
 pub const MAX_LEDGER_RESPONSE: usize = 8 * 1024 * 1024;
 /// The most keys one read may ask for.

@@ -15,7 +15,8 @@
 //! clock.
 
 use client_core::job::exec::{Engine, Machine, PAGE, Val};
-use client_core::job::profile::Profile;
+use client_core::job::fraud::{EngineJudge, Judge};
+use client_core::job::profile::{Prepared, Profile};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Config, Instance, Memory, Module, Store, StoreLimits, StoreLimitsBuilder};
@@ -152,6 +153,24 @@ impl JobEngine {
             bounded: load(&self.bounded, paths[1])?,
         })
     }
+}
+
+/// The engine validators judge fraud proofs with (`client_core::job::fraud`): wasmtime as jobs
+/// run on, without the instance pool (a proof is judged now and then, one segment at a time)
+/// and without a clock — the judge's fuel cap bounds its work, deterministically.
+pub fn fraud_judge() -> anyhow::Result<Box<dyn Judge + Send + Sync>> {
+    let mut config = Config::new();
+    config
+        .max_wasm_stack(MAX_WASM_STACK)
+        .wasm_simd(false)
+        .wasm_relaxed_simd(false);
+    let engine =
+        wasmtime::Engine::new(&config).map_err(|e| anyhow::anyhow!("configuring wasmtime: {e}"))?;
+    Ok(Box::new(EngineJudge(move |prepared: &Prepared| {
+        Module::new(&engine, &prepared.code)
+            .map(|module| CompiledJob::new(module, &prepared.profile))
+            .map_err(|e| format!("{e:#}"))
+    })))
 }
 
 /// A compiled job with the host limits it runs under.

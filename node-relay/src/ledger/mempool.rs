@@ -10,10 +10,11 @@ use client_core::encoding;
 use client_core::hash::Hash;
 use client_core::identity::PublicKey;
 use client_core::ledger::state::Account;
-use client_core::ledger::tx::{MAX_TX_BYTES, tx_id};
+use client_core::job::fraud::Judge;
+use client_core::ledger::tx::{size_limit, tx_id};
 use client_core::ledger::{
     BlockContext, Params, SignedTx, StateKey, StateRead, StateValue, TxError, TxKind,
-    apply_verified,
+    apply_verified_judged,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -109,14 +110,12 @@ impl Mempool {
         next_height: u64,
         now_ms: u64,
         tx: SignedTx,
+        judge: &dyn Judge,
     ) -> Result<Hash, AdmitError> {
         let len = encoding::encode(&tx).len();
-        if len > MAX_TX_BYTES {
-            return Err(TxError::TooLarge {
-                len,
-                limit: MAX_TX_BYTES,
-            }
-            .into());
+        let limit = size_limit(&tx.body.kind);
+        if len > limit {
+            return Err(TxError::TooLarge { len, limit }.into());
         }
         if tx.body.network_id != network_id {
             return Err(TxError::WrongNetwork {
@@ -194,7 +193,7 @@ impl Mempool {
                 height: next_height,
                 time_ms: now_ms,
             };
-            apply_verified(state, &ctx, &tx)?;
+            apply_verified_judged(state, &ctx, &tx, judge)?;
         }
         if self.ids.len() >= self.limits.max_txs {
             return Err(AdmitError::Full(self.limits.max_txs));

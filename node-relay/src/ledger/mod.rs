@@ -24,8 +24,9 @@ use client_core::ledger::validators;
 use client_core::ledger::wire::MAX_EPOCH_CHANGES;
 use client_core::ledger::{
     BlockContext, Commit, Genesis, Header, SignedTx, StateKey, StateRead, StateValue, Tx, TxKind,
-    apply_block,
+    apply_block_judged,
 };
+use client_core::job::fraud::Judge;
 use client_core::signed::Signed;
 use mempool::{AdmitError, Mempool, MempoolLimits};
 use std::path::Path;
@@ -144,6 +145,8 @@ pub struct Ledger {
     forward: Mutex<Option<tokio::sync::mpsc::Sender<SignedTx>>>,
     /// The relays transactions are forwarded to (what they forward here is not sent on).
     peer_relays: Mutex<Vec<libp2p::PeerId>>,
+    /// Re-runs the segment a fraud proof points at, in the mempool and in every block.
+    judge: Box<dyn Judge + Send + Sync>,
 }
 
 /// The milliseconds since the Unix epoch, from the system clock.
@@ -175,6 +178,7 @@ impl Ledger {
             wake,
             forward: Mutex::new(None),
             peer_relays: Mutex::new(Vec::new()),
+            judge: crate::jobs::engine::fraud_judge()?,
         }))
     }
 
@@ -269,6 +273,7 @@ impl Ledger {
                 snapshot.height() + 1,
                 now_ms(),
                 tx,
+                self.judge.as_ref(),
             )?
         };
         if forward {
@@ -315,6 +320,7 @@ impl Ledger {
                     snapshot.height() + 1,
                     now_ms(),
                     tx,
+                    self.judge.as_ref(),
                 )
                 .map_err(|e| anyhow::anyhow!("the {name} transaction was refused: {e}"))?;
             self.forward(&forwarded);
@@ -415,7 +421,8 @@ impl Ledger {
         };
         let signers = validators::current(&snapshot)
             .ok_or_else(|| anyhow::anyhow!("the ledger state holds no validator set"))?;
-        let (changes, outcomes) = apply_block(&snapshot, &ctx, &candidates);
+        let (changes, outcomes) =
+            apply_block_judged(&snapshot, &ctx, &candidates, self.judge.as_ref());
         if snapshot.read_failed() {
             bail!("reading the state failed while making block {height}; not producing it");
         }
@@ -481,7 +488,7 @@ impl Ledger {
                 ahead_ms: header.time_ms - now_ms,
             });
         }
-        let executed = chain::execute_block(&snapshot, header, txs)?;
+        let executed = chain::execute_block(&snapshot, header, txs, self.judge.as_ref())?;
         if snapshot.read_failed() {
             return Err(BlockRejected::Local(anyhow::anyhow!(
                 "reading the state failed while checking block {}",

@@ -112,9 +112,7 @@ pub fn MarketPage() -> impl IntoView {
         match sort.get() {
             SortBy::Price => rows.sort_by_key(|(_, p)| p.offer.price_per_mfuel),
             SortBy::MaxFuel => rows.sort_by_key(|(_, p)| std::cmp::Reverse(p.offer.max_fuel)),
-            SortBy::Stake => rows.sort_by_key(|(_, p)| {
-                std::cmp::Reverse(p.stake + p.unbonding.as_ref().map_or(0, |u| u.amount))
-            }),
+            SortBy::Stake => rows.sort_by_key(|(_, p)| std::cmp::Reverse(bonded(p))),
         }
         rows
     };
@@ -172,13 +170,15 @@ pub fn MarketPage() -> impl IntoView {
                             <th>"Status"</th>
                         </tr></thead>
                         <tbody>
-                            <For each=rows key=|(k, p)| (*k, p.clone().offer.price_per_mfuel, p.stake) let:row>
+                            <For each=rows key=|(k, p)| (*k, p.offer.price_per_mfuel, bonded(p), p.slashed.is_some()) let:row>
                                 {
                                     let (key, provider) = row;
                                     let peer = key.to_peer_id().map(|p| p.to_string()).unwrap_or_default();
                                     let peer_attr = peer.clone();
                                     view! {
                                         <tr data-testid="market-offer" data-provider=peer_attr
+                                            data-stake=bonded(&provider).to_string()
+                                            data-status=status(&provider)
                                             data-price=provider.offer.price_per_mfuel.to_string()
                                             class:selected=move || selected.get() == Some(key)
                                             on:click=move |_| selected.set(Some(key))>
@@ -186,9 +186,9 @@ pub fn MarketPage() -> impl IntoView {
                                             <td>{format_count(provider.offer.price_per_mfuel)} <small class="muted">{format!("({})", format_amount(provider.offer.price_per_mfuel))}</small></td>
                                             <td>{format_fuel(provider.offer.max_fuel)} <small class="muted">{format!("({})", format_count(provider.offer.max_fuel))}</small></td>
                                             <td>{provider.offer.concurrency.to_string()}</td>
-                                            <td>{format_amount(provider.stake)}</td>
+                                            <td>{format_amount(bonded(&provider))}</td>
                                             <td>{levels(&provider.offer.levels)}</td>
-                                            <td>{if provider.active() { "active" } else { "leaving" }}</td>
+                                            <td class=if provider.slashed.is_some() { "bad" } else { "" }>{status(&provider)}</td>
                                         </tr>
                                     }
                                 }
@@ -226,6 +226,24 @@ pub fn LedgerProblem() -> impl IntoView {
                 })}
             }
         })
+    }
+}
+
+/// A provider's stake, bonded or on its way out (what a fraud proof can still slash).
+fn bonded(provider: &Provider) -> Amount {
+    provider
+        .stake
+        .saturating_add(provider.unbonding.as_ref().map_or(0, |u| u.amount))
+}
+
+/// "active", "leaving" or "slashed".
+fn status(provider: &Provider) -> &'static str {
+    if provider.slashed.is_some() {
+        "slashed"
+    } else if provider.active() {
+        "active"
+    } else {
+        "leaving"
     }
 }
 
@@ -290,6 +308,13 @@ fn ProviderDetail(key: PublicKey, provider: Provider) -> impl IntoView {
                 <dt>"Price"</dt><dd>{format!("{} units ({}) per million fuel", format_count(offer.price_per_mfuel), format_amount(offer.price_per_mfuel))}</dd>
                 <dt>"Largest job"</dt><dd>{format!("{} ({} fuel; costs at most {})", format_fuel(offer.max_fuel), format_count(offer.max_fuel), format_amount(offer.price_for(offer.max_fuel)))}</dd>
                 <dt>"Stake"</dt><dd>{format_amount(provider.stake)}{provider.unbonding.as_ref().map(|u| format!(" (leaving: {} unlocks at {})", format_amount(u.amount), u.release_at_ms))}</dd>
+                {provider.slashed.as_ref().map(|slash| view! {
+                    <dt>"Slashed"</dt>
+                    <dd class="bad" data-testid="market-provider-slashed">{format!(
+                        "in block {}: a fraud proof showed its receipt for job {} false at segment {}; {} of its stake taken ({} refunded to the customer, {} bounty to the submitter)",
+                        slash.height, slash.job, slash.segment, format_amount(slash.amount), format_amount(slash.refund), format_amount(slash.bounty)
+                    )}</dd>
+                })}
                 <dt>"Verification"</dt><dd>{levels(&offer.levels)}</dd>
                 <dt>"Addresses"</dt><dd class="mono wrap">{offer.addrs.join(" ")}</dd>
                 <dt>"Attributes"</dt><dd>{offer.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")}</dd>
