@@ -668,7 +668,15 @@ pub(crate) fn sign_request(
     now_ms: u64,
     nonce: u64,
 ) -> JobRequest {
-    request_for(keypair, network_id, prepared.module_hash, order, payment, now_ms, nonce)
+    request_for(
+        keypair,
+        network_id,
+        prepared.module_hash,
+        order,
+        payment,
+        now_ms,
+        nonce,
+    )
 }
 
 /// Validates the module, signs the request, submits it, follows it, verifies the result and

@@ -205,15 +205,26 @@ pub async fn run_refereed(
     );
     let events = |who: usize| {
         move |event: JobEvent| {
-            let name = if who == 0 { "first provider" } else { "second provider" };
+            let name = if who == 0 {
+                "first provider"
+            } else {
+                "second provider"
+            };
             let detail = match event {
-                JobEvent::Uploading { bytes } => format!("{name}: sending the module ({bytes} bytes)"),
+                JobEvent::Uploading { bytes } => {
+                    format!("{name}: sending the module ({bytes} bytes)")
+                }
                 JobEvent::Accepted { queue_position, .. } => {
                     format!("{name}: accepted ({queue_position} ahead in its queue)")
                 }
-                JobEvent::Progress { fuel_used, checkpoints } => {
+                JobEvent::Progress {
+                    fuel_used,
+                    checkpoints,
+                } => {
                     if who == 0 {
-                        on(RunEvent::Progress(fuel_used as f64 / order.fuel_limit.max(1) as f64));
+                        on(RunEvent::Progress(
+                            fuel_used as f64 / order.fuel_limit.max(1) as f64,
+                        ));
                     }
                     format!("{name}: {fuel_used} fuel used, {checkpoints} checkpoints")
                 }
@@ -231,8 +242,22 @@ pub async fn run_refereed(
     let (on_a, on_b) = (events(0), events(1));
     let (mut control_a, mut control_b) = (submitter.control.clone(), submitter.control.clone());
     let (a, b) = join(
-        submit(&mut control_a, peers[0], &requests[0], &order.module, cancel, &on_a),
-        submit(&mut control_b, peers[1], &requests[1], &order.module, cancel, &on_b),
+        submit(
+            &mut control_a,
+            peers[0],
+            &requests[0],
+            &order.module,
+            cancel,
+            &on_a,
+        ),
+        submit(
+            &mut control_b,
+            peers[1],
+            &requests[1],
+            &order.module,
+            cancel,
+            &on_b,
+        ),
     )
     .await;
     if cancel.is_requested() {
@@ -246,9 +271,14 @@ pub async fn run_refereed(
                    request: &JobRequest,
                    peer: &PeerId| {
         let result = result.map_err(|e| e.to_string())?;
-        let checks =
-            verify::check_receipt(request, &prepared, &result.output, &result.receipt, Some(peer))
-                .map_err(|e| format!("its receipt does not check: {e}"))?;
+        let checks = verify::check_receipt(
+            request,
+            &prepared,
+            &result.output,
+            &result.receipt,
+            Some(peer),
+        )
+        .map_err(|e| format!("its receipt does not check: {e}"))?;
         Ok::<_, String>((result, checks))
     };
     let a = checked(a, &requests[0], &peers[0]);
@@ -268,11 +298,17 @@ pub async fn run_refereed(
             );
         }
         (Ok(a), Err(e)) => {
-            let note = format!("refereeing needed both providers, but {} gave no usable result ({e})", peers[1]);
+            let note = format!(
+                "refereeing needed both providers, but {} gave no usable result ({e})",
+                peers[1]
+            );
             return alone(base, a.0, &requests[0], &prepared, peers[0], note, on).await;
         }
         (Err(e), Ok(b)) => {
-            let note = format!("refereeing needed both providers, but {} gave no usable result ({e})", peers[0]);
+            let note = format!(
+                "refereeing needed both providers, but {} gave no usable result ({e})",
+                peers[0]
+            );
             base.relay = peer_text(&peers[1]);
             base.job = crate::job::job_id(&requests[1]);
             return alone(base, b.0, &requests[1], &prepared, peers[1], note, on).await;
@@ -316,7 +352,11 @@ pub async fn run_refereed(
             ..
         } => {
             let [(result, mut checks), (_, checks_b)] = results;
-            checks.extend(checks_b.into_iter().map(|c| format!("second provider: {c}")));
+            checks.extend(
+                checks_b
+                    .into_iter()
+                    .map(|c| format!("second provider: {c}")),
+            );
             checks.push(format!(
                 "{} and {} — providers with different stakes — returned the same output, fuel and checkpoint root over {segments} segments: correct unless both lied",
                 peers[0], peers[1]
@@ -384,11 +424,7 @@ pub async fn run_refereed(
             let honest = index(liar) ^ 1;
             let honest_peer = peers[honest];
             let [first, second_result] = results;
-            let (result, mut checks) = if honest == 0 {
-                first
-            } else {
-                second_result
-            };
+            let (result, mut checks) = if honest == 0 { first } else { second_result };
             if honest == 1 {
                 base.relay = peer_text(&peers[1]);
                 base.job = crate::job::job_id(&requests[1]);
@@ -439,7 +475,16 @@ pub async fn run_refereed(
                 base.relay = peer_text(&peers[1]);
                 base.job = crate::job::job_id(&requests[1]);
             }
-            alone(base, result, &requests[other], &prepared, peers[other], note, on).await
+            alone(
+                base,
+                result,
+                &requests[other],
+                &prepared,
+                peers[other],
+                note,
+                on,
+            )
+            .await
         }
     }
 }

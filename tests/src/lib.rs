@@ -787,13 +787,18 @@ impl Browser {
     }
 
     /// Waits until the job on the jobs page ends; returns `verified` (re-executed), `sampled`
-    /// (evidence of work), `failed` or `cancelled`.
+    /// (evidence of work), `refereed` (two providers), `failed` or `cancelled`.
     pub async fn wait_job_end(&self, timeout: Duration) -> anyhow::Result<String> {
         self.wait_for(
             "job-status",
-            "verified, failed or cancelled",
+            "verified, sampled, refereed, failed or cancelled",
             timeout,
-            |t| matches!(t, "verified" | "sampled" | "failed" | "cancelled"),
+            |t| {
+                matches!(
+                    t,
+                    "verified" | "sampled" | "refereed" | "failed" | "cancelled"
+                )
+            },
         )
         .await
     }

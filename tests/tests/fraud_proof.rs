@@ -8,12 +8,13 @@
 use aqueduct_tests::{SampledJob, forged_hash_chain, sampled_hash_chain};
 use client_core::hash::Hash;
 use client_core::identity::Keypair;
+use client_core::job::Receipt;
 use client_core::job::commit::CheckpointTree;
 use client_core::job::fraud::{Claim, FraudError, FraudProof, MAX_FRAUD_PROOF_BYTES, NoJudge};
 use client_core::job::referee::{self, Questions, Refereed, Side, Verdict};
-use client_core::job::Receipt;
 use client_core::ledger::apply::merge_into;
 use client_core::ledger::genesis::Balance;
+use client_core::ledger::pay::Payment;
 use client_core::ledger::state::{
     Account, Offer, Provider, StateValue, UNITS_PER_TOKEN, VerificationLevel, fraud_id,
 };
@@ -21,7 +22,6 @@ use client_core::ledger::tx::min_fee_for;
 use client_core::ledger::{
     BlockContext, Genesis, StateKey, Tx, TxError, TxKind, apply_verified_judged,
 };
-use client_core::ledger::pay::Payment;
 use client_core::signed::Signed;
 use node_relay::jobs::engine::{JobEngine, fraud_judge};
 use std::collections::BTreeMap;
@@ -231,14 +231,11 @@ fn a_forged_step_anywhere_is_proven_and_slashed_once() -> anyhow::Result<()> {
             fee + slash.amount - slash.refund - slash.bounty,
             "every slashed unit is accounted for"
         );
-        assert!(
-            ledger
-                .state
-                .get(&StateKey::Fraud(fraud_id(
-                    &provider_key().public(),
-                    &job.receipt.job
-                )))
-                .is_some()
+        let record = StateKey::Fraud(fraud_id(&provider_key().public(), &job.receipt.job));
+        assert_eq!(
+            ledger.state.get(&record),
+            Some(&StateValue::Slash(slash)),
+            "the slash is recorded under the lie"
         );
 
         // The same lie is slashed once.
@@ -323,7 +320,10 @@ fn forged_oversized_and_unjudged_proofs_are_refused_with_their_own_errors() -> a
     // A receipt changed after signing.
     let mut proof = good.clone();
     proof.receipt.body.fuel_used += 1;
-    assert_eq!(fraud_error(ledger.prove(proof)), FraudError::ReceiptSignature);
+    assert_eq!(
+        fraud_error(ledger.prove(proof)),
+        FraudError::ReceiptSignature
+    );
     // A receipt signed by someone else than the provider it accuses: signed, but not a
     // registered provider's.
     let mut proof = good.clone();
@@ -403,7 +403,11 @@ impl Questions for Local<'_> {
         index: u64,
     ) -> Result<client_core::job::exec::SparseSnapshot, String> {
         let job = self.0[usize::from(side == Side::B)];
-        Ok(job.states.get(index as usize).ok_or("no such checkpoint")?.clone())
+        Ok(job
+            .states
+            .get(index as usize)
+            .ok_or("no such checkpoint")?
+            .clone())
     }
 }
 
@@ -458,6 +462,9 @@ async fn refereeing_catches_one_forged_step_at_every_position_tried() -> anyhow:
                 .map_err(|e| anyhow::anyhow!("forged at {at}: {e}"))?;
         }
     }
-    eprintln!("{} positions, each liar side: caught and slashed every time", positions.len());
+    eprintln!(
+        "{} positions, each liar side: caught and slashed every time",
+        positions.len()
+    );
     Ok(())
 }

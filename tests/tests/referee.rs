@@ -285,7 +285,9 @@ async fn the_referee_names_a_relay_that_forged_one_step_wherever_it_is() -> anyh
         };
         assert!(
             matches!(
-                against_honest.check_evidence().map(|e| fraud::judge(&e, judge.as_ref())),
+                against_honest
+                    .check_evidence()
+                    .map(|e| fraud::judge(&e, judge.as_ref())),
                 Err(FraudError::NotCommitted) | Ok(Err(FraudError::Honest { .. }))
             ),
             "a claim against the honest receipt proves nothing"
@@ -315,7 +317,11 @@ async fn the_referee_names_a_relay_that_forged_one_step_wherever_it_is() -> anyh
     )
     .await?;
     match refereed {
-        Refereed::Stopped { side, rounds, reason } => {
+        Refereed::Stopped {
+            side,
+            rounds,
+            reason,
+        } => {
             eprintln!("the liar stopped answering after {rounds} rounds: {reason}");
             assert_eq!(side, Side::B);
             assert!(rounds >= 4, "{rounds}");

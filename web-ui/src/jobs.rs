@@ -4,6 +4,7 @@
 
 use crate::ledger::LedgerState;
 use crate::network::NetworkState;
+use crate::pages::market::TxStatus;
 use crate::pages::wallet::UnlockForm;
 use crate::wallet::{WalletState, WalletStatus};
 use crate::widgets::{chosen_file_name, local_storage, read_file_bytes};
@@ -15,12 +16,11 @@ use client_core::job::MAX_INPUT_BYTES;
 use client_core::job::history::{self, JobRecord, Level, Outcome};
 use client_core::job::profile::{self, JobForm as Form, Profile};
 use client_core::job_client::{self, Cancel, Order, PAYMENT_REFUSED, RunEvent, Submitter};
-use client_core::ledger::TxKind;
-use client_core::referee_client::{self, FraudReport, Second};
-use crate::pages::market::TxStatus;
 use client_core::ledger::Amount;
+use client_core::ledger::TxKind;
 use client_core::ledger::pay::{pick_channel, voucher_for};
 use client_core::ledger::state::{Offer, format_amount, format_count, format_fuel};
+use client_core::referee_client::{self, FraudReport, Second};
 use client_core::storage::Storage;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -40,7 +40,7 @@ pub struct Example {
 pub const EXAMPLES: [Example; 3] = [
     Example {
         name: "hash-chain",
-        title: "Hash chain (step job: sampled)",
+        title: "Hash chain (step job: refereed or sampled)",
         input: "1000 2000 aqueduct",
         help: "STEPS ROUNDS SEED — a BLAKE3 chain of STEPS × ROUNDS hashes, checkpointed every step",
         fuel: 20_000_000_000,

@@ -35,6 +35,8 @@ enum Cmd {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
         validators: u16,
     },
+    /// Build the web app (and the example jobs) into target/www, as the tests and `run` use it.
+    Www,
     /// Release relay plus the optimised web bundle, with the bundle's raw/gzip/brotli sizes.
     Dist,
     /// Formatting and clippy (`-D warnings`), natively and for wasm32.
@@ -56,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Run { relay_args } => run(&relay_args),
         Cmd::Test => test(),
         Cmd::Devnet { validators } => devnet(validators),
+        Cmd::Www => bundle::build(None).map(|www| println!("{}", www.display())),
         Cmd::Dist => dist().map(|_| ()),
         Cmd::Lint => lint(),
         Cmd::Bench { loads, probes } => bench(loads, probes),

@@ -141,7 +141,12 @@ impl Judge for NoJudge {
     fn initial_state(&self, _: &Prepared, _: &[u8], _: u64) -> Result<Hash, JobError> {
         Err(JobError::Engine("no job engine here".into()))
     }
-    fn run_segment(&self, _: &Prepared, _: &SparseSnapshot, _: u64) -> Result<SegmentRun, JobError> {
+    fn run_segment(
+        &self,
+        _: &Prepared,
+        _: &SparseSnapshot,
+        _: u64,
+    ) -> Result<SegmentRun, JobError> {
         Err(JobError::Engine("no job engine here".into()))
     }
 }
@@ -187,7 +192,9 @@ impl FraudProof {
             });
         }
         let committed = match &self.claim {
-            Claim::Init { state, proof } => commit::verify_states(&commitment, &[(0, *state)], proof),
+            Claim::Init { state, proof } => {
+                commit::verify_states(&commitment, &[(0, *state)], proof)
+            }
             Claim::Segment {
                 index,
                 pre,
@@ -234,7 +241,9 @@ pub fn judge(evidence: &Evidence<'_>, judge: &dyn Judge) -> Result<Proven, Fraud
         }
         Claim::Segment { pre, post, .. } => {
             match judge.run_segment(&evidence.prepared, pre, spec.fuel_limit) {
-                Ok(run) => segment_lie(&evidence.commitment, segment, *post, &run, evidence.receipt),
+                Ok(run) => {
+                    segment_lie(&evidence.commitment, segment, *post, &run, evidence.receipt)
+                }
                 // A step that fails where the receipt says the job went on: the trace past it
                 // is made up. Failures of the judge itself decide nothing.
                 Err(e @ (JobError::Engine(_) | JobError::OverJudgeCap { .. })) => {

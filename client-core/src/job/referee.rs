@@ -365,7 +365,9 @@ pub async fn referee<E: Engine>(
                     Err(AnswerError::BadProof(side, index)) => {
                         return stopped(
                             side,
-                            format!("its answer for checkpoint {index} does not match the commitment it signed"),
+                            format!(
+                                "its answer for checkpoint {index} does not match the commitment it signed"
+                            ),
                             bisection.rounds(),
                         );
                     }
@@ -381,11 +383,17 @@ pub async fn referee<E: Engine>(
                 let mut refusals = Vec::new();
                 for side in [Side::A, Side::B] {
                     match questions.state(side, agreed).await {
-                        Ok(state) if state.check(&prepared.profile).is_ok() && Some(state.hash()) == bisection.agreed.map(|(_, h)| h) => {
+                        Ok(state)
+                            if state.check(&prepared.profile).is_ok()
+                                && Some(state.hash()) == bisection.agreed.map(|(_, h)| h) =>
+                        {
                             pre = Some(state);
                             break;
                         }
-                        Ok(_) => refusals.push((side, format!("its state {agreed} is not the one it committed to"))),
+                        Ok(_) => refusals.push((
+                            side,
+                            format!("its state {agreed} is not the one it committed to"),
+                        )),
                         Err(reason) => refusals.push((side, reason)),
                     }
                 }
@@ -406,7 +414,9 @@ pub async fn referee<E: Engine>(
                         Err(AnswerError::BadProof(side, index)) => {
                             return stopped(
                                 side,
-                                format!("its answer for checkpoint {index} does not match the commitment it signed"),
+                                format!(
+                                    "its answer for checkpoint {index} does not match the commitment it signed"
+                                ),
                                 bisection.rounds(),
                             );
                         }
@@ -454,7 +464,10 @@ pub async fn referee<E: Engine>(
 }
 
 /// The claims for providers whose checkpoint 0 is not the state after `init`.
-fn init_claims(verdict: &Verdict, said: &[BTreeMap<u64, (Hash, Vec<u8>)>; 2]) -> Vec<(Side, Claim)> {
+fn init_claims(
+    verdict: &Verdict,
+    said: &[BTreeMap<u64, (Hash, Vec<u8>)>; 2],
+) -> Vec<(Side, Claim)> {
     let Verdict::Lied {
         liars, segment: 0, ..
     } = verdict

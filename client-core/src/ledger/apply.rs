@@ -11,14 +11,14 @@ use super::gov::{
     ProposalState, Status, Tally, VoteRecord,
 };
 use super::state::{
-    Account, Amount, Channel, MAX_CHANNELS_PER_CUSTOMER, MAX_PROVIDERS, Params, Provider, StateKey,
-    Slash, StateValue, Unbonding, fraud_id,
+    Account, Amount, Channel, MAX_CHANNELS_PER_CUSTOMER, MAX_PROVIDERS, Params, Provider, Slash,
+    StateKey, StateValue, Unbonding, fraud_id,
 };
 use super::tx::{SignedTx, TxError, TxKind, channel_id, size_limit};
-use crate::job::fraud::{self, Judge, NoJudge};
 use crate::encoding;
 use crate::hash::Hash;
 use crate::identity::PublicKey;
+use crate::job::fraud::{self, Judge, NoJudge};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Reads the current state.
@@ -834,11 +834,10 @@ fn slash(
 ) -> Slash {
     let unbonding = provider.unbonding.as_ref().map_or(0, |u| u.amount);
     let bonded = provider.stake.saturating_add(unbonding);
-    let amount = Amount::try_from(
-        u128::from(bonded) * u128::from(params.slash_fraction_bps) / 10_000,
-    )
-    .unwrap_or(bonded)
-    .min(bonded);
+    let amount =
+        Amount::try_from(u128::from(bonded) * u128::from(params.slash_fraction_bps) / 10_000)
+            .unwrap_or(bonded)
+            .min(bonded);
     let left = bonded - amount;
     let release_at_ms = match &provider.unbonding {
         Some(u) => u.release_at_ms,

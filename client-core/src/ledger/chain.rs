@@ -2,7 +2,6 @@
 //! transactions, so that a node (or an auditor) arrives at the same state root by itself.
 
 use super::apply::{Changes, apply_block_judged};
-use crate::job::fraud::{Judge, NoJudge};
 use super::block::{Block, CommitError, Header, txs_root, verify_commit};
 use super::genesis::Genesis;
 use super::merkle::{MemoryTree, TreeError};
@@ -10,6 +9,7 @@ use super::tx::{SignedTx, TxError};
 use super::validators;
 use super::{BlockContext, StateKey, StateRead, StateValue};
 use crate::hash::Hash;
+use crate::job::fraud::{Judge, NoJudge};
 
 /// Why a block was not accepted: as a proposal to vote for, or as a block to follow.
 #[derive(Debug, thiserror::Error)]

@@ -33,8 +33,8 @@ pub mod validators;
 pub mod wire;
 
 pub use apply::{
-    BlockContext, Changes, StateRead, apply, apply_all, apply_block, apply_block_judged, apply_verified,
-    apply_verified_judged, end_block,
+    BlockContext, Changes, StateRead, apply, apply_all, apply_block, apply_block_judged,
+    apply_verified, apply_verified_judged, end_block,
 };
 pub use block::{Block, Commit, Header, Validator, ValidatorSet};
 pub use genesis::Genesis;

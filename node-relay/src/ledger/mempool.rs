@@ -9,8 +9,8 @@
 use client_core::encoding;
 use client_core::hash::Hash;
 use client_core::identity::PublicKey;
-use client_core::ledger::state::Account;
 use client_core::job::fraud::Judge;
+use client_core::ledger::state::Account;
 use client_core::ledger::tx::{size_limit, tx_id};
 use client_core::ledger::{
     BlockContext, Params, SignedTx, StateKey, StateRead, StateValue, TxError, TxKind,

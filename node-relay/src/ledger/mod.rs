@@ -15,6 +15,7 @@ pub mod store;
 use anyhow::{Context, bail};
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
+use client_core::job::fraud::Judge;
 use client_core::ledger::block::{Block, txs_root, verify_commit};
 use client_core::ledger::chain::{self, ReplayError, Tip};
 use client_core::ledger::light::{EpochChange, ProvenRead, ProvenReads, TxInclusion};
@@ -26,7 +27,6 @@ use client_core::ledger::{
     BlockContext, Commit, Genesis, Header, SignedTx, StateKey, StateRead, StateValue, Tx, TxKind,
     apply_block_judged,
 };
-use client_core::job::fraud::Judge;
 use client_core::signed::Signed;
 use mempool::{AdmitError, Mempool, MempoolLimits};
 use std::path::Path;
