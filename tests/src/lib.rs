@@ -280,6 +280,35 @@ impl SampledJob {
     }
 }
 
+/// Two providers' traces of one job, kept in memory, answering a referee's questions the way
+/// relays do (a state hash with its Merkle proof, a whole state) — for tests and benchmarks of
+/// refereeing without a network.
+pub struct InMemory<'a>(pub [&'a SampledJob; 2]);
+
+impl client_core::job::referee::Questions for InMemory<'_> {
+    async fn leaf(
+        &mut self,
+        side: client_core::job::referee::Side,
+        index: u64,
+    ) -> Result<(client_core::hash::Hash, Vec<u8>), String> {
+        let job = self.0[usize::from(side == client_core::job::referee::Side::B)];
+        let state = job.states.get(index as usize).ok_or("no such checkpoint")?;
+        Ok((state.hash(), job.tree.prove(&[index])))
+    }
+
+    async fn state(
+        &mut self,
+        side: client_core::job::referee::Side,
+        index: u64,
+    ) -> Result<client_core::job::exec::SparseSnapshot, String> {
+        let job = self.0[usize::from(side == client_core::job::referee::Side::B)];
+        job.states
+            .get(index as usize)
+            .cloned()
+            .ok_or_else(|| "no such checkpoint".to_owned())
+    }
+}
+
 /// Runs the example hash chain on `input` (`"1000 1000 sampling"`: 1000 segments) for
 /// [`SampledJob`].
 pub fn sampled_hash_chain(

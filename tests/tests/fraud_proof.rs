@@ -5,13 +5,13 @@
 //! proof against an honest receipt, a replayed one, a forged one and one over the size limit are
 //! each refused with their own error, and nothing changes.
 
-use aqueduct_tests::{SampledJob, forged_hash_chain, sampled_hash_chain};
+use aqueduct_tests::{InMemory, SampledJob, forged_hash_chain, sampled_hash_chain};
 use client_core::hash::Hash;
 use client_core::identity::Keypair;
 use client_core::job::Receipt;
 use client_core::job::commit::CheckpointTree;
 use client_core::job::fraud::{Claim, FraudError, FraudProof, MAX_FRAUD_PROOF_BYTES, NoJudge};
-use client_core::job::referee::{self, Questions, Refereed, Side, Verdict};
+use client_core::job::referee::{self, Refereed, Side, Verdict};
 use client_core::ledger::apply::merge_into;
 use client_core::ledger::genesis::Balance;
 use client_core::ledger::pay::Payment;
@@ -387,30 +387,6 @@ fn forged_oversized_and_unjudged_proofs_are_refused_with_their_own_errors() -> a
     Ok(())
 }
 
-/// Two traces of the same job kept in memory, as the referee asks them.
-struct Local<'a>([&'a SampledJob; 2]);
-
-impl Questions for Local<'_> {
-    async fn leaf(&mut self, side: Side, index: u64) -> Result<(Hash, Vec<u8>), String> {
-        let job = self.0[usize::from(side == Side::B)];
-        let state = job.states.get(index as usize).ok_or("no such checkpoint")?;
-        Ok((state.hash(), job.tree.prove(&[index])))
-    }
-
-    async fn state(
-        &mut self,
-        side: Side,
-        index: u64,
-    ) -> Result<client_core::job::exec::SparseSnapshot, String> {
-        let job = self.0[usize::from(side == Side::B)];
-        Ok(job
-            .states
-            .get(index as usize)
-            .ok_or("no such checkpoint")?
-            .clone())
-    }
-}
-
 /// The strongest cheater sampling misses 91% of the time: refereed against an honest trace it
 /// is named every time, wherever the forged step is, and the claim the referee builds from its
 /// answers slashes it.
@@ -436,7 +412,7 @@ async fn refereeing_catches_one_forged_step_at_every_position_tried() -> anyhow:
                 &forged.prepared,
                 &forged.request.body.body,
                 [&pair[0].receipt, &pair[1].receipt],
-                &mut Local(pair),
+                &mut InMemory(pair),
             )
             .await?;
             let Refereed::Verdict {
