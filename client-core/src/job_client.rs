@@ -626,6 +626,9 @@ pub struct Submitter<'a> {
 
 /// The failed check of a job whose payment the relay refused (the voucher was not taken).
 pub const PAYMENT_REFUSED: &str = "payment";
+/// The failed check of a job the relay failed to run: not charged (see
+/// [`crate::job::JobFailure::charged`]); the voucher's increment is not kept.
+pub const NOT_CHARGED: &str = "relay";
 
 /// How long a signed job request stays valid.
 pub const REQUEST_TTL_MS: u64 = 5 * 60 * 1000;
@@ -782,6 +785,9 @@ pub async fn run(
             reason: Refusal::Payment,
             message,
         }) => return base.ended(failed(PAYMENT_REFUSED, message)),
+        Err(JobClientError::Failed(failure)) if !failure.charged() => {
+            return base.ended(failed(NOT_CHARGED, failure.to_string()));
+        }
         Err(e) => return base.ended(failed("execution", e.to_string())),
     };
     if cancel.is_requested() {

@@ -62,6 +62,16 @@ pub struct Payments {
     config: PaymentConfig,
     /// Channel → the latest voucher accepted on it.
     accepted: Mutex<HashMap<Hash, Signed<Voucher>>>,
+    /// Paid jobs still running: job → its channel, its voucher's amount and the voucher it
+    /// replaced, to take the increment back if the relay fails to run the job.
+    running: Mutex<HashMap<Hash, Charge>>,
+}
+
+/// A running job's payment.
+struct Charge {
+    channel: Hash,
+    cumulative: Amount,
+    previous: Option<Signed<Voucher>>,
 }
 
 impl Payments {
@@ -88,6 +98,7 @@ impl Payments {
             keypair,
             config,
             accepted: Mutex::new(accepted),
+            running: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -146,6 +157,7 @@ impl Payments {
     /// amount. Returns what the receipt names (`None`: the job is free).
     pub fn accept<E>(
         &self,
+        job: Hash,
         customer: &PublicKey,
         voucher: Option<&Signed<Voucher>>,
         fuel_limit: u64,
@@ -183,9 +195,54 @@ impl Payments {
             if let Err(e) = self.ledger.store().put_voucher(voucher) {
                 tracing::error!(error = %e, "could not store an accepted voucher; it is kept in memory only");
             }
-            book.insert(voucher.body.channel, voucher.clone());
+            let previous = book.insert(voucher.body.channel, voucher.clone());
+            if let Ok(mut running) = self.running.lock() {
+                running.insert(
+                    job,
+                    Charge {
+                        channel: voucher.body.channel,
+                        cumulative: voucher.body.cumulative,
+                        previous,
+                    },
+                );
+            }
         }
         Ok(Ok(payment))
+    }
+
+    /// A paid job ended: with a result (or a failure it is charged for), its voucher stays;
+    /// otherwise (see `JobFailure::charged`) the relay takes back the increment — it keeps the
+    /// voucher the job's replaced, if no later job's voucher came since — so the customer does
+    /// not pay for it and builds its next voucher on the previous one.
+    pub fn job_ended(&self, job: &Hash, charged: bool) {
+        let Some(charge) = self.running.lock().ok().and_then(|mut r| r.remove(job)) else {
+            return;
+        };
+        if charged {
+            return;
+        }
+        let mut book = self.book();
+        if book
+            .get(&charge.channel)
+            .is_none_or(|v| v.body.cumulative != charge.cumulative)
+        {
+            return;
+        }
+        let stored = match charge.previous {
+            Some(previous) => {
+                let stored = self.ledger.store().put_voucher(&previous);
+                book.insert(charge.channel, previous);
+                stored
+            }
+            None => {
+                book.remove(&charge.channel);
+                self.ledger.store().remove_voucher(&charge.channel)
+            }
+        };
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "could not store the voucher taken back");
+        }
+        tracing::info!(job = %job, channel = %charge.channel, "the job was not run: its payment is not kept");
     }
 
     /// Submits a `Settle` for every kept voucher above what its channel has settled, unless
@@ -335,7 +392,7 @@ mod tests {
         )
         .expect("payments");
         // Not a provider yet: free, and a voucher is refused.
-        let free = payments.accept(&customer.public(), None, 1_000, |p| {
+        let free = payments.accept(Hash::of(b"job"), &customer.public(), None, 1_000, |p| {
             assert_eq!(p, None);
             Ok::<_, ()>(())
         });
@@ -391,7 +448,7 @@ mod tests {
         assert_eq!(payments.price(1_000).expect("price"), Some(2_000));
         let ok = |_| Ok::<_, ()>(());
         assert!(matches!(
-            payments.accept(&customer.public(), None, 1_000, ok),
+            payments.accept(Hash::of(b"job"), &customer.public(), None, 1_000, ok),
             Err(RefusedPayment::Voucher(PaymentError::Missing {
                 price: 2_000
             }))
@@ -399,12 +456,24 @@ mod tests {
         let first = voucher_for(&customer, NET, channel, 0, 2_000);
         // The queue refuses the job: the voucher is not kept.
         assert!(matches!(
-            payments.accept(&customer.public(), Some(&first), 1_000, |_| Err("full")),
+            payments.accept(
+                Hash::of(b"job"),
+                &customer.public(),
+                Some(&first),
+                1_000,
+                |_| Err("full")
+            ),
             Ok(Err("full"))
         ));
         assert_eq!(payments.kept(), 0);
         let paid = payments
-            .accept(&customer.public(), Some(&first), 1_000, ok)
+            .accept(
+                Hash::of(b"job 1"),
+                &customer.public(),
+                Some(&first),
+                1_000,
+                ok,
+            )
             .expect("accepted")
             .expect("queued")
             .expect("a payment");
@@ -414,7 +483,13 @@ mod tests {
         );
         // The same voucher twice pays nothing more.
         assert!(matches!(
-            payments.accept(&customer.public(), Some(&first), 1_000, ok),
+            payments.accept(
+                Hash::of(b"job"),
+                &customer.public(),
+                Some(&first),
+                1_000,
+                ok
+            ),
             Err(RefusedPayment::Voucher(PaymentError::TooLow {
                 needed: 4_000,
                 ..
@@ -422,7 +497,13 @@ mod tests {
         ));
         let second = voucher_for(&customer, NET, channel, 2_000, 1_000);
         payments
-            .accept(&customer.public(), Some(&second), 500, ok)
+            .accept(
+                Hash::of(b"job 2"),
+                &customer.public(),
+                Some(&second),
+                500,
+                ok,
+            )
             .expect("accepted")
             .expect("queued");
 
@@ -463,6 +544,27 @@ mod tests {
         assert_eq!(reloaded.settle_once().expect("settle"), 0);
         assert_eq!(reloaded.kept(), 0);
         assert!(ledger.store().vouchers().expect("vouchers").is_empty());
+
+        // A job the relay fails to run is not charged: the increment is taken back, on disk
+        // too, and the next voucher builds on the last one kept.
+        let third = voucher_for(&customer, NET, channel, 3_000, 2_000);
+        let job = Hash::of(b"job 3");
+        reloaded
+            .accept(job, &customer.public(), Some(&third), 1_000, ok)
+            .expect("accepted")
+            .expect("queued");
+        reloaded.job_ended(&job, false);
+        assert_eq!(reloaded.kept(), 0, "back to nothing unsettled");
+        assert!(ledger.store().vouchers().expect("vouchers").is_empty());
+        let job = Hash::of(b"job 4");
+        reloaded
+            .accept(job, &customer.public(), Some(&third), 1_000, ok)
+            .expect("the same amount again: accepted")
+            .expect("queued");
+        // A job that ends with a result (or fails by itself) keeps its payment.
+        reloaded.job_ended(&job, true);
+        assert_eq!(reloaded.kept(), 1);
+        assert_eq!(ledger.store().vouchers().expect("vouchers").len(), 1);
         drop(reloaded);
         drop(payments);
         drop(ledger);

@@ -15,7 +15,9 @@ use client_core::identity::PublicKey;
 use client_core::job::MAX_INPUT_BYTES;
 use client_core::job::history::{self, JobRecord, Level, Outcome};
 use client_core::job::profile::{self, JobForm as Form, Profile};
-use client_core::job_client::{self, Cancel, Order, PAYMENT_REFUSED, RunEvent, Submitter};
+use client_core::job_client::{
+    self, Cancel, NOT_CHARGED, Order, PAYMENT_REFUSED, RunEvent, Submitter,
+};
 use client_core::ledger::Amount;
 use client_core::ledger::TxKind;
 use client_core::ledger::pay::{pick_channel, voucher_for};
@@ -266,8 +268,7 @@ fn level_line(level: &Level, run_ms: u64) -> String {
 
 /// What a job paid, for tables: nothing when its payment was refused.
 fn paid_cell(record: &JobRecord) -> String {
-    let refused =
-        matches!(&record.outcome, Outcome::Failed { check, .. } if check == PAYMENT_REFUSED);
+    let refused = matches!(&record.outcome, Outcome::Failed { check, .. } if check == PAYMENT_REFUSED || check == NOT_CHARGED);
     match record.base.paid {
         Some(amount) if !refused => format_amount(amount),
         _ => "–".into(),
@@ -823,10 +824,11 @@ pub fn JobForm() -> impl IntoView {
                     None
                 }
             };
-            // A refused payment was not taken: the next voucher builds on the previous one.
-            let refused = record.as_ref().is_none_or(
-                |r| matches!(&r.outcome, Outcome::Failed { check, .. } if check == PAYMENT_REFUSED),
-            );
+            // A refused payment was not taken, and a job the relay failed to run is not
+            // charged: the next voucher builds on the previous one.
+            let refused = record.as_ref().is_none_or(|r| {
+                matches!(&r.outcome, Outcome::Failed { check, .. } if check == PAYMENT_REFUSED || check == NOT_CHARGED)
+            });
             for (voucher, previous) in payment.iter().chain(second_payment.iter()) {
                 if refused && promised(&voucher.body.channel) == Some(voucher.body.cumulative) {
                     set_promised(&voucher.body.channel, *previous);

@@ -171,6 +171,25 @@ pub enum JobFailure {
     Cancelled,
 }
 
+impl JobFailure {
+    /// Whether the customer pays for a job that ended this way. A job pays for its result; one
+    /// the relay failed to run — its own limits (time, memory), a module it refused, its engine
+    /// failing, a restart — is not charged: the relay takes back the voucher's increment, and
+    /// the page builds its next voucher on the previous one. A job that failed by itself
+    /// (trapped, ran out of its fuel, went past its step limit — deterministic, what any engine
+    /// gives) or that the customer cancelled is charged: the relay did the work.
+    pub fn charged(&self) -> bool {
+        match self {
+            JobFailure::Execution(JobError::Engine(_))
+            | JobFailure::TimedOut { .. }
+            | JobFailure::Memory
+            | JobFailure::Module(_)
+            | JobFailure::RelayRestarted => false,
+            JobFailure::Execution(_) | JobFailure::Cancelled => true,
+        }
+    }
+}
+
 /// Why a message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Refusal {

@@ -519,7 +519,7 @@ impl JobService {
         };
         let paid = self
             .payments
-            .accept(&customer, voucher.as_deref(), fuel_limit, enqueue)
+            .accept(job, &customer, voucher.as_deref(), fuel_limit, enqueue)
             .map_err(|e| SubmitError::Refused(Refusal::Payment, e.to_string()))?;
         let payment = paid?;
         if let Some(p) = payment {
@@ -714,6 +714,8 @@ impl JobService {
     }
 
     fn finish(&self, live: &Arc<Live>, outcome: Result<(Finished, Option<JobStates>), JobFailure>) {
+        let charged = outcome.as_ref().map_or_else(JobFailure::charged, |_| true);
+        self.payments.job_ended(&live.job, charged);
         let (state, stored) = match outcome {
             Ok((finished, states)) => {
                 if let Some(states) = states {
