@@ -197,6 +197,8 @@ enum FaultArg {
     BadSignature,
     /// Forge the transition of step `--fault-step` and compute the rest honestly from it.
     FabricateStep,
+    /// Like `fabricate-step`, and never answer a referee's questions about the trace.
+    SilentFabricateStep,
 }
 
 #[cfg(feature = "faulty")]
@@ -379,6 +381,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             FaultArg::WrongCheckpoint => jobs::Fault::WrongCheckpoint,
             FaultArg::BadSignature => jobs::Fault::BadSignature,
             FaultArg::FabricateStep => jobs::Fault::FabricateStep(args.fault_step),
+            FaultArg::SilentFabricateStep => jobs::Fault::SilentFabricateStep(args.fault_step),
         };
         tracing::warn!(
             "FAULTY RELAY: results are deliberately wrong ({:?})",

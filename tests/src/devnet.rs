@@ -86,7 +86,7 @@ pub struct DevnetOptions<'a> {
     /// Accounts funded at genesis besides the validators (peer id, tokens).
     pub funded: &'a [(&'a str, u64)],
     /// Validators (by index) that run the faulty relay binary with these arguments added
-    /// (e.g. `--byzantine double-sign`).
+    /// (e.g. `--byzantine double-sign`); a flag given here replaces the same flag of `extra`.
     pub byzantine: &'a [(usize, &'a [&'a str])],
 }
 
@@ -183,9 +183,22 @@ impl Devnet {
 
     fn launch(&self, i: usize, listen: &str, peers: &[String]) -> anyhow::Result<Relay> {
         let mut args = self.args(listen, peers);
-        args.extend(self.extra.iter().cloned());
+        let mut extra = self.extra.clone();
         let mut bin = self.bin.clone();
-        if let Some((_, own)) = self.byzantine.iter().find(|(j, _)| *j == i) {
+        let own = self.byzantine.iter().find(|(j, _)| *j == i);
+        if let Some((_, own)) = own {
+            // A flag the validator has its own value for replaces the common one.
+            for flag in own.iter().filter(|a| a.starts_with("--")) {
+                if let Some(at) = extra.iter().position(|a| a == flag) {
+                    extra.remove(at);
+                    if extra.get(at).is_some_and(|v| !v.starts_with("--")) {
+                        extra.remove(at);
+                    }
+                }
+            }
+        }
+        args.extend(extra);
+        if let Some((_, own)) = own {
             bin = faulty_relay_bin()?;
             args.extend(own.iter().cloned());
         }

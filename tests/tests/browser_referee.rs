@@ -16,6 +16,8 @@ use std::time::Duration;
 const NET: &str = "aqueduct-referee";
 const WAIT: Duration = Duration::from_secs(90);
 const LIAR: usize = 3;
+/// A provider that forges too, and goes quiet when the referee asks about its trace.
+const SILENT: usize = 2;
 const FORGED_STEP: &str = "437";
 /// The stake `--provide` bonds by default, and what a 10% slash leaves of it.
 const STAKE: u64 = 100 * UNITS_PER_TOKEN;
@@ -23,14 +25,31 @@ const STAKE: u64 = 100 * UNITS_PER_TOKEN;
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_referees_two_providers_catches_the_liar_and_gets_it_slashed() -> anyhow::Result<()>
 {
-    let liar_args: &[&str] = &["--faulty", "fabricate-step", "--fault-step", FORGED_STEP];
+    // The forgers charge (1 unit per million fuel): the customer pays each with a voucher on
+    // its own channel, and no page picks one as the free second provider.
+    let liar_args: &[&str] = &[
+        "--faulty",
+        "fabricate-step",
+        "--fault-step",
+        FORGED_STEP,
+        "--price-per-mfuel",
+        "1",
+    ];
+    let silent_args: &[&str] = &[
+        "--faulty",
+        "silent-fabricate-step",
+        "--fault-step",
+        "300",
+        "--price-per-mfuel",
+        "1",
+    ];
     let net = Devnet::start_with(&DevnetOptions {
         validators: 4,
         network_id: NET,
         epoch_blocks: 1000,
         extra: &["--provide", "--price-per-mfuel", "0"],
         funded: &[],
-        byzantine: &[(LIAR, liar_args)],
+        byzantine: &[(LIAR, liar_args), (SILENT, silent_args)],
     })?;
     let home = net.relays[0]
         .as_ref()
@@ -70,15 +89,7 @@ async fn the_page_referees_two_providers_catches_the_liar_and_gets_it_slashed() 
     .await?;
     let stake_before = offer_attr(&browser, &liar, "data-stake").await?;
     assert_eq!(stake_before, STAKE.to_string());
-    browser
-        .eval(&format!(
-            "document.querySelector('[data-testid=market-offer][data-provider=\"{liar}\"]').click(); return true;"
-        ))
-        .await?;
-    browser
-        .wait_for("market-use-offer", "the offer's detail", WAIT, |_| true)
-        .await?;
-    browser.click("market-use-offer").await?;
+    choose_and_pay(&browser, &liar).await?;
 
     // Refereed: the page names the second provider it will use.
     browser.nav("jobs").await?;
@@ -86,6 +97,11 @@ async fn the_page_referees_two_providers_catches_the_liar_and_gets_it_slashed() 
     browser
         .wait_for("job-verify-plan", "a second provider named", WAIT, |t| {
             t.contains("also go to") && !t.contains(&liar)
+        })
+        .await?;
+    browser
+        .wait_for("job-price", "the liar paid by a voucher", WAIT, |t| {
+            t.contains("paid by a voucher")
         })
         .await?;
     browser.set_value("job-input", "1000 200 refereed").await?;
@@ -148,6 +164,44 @@ async fn the_page_referees_two_providers_catches_the_liar_and_gets_it_slashed() 
     assert_eq!(stake_after, STAKE - STAKE / 10, "10% slashed");
     browser.screenshot("referee-market-slashed").await?;
 
+    // A forger that stops answering the referee: the page says which, and falls back to
+    // checking the other provider's result itself.
+    let silent = net.relays[SILENT]
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the silent forger is not running"))?
+        .info()?
+        .peer_id;
+    browser.nav("market").await?;
+    choose_and_pay(&browser, &silent).await?;
+    browser.nav("jobs").await?;
+    browser.set_value("job-verify-mode", "refereed").await?;
+    browser
+        .wait_for("job-verify-plan", "a second provider named", WAIT, |t| {
+            t.contains("also go to") && !t.contains(&silent) && !t.contains(&liar)
+        })
+        .await?;
+    browser
+        .wait_for(
+            "job-price",
+            "the silent forger paid by a voucher",
+            WAIT,
+            |t| t.contains("paid by a voucher"),
+        )
+        .await?;
+    browser.set_value("job-input", "1000 200 quiet").await?;
+    browser.click("job-submit").await?;
+    assert_eq!(browser.wait_job_end(WAIT).await?, "sampled");
+    let panel = browser.text("job-verification").await.unwrap_or_default();
+    assert!(
+        panel.contains(&format!("{silent} stopped answering")),
+        "the panel names the provider that went quiet: {panel}"
+    );
+    assert!(
+        panel.contains("checking the other provider's result here instead"),
+        "{panel}"
+    );
+    browser.screenshot("referee-silent-fallback").await?;
+
     // Checked again natively, against the validators' signatures.
     let (mut control, peer) = tcp_client(home).await?;
     let genesis = ledger_genesis(&mut control, peer).await?;
@@ -158,6 +212,8 @@ async fn the_page_referees_two_providers_catches_the_liar_and_gets_it_slashed() 
             let slash = provider.slashed.expect("slashed on the ledger");
             assert_eq!(slash.height, slashed_at);
             assert_eq!(slash.amount, STAKE / 10);
+            // The job's price (20 G fuel at 1 unit per million) back to the customer.
+            assert_eq!(slash.refund, 20_000);
             assert_eq!(slash.segment, FORGED_STEP.parse::<u64>()?);
         }
         other => panic!("the liar's provider entry: {other:?}"),
@@ -189,4 +245,36 @@ async fn until(what: &str, check: impl AsyncFn() -> anyhow::Result<bool>) -> any
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Picks `provider`'s offer on the marketplace page, opens a 10 AQD channel to it and uses the
+/// offer for jobs.
+async fn choose_and_pay(browser: &Browser, provider: &str) -> anyhow::Result<()> {
+    browser
+        .eval(&format!(
+            "document.querySelector('[data-testid=market-offer][data-provider=\"{provider}\"]').click(); return true;"
+        ))
+        .await?;
+    browser
+        .wait_attr(
+            "market-provider-detail",
+            "data-provider",
+            "the offer's detail",
+            WAIT,
+            |v| v == provider,
+        )
+        .await?;
+    browser.set_value("market-channel-amount", "10").await?;
+    browser.click("market-open-channel").await?;
+    browser
+        .wait_attr(
+            "market-tx-status",
+            "data-state",
+            "the channel opened",
+            WAIT,
+            |v| v == "done",
+        )
+        .await?;
+    browser.click("market-use-offer").await?;
+    Ok(())
 }

@@ -24,13 +24,18 @@ async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() ->
 
     // A stream of transactions from three clients, each through another validator.
     let streams = TxStreams::start(&net, &[(0, 31), (1, 32), (3, 33)]).await?;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Until some are in blocks (a block takes seconds on a loaded machine), and a little more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while streams.count() == 0 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no transaction was included before the crash\n{}",
+            net.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let before_kill = streams.count();
-    anyhow::ensure!(
-        before_kill > 0,
-        "no transaction was included before the crash\n{}",
-        net.logs()
-    );
 
     // SIGKILL validator 3 mid-stream (its client's stream breaks): blocks continue with three
     // of four.

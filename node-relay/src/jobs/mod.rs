@@ -92,6 +92,18 @@ pub enum Fault {
     /// The transition of this step forged (one byte of live state flipped), the rest of the
     /// trace computed honestly from there: every sample but that segment checks out.
     FabricateStep(u64),
+    /// [`Fault::FabricateStep`], and the questions of a referee (`Leaves`) go unanswered.
+    SilentFabricateStep(u64),
+}
+
+impl Fault {
+    /// The step this fault forges, if it forges one.
+    fn forged_step(self) -> Option<u64> {
+        match self {
+            Fault::FabricateStep(step) | Fault::SilentFabricateStep(step) => Some(step),
+            _ => None,
+        }
+    }
 }
 
 /// Where a job stands, as followers see it.
@@ -535,6 +547,11 @@ impl JobService {
         Ok((live, position))
     }
 
+    /// Whether this relay answers a referee's questions (a faulty test relay may not).
+    pub fn answers_referees(&self) -> bool {
+        !matches!(self.config.fault, Fault::SilentFabricateStep(_))
+    }
+
     /// A job known in memory, or a finished one read back from disk.
     pub fn find(&self, job: &Hash) -> Option<Arc<Live>> {
         if let Some(live) = self.lock().live.get(job) {
@@ -642,12 +659,12 @@ impl JobService {
         let prepared = &module.prepared;
         let started = Instant::now();
         let mut fabricate;
-        let observed: &mut dyn exec::Observer = match self.config.fault {
-            Fault::FabricateStep(step) => {
+        let observed: &mut dyn exec::Observer = match self.config.fault.forged_step() {
+            Some(step) => {
                 fabricate = exec::Fabricate::new(step, &mut observer);
                 &mut fabricate
             }
-            _ => &mut observer,
+            None => &mut observer,
         };
         let outcome = exec::execute_within(
             &compiled,
@@ -676,7 +693,10 @@ impl JobService {
                     *c = Hash::of_encoded(&("skipped", i));
                 }
             }
-            Fault::None | Fault::BadSignature | Fault::FabricateStep(_) => {}
+            Fault::None
+            | Fault::BadSignature
+            | Fault::FabricateStep(_)
+            | Fault::SilentFabricateStep(_) => {}
         }
         let tree = (prepared.form == JobForm::Steps).then(|| CheckpointTree::new(&checkpoints));
         let receipt = Receipt {
