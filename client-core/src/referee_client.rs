@@ -63,20 +63,31 @@ fn index(side: Side) -> usize {
     usize::from(side == Side::B)
 }
 
+/// One `Leaves` question on one provider's stream.
+async fn ask_leaf(result: &mut JobResult, at: u64) -> Result<(Hash, Vec<u8>), String> {
+    let stream = result.stream_mut();
+    send(stream, &ClientMsg::Leaves { indices: vec![at] })
+        .await
+        .map_err(|e| e.to_string())?;
+    match receive_within(stream, QUESTION_TIMEOUT_MS)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        RelayMsg::Leaves { hashes, proof } if hashes.len() == 1 => Ok((hashes[0], proof)),
+        RelayMsg::Refused { message, .. } => Err(format!("it refused: {message}")),
+        _ => Err(format!("it did not answer for checkpoint {at}")),
+    }
+}
+
 impl Questions for Streams<'_> {
     async fn leaf(&mut self, side: Side, at: u64) -> Result<(Hash, Vec<u8>), String> {
-        let stream = self.results[index(side)].stream_mut();
-        send(stream, &ClientMsg::Leaves { indices: vec![at] })
-            .await
-            .map_err(|e| e.to_string())?;
-        match receive_within(stream, QUESTION_TIMEOUT_MS)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            RelayMsg::Leaves { hashes, proof } if hashes.len() == 1 => Ok((hashes[0], proof)),
-            RelayMsg::Refused { message, .. } => Err(format!("it refused: {message}")),
-            _ => Err(format!("it did not answer for checkpoint {at}")),
-        }
+        ask_leaf(self.results[index(side)], at).await
+    }
+
+    async fn leaves(&mut self, at: u64) -> [Result<(Hash, Vec<u8>), String>; 2] {
+        let [a, b] = &mut self.results;
+        let (a, b) = join(ask_leaf(a, at), ask_leaf(b, at)).await;
+        [a, b]
     }
 
     async fn state(&mut self, side: Side, at: u64) -> Result<SparseSnapshot, String> {
@@ -150,6 +161,19 @@ pub async fn run_refereed(
         Ok(p) if p.form == JobForm::Steps => p,
         _ => {
             // One-shot (or refused) modules: the ordinary run re-executes or reports why not.
+            let record =
+                crate::job_client::run(submitter, order, now_ms, nonces[0], cancel, on).await;
+            return RefereedRun {
+                record,
+                fraud: Vec::new(),
+            };
+        }
+    };
+    // Compiled while the providers run: the referee needs it only if they disagree.
+    let engine = match JsJob::compile(&prepared.code) {
+        Ok(engine) => engine,
+        // This browser cannot run the module: the plain run says so in its verification.
+        Err(_) => {
             let record =
                 crate::job_client::run(submitter, order, now_ms, nonces[0], cancel, on).await;
             return RefereedRun {
@@ -315,10 +339,6 @@ pub async fn run_refereed(
         }
     };
     on(RunEvent::Output(a.0.output.clone()));
-    let engine = match JsJob::compile(&prepared.code) {
-        Ok(engine) => engine,
-        Err(e) => return ended(base, failed("engine", e)),
-    };
     let receipts = [a.0.receipt.body.clone(), b.0.receipt.body.clone()];
     let spec = requests[0].body.body.clone();
     let refereed = {

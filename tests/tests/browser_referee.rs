@@ -117,6 +117,8 @@ async fn the_page_referees_two_providers_catches_the_liar_and_gets_it_slashed() 
         format!("refereed: a liar caught at segment {FORGED_STEP}")
     );
     let panel = browser.text("job-verification").await.unwrap_or_default();
+    // The page's own figures: refereeing time against the providers' run time.
+    eprintln!("{}", browser.text("job-level").await.unwrap_or_default());
     assert!(
         panel.contains(&format!("{liar} lied")),
         "the panel names the liar: {panel}"

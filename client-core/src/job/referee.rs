@@ -268,6 +268,13 @@ pub trait Questions {
     async fn leaf(&mut self, side: Side, index: u64) -> Result<(Hash, Vec<u8>), String>;
     /// `side`'s whole state at checkpoint `index`.
     async fn state(&mut self, side: Side, index: u64) -> Result<SparseSnapshot, String>;
+    /// Both providers' answers for checkpoint `index`: one after the other unless the carrier
+    /// can ask both at once (one round trip per round instead of two).
+    async fn leaves(&mut self, index: u64) -> [Result<(Hash, Vec<u8>), String>; 2] {
+        let a = self.leaf(Side::A, index).await;
+        let b = self.leaf(Side::B, index).await;
+        [a, b]
+    }
     /// After each answered round: how many so far, and what comes next (for progress).
     fn progress(&mut self, _rounds: u32, _next: Next) {}
 }
@@ -334,11 +341,12 @@ pub async fn referee<E: Engine>(
             Next::Leaf(i) => i,
             Next::Judge { segment } => segment,
         };
-        let (leaf_a, proof_a) = match questions.leaf(Side::A, i).await {
+        let [a, b] = questions.leaves(i).await;
+        let (leaf_a, proof_a) = match a {
             Ok(answer) => answer,
             Err(reason) => return stopped(Side::A, reason, bisection.rounds()),
         };
-        let (leaf_b, proof_b) = match questions.leaf(Side::B, i).await {
+        let (leaf_b, proof_b) = match b {
             Ok(answer) => answer,
             Err(reason) => return stopped(Side::B, reason, bisection.rounds()),
         };
