@@ -19,7 +19,7 @@
 use crate::identity::PublicKey;
 use crate::signed::{Domain, SignatureInvalid, Signed};
 use borsh::{BorshDeserialize, BorshSerialize};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// A request body wrapped with its validity conditions. It carries its body's domain tag.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -81,22 +81,69 @@ pub enum RequestError {
     Replayed { signer: PublicKey, nonce: u64 },
     #[error("too many requests in flight to track replays; try again shortly")]
     ReplayCacheFull,
+    #[error("{limit} requests of this signer are still live; wait until some expire")]
+    SignerFull { signer: PublicKey, limit: usize },
 }
 
-/// Remembers (signer, nonce) pairs until their requests expire.
+/// Remembers (signer, nonce) pairs until their requests expire: at most `capacity` in all and
+/// `per_signer` of any one signer, so no signer can fill it for the others.
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
     capacity: usize,
+    per_signer: usize,
     seen: HashSet<(PublicKey, u64)>,
     by_expiry: BTreeSet<(u64, PublicKey, u64)>,
+    live: HashMap<PublicKey, usize>,
 }
 
 impl ReplayGuard {
     pub fn new(capacity: usize) -> Self {
+        Self::with_per_signer(capacity, capacity)
+    }
+
+    /// A guard holding at most `per_signer` live nonces of one signer.
+    pub fn with_per_signer(capacity: usize, per_signer: usize) -> Self {
         ReplayGuard {
             capacity,
+            per_signer,
             seen: HashSet::new(),
             by_expiry: BTreeSet::new(),
+            live: HashMap::new(),
+        }
+    }
+
+    /// Whether this signer's nonce is already taken (a replay), without taking it.
+    pub fn has(&self, signer: &PublicKey, nonce: u64) -> bool {
+        self.seen.contains(&(*signer, nonce))
+    }
+
+    /// Takes the nonce of a request that passed every other check (see [`authenticate`]):
+    /// the last step, so a refused request never uses up a nonce or a place.
+    pub fn take(
+        &mut self,
+        signer: PublicKey,
+        nonce: u64,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), RequestError> {
+        self.check_and_insert(signer, nonce, expires_at_ms, now_ms)
+    }
+
+    /// Gives back a nonce taken by a request that then could not be served.
+    pub fn give_back(&mut self, signer: &PublicKey, nonce: u64) {
+        if self.seen.remove(&(*signer, nonce)) {
+            self.by_expiry
+                .retain(|(_, s, n)| !(s == signer && *n == nonce));
+            self.release(signer);
+        }
+    }
+
+    fn release(&mut self, signer: &PublicKey) {
+        if let Some(count) = self.live.get_mut(signer) {
+            *count -= 1;
+            if *count == 0 {
+                self.live.remove(signer);
+            }
         }
     }
 
@@ -115,7 +162,9 @@ impl ReplayGuard {
                 break;
             }
             self.by_expiry.pop_first();
-            self.seen.remove(&(signer, nonce));
+            if self.seen.remove(&(signer, nonce)) {
+                self.release(&signer);
+            }
         }
     }
 
@@ -133,8 +182,16 @@ impl ReplayGuard {
         if self.seen.len() >= self.capacity {
             return Err(RequestError::ReplayCacheFull);
         }
+        let live = self.live.get(&signer).copied().unwrap_or(0);
+        if live >= self.per_signer {
+            return Err(RequestError::SignerFull {
+                signer,
+                limit: self.per_signer,
+            });
+        }
         self.seen.insert((signer, nonce));
         self.by_expiry.insert((expires_at_ms, signer, nonce));
+        self.live.insert(signer, live + 1);
         Ok(())
     }
 }
@@ -152,6 +209,24 @@ pub fn verify_request<'a, T: Domain + BorshSerialize>(
     policy: &RequestPolicy,
     now_ms: u64,
     replay: &mut ReplayGuard,
+) -> Result<VerifiedRequest<'a, T>, RequestError> {
+    let verified = authenticate(signed, policy, now_ms)?;
+    replay.check_and_insert(
+        signed.signer,
+        verified.request.nonce,
+        verified.request.expires_at_ms,
+        now_ms,
+    )?;
+    Ok(verified)
+}
+
+/// Every check of [`verify_request`] but the replay guard: signature, network, issue time,
+/// expiry and lifetime. Cheap; what a server runs before any work the request asks for, taking
+/// the nonce ([`ReplayGuard::take`]) only once everything else has passed.
+pub fn authenticate<'a, T: Domain + BorshSerialize>(
+    signed: &'a Signed<Request<T>>,
+    policy: &RequestPolicy,
+    now_ms: u64,
 ) -> Result<VerifiedRequest<'a, T>, RequestError> {
     let request = signed.verify()?;
     if request.network_id != policy.network_id {
@@ -180,7 +255,6 @@ pub fn verify_request<'a, T: Domain + BorshSerialize>(
             max_ttl_ms: policy.max_ttl_ms,
         });
     }
-    replay.check_and_insert(signed.signer, request.nonce, request.expires_at_ms, now_ms)?;
     Ok(VerifiedRequest {
         signer: signed.signer,
         request,
@@ -322,5 +396,32 @@ mod tests {
             verify_request(&replay_of_old, &policy(), later, &mut guard),
             Err(RequestError::Expired { .. })
         ));
+    }
+
+    #[test]
+    fn one_signer_cannot_fill_the_guard_and_a_nonce_is_taken_only_when_asked() {
+        let mut guard = ReplayGuard::with_per_signer(100, 2);
+        let hostile = Keypair::from_seed(&[6; 32]);
+        let from = |key: &Keypair, nonce| Signed::sign(key, good(nonce));
+        assert_eq!(check(&from(&hostile, 1), &mut guard), Ok(()));
+        assert_eq!(check(&from(&hostile, 2), &mut guard), Ok(()));
+        assert!(matches!(
+            check(&from(&hostile, 3), &mut guard),
+            Err(RequestError::SignerFull { limit: 2, .. })
+        ));
+        // Another signer is still served.
+        assert_eq!(check(&signed(good(1)), &mut guard), Ok(()));
+        // Authenticating takes nothing; taking does, and a nonce given back is free again.
+        let request = signed(good(7));
+        let verified = authenticate(&request, &policy(), NOW).expect("authentic");
+        assert!(!guard.has(&verified.signer, 7));
+        guard
+            .take(verified.signer, 7, verified.request.expires_at_ms, NOW)
+            .expect("taken");
+        assert!(guard.has(&verified.signer, 7));
+        guard.give_back(&verified.signer, 7);
+        assert!(!guard.has(&verified.signer, 7));
+        assert_eq!(check(&request, &mut guard), Ok(()));
+        assert_eq!(guard.len(), 4);
     }
 }

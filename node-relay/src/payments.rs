@@ -152,6 +152,54 @@ impl Payments {
         Ok(self.price_in(&self.state()?, fuel_limit))
     }
 
+    /// Checks a job's payment without keeping anything: what the relay runs before any work
+    /// the job asks for ([`Payments::accept`] checks again, under the book's lock).
+    pub fn precheck(
+        &self,
+        customer: &PublicKey,
+        voucher: Option<&Signed<Voucher>>,
+        fuel_limit: u64,
+    ) -> Result<(), RefusedPayment> {
+        let state = self.state()?;
+        let price = self.price_in(&state, fuel_limit);
+        let book = self.book();
+        self.check(&state, &book, price, customer, voucher)
+            .map(|_| ())
+    }
+
+    /// The payment `voucher` makes for a job of price `price` (`None`: not a provider), given
+    /// what the book holds.
+    fn check(
+        &self,
+        state: &Snapshot,
+        book: &HashMap<Hash, Signed<Voucher>>,
+        price: Option<Amount>,
+        customer: &PublicKey,
+        voucher: Option<&Signed<Voucher>>,
+    ) -> Result<Option<Payment>, RefusedPayment> {
+        Ok(match (price, voucher) {
+            (None, None) | (Some(0), None) => None,
+            (None, Some(_)) => return Err(RefusedPayment::NotAProvider),
+            (Some(price), None) => return Err(PaymentError::Missing { price }.into()),
+            (Some(price), Some(voucher)) => {
+                let id = voucher.body.channel;
+                let channel = channel_in(state, &id);
+                let accepted = book.get(&id).map_or(0, |v| v.body.cumulative);
+                Some(check_voucher(
+                    voucher,
+                    self.ledger.network_id(),
+                    customer,
+                    &self.me(),
+                    channel.as_ref(),
+                    accepted,
+                    price,
+                    crate::ledger::now_ms(),
+                    u64::try_from(self.config.settle_margin.as_millis()).unwrap_or(u64::MAX),
+                )?)
+            }
+        })
+    }
+
     /// Checks a job's payment and, if `enqueue` then succeeds, keeps the voucher. Runs
     /// `enqueue` under the book's lock, so two jobs on one channel cannot both count the same
     /// amount. Returns what the receipt names (`None`: the job is free).
@@ -167,27 +215,7 @@ impl Payments {
         let state = self.state()?;
         let price = self.price_in(&state, fuel_limit);
         let mut book = self.book();
-        let payment = match (price, voucher) {
-            (None, None) | (Some(0), None) => None,
-            (None, Some(_)) => return Err(RefusedPayment::NotAProvider),
-            (Some(price), None) => return Err(PaymentError::Missing { price }.into()),
-            (Some(price), Some(voucher)) => {
-                let id = voucher.body.channel;
-                let channel = channel_in(&state, &id);
-                let accepted = book.get(&id).map_or(0, |v| v.body.cumulative);
-                Some(check_voucher(
-                    voucher,
-                    self.ledger.network_id(),
-                    customer,
-                    &self.me(),
-                    channel.as_ref(),
-                    accepted,
-                    price,
-                    crate::ledger::now_ms(),
-                    u64::try_from(self.config.settle_margin.as_millis()).unwrap_or(u64::MAX),
-                )?)
-            }
-        };
+        let payment = self.check(&state, &book, price, customer, voucher)?;
         if let Err(e) = enqueue(payment) {
             return Ok(Err(e));
         }

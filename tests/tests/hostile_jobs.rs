@@ -142,7 +142,7 @@ async fn hostile_modules_and_requests_get_clear_errors_and_the_relay_keeps_servi
     let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("hostile-jobs");
     let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
-    let result = hostile_session(&relay).await;
+    let result = hostile_session(&relay, &data_dir).await;
     if result.is_err() {
         eprintln!("relay output:\n{}", relay.output());
     }
@@ -151,7 +151,7 @@ async fn hostile_modules_and_requests_get_clear_errors_and_the_relay_keeps_servi
     result
 }
 
-async fn hostile_session(relay: &Relay) -> anyhow::Result<()> {
+async fn hostile_session(relay: &Relay, data_dir: &std::path::Path) -> anyhow::Result<()> {
     let mut client = Client::connect(relay, 7).await?;
     let primes = job_module("primes")?;
 
@@ -250,6 +250,47 @@ async fn hostile_session(relay: &Relay) -> anyhow::Result<()> {
         matches!(refusal(&msgs), Some((Refusal::Request, m)) if m.contains("signature")),
         "{msgs:?}"
     );
+
+    // Cheap checks come before expensive work: a module the relay has never seen, sent with a
+    // request whose signature does not verify, or with a replayed one, is refused without
+    // being parsed, compiled or stored.
+    let fresh = wat(r#"(module (memory (export "memory") 1)
+        (func (export "alloc") (param i32) (result i32) i32.const 2048)
+        (func (export "run") (param i32 i32) (result i64) i64.const 7))"#);
+    let stored = data_dir
+        .join("modules")
+        .join(format!("{}.wasm", Hash::of(&fresh)));
+    let mut unsigned = client.request(&fresh, b"", 1_000_000);
+    unsigned.body.body.input = b"changed".to_vec();
+    let msgs = client.run(unsigned, &fresh).await?;
+    assert!(
+        matches!(refusal(&msgs), Some((Refusal::Request, m)) if m.contains("signature")),
+        "{msgs:?}"
+    );
+    assert!(
+        !stored.exists(),
+        "a module of an unsigned request was stored"
+    );
+    let used = client.request(&primes, b"100", 1_000_000_000);
+    let msgs = client.run(used.clone(), &primes).await?;
+    assert!(matches!(last(&msgs), RelayMsg::Done { .. }), "{msgs:?}");
+    let mut replayed = used;
+    replayed.body.body.module = Hash::of(&fresh);
+    let replayed = Signed::sign(&client.key, replayed.body);
+    let msgs = client.run(replayed, &fresh).await?;
+    assert!(
+        matches!(refusal(&msgs), Some((Refusal::Request, m)) if m.contains("already used")),
+        "{msgs:?}"
+    );
+    assert!(
+        !stored.exists(),
+        "a module of a replayed request was stored"
+    );
+    // The same module with an honest request: compiled, stored, run.
+    let honest = client.request(&fresh, b"", 1_000_000);
+    let msgs = client.run(honest, &fresh).await?;
+    assert!(matches!(last(&msgs), RelayMsg::Done { .. }), "{msgs:?}");
+    assert!(stored.exists(), "an accepted module is kept");
 
     client.nonce += 1;
     let expired = Signed::sign(

@@ -20,7 +20,7 @@ use crate::datadir::write_atomic;
 use crate::payments::Payments;
 use anyhow::Context;
 use client_core::encoding::{decode, encode};
-use client_core::envelope::{ReplayGuard, RequestPolicy, verify_request};
+use client_core::envelope::{ReplayGuard, RequestError, RequestPolicy, authenticate};
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
 use client_core::job::commit::CheckpointTree;
@@ -75,6 +75,11 @@ impl Default for JobConfig {
         }
     }
 }
+
+/// Live request nonces the relay remembers against replays, in all and per signer: one signer
+/// (a key is free to make) cannot take the room of the others.
+pub const REPLAY_CAPACITY: usize = 100_000;
+pub const REPLAY_PER_SIGNER: usize = 4_096;
 
 /// Deliberate lies, for testing that browsers catch them. Only builds with the `faulty`
 /// feature can select anything but `None`.
@@ -337,7 +342,7 @@ impl JobService {
                 finished: VecDeque::new(),
                 per_customer: HashMap::new(),
                 queued: 0,
-                replay: ReplayGuard::new(100_000),
+                replay: ReplayGuard::with_per_signer(REPLAY_CAPACITY, REPLAY_PER_SIGNER),
                 states: HashMap::new(),
                 state_order: VecDeque::new(),
                 state_bytes: 0,
@@ -468,7 +473,34 @@ impl JobService {
                 format!("the step limit must be between 1 and {}", exec::MAX_STEPS),
             ));
         }
-        // The module first: asking for it does not use up the request's nonce.
+        // Cheap checks before any work the request asks for: its signature, network and
+        // lifetime, that it is not a replay, the customer's quota and the payment. Only then is
+        // a module parsed, compiled or stored, and the nonce is taken last of all.
+        let now = now_ms();
+        let verified = authenticate(&request, &self.policy, now)
+            .map_err(|e| SubmitError::Refused(Refusal::Request, e.to_string()))?;
+        let customer = verified.signer;
+        let (nonce, expires_at_ms) = (verified.request.nonce, verified.request.expires_at_ms);
+        {
+            let mut inner = self.lock();
+            inner.replay.prune(now);
+            if inner.replay.has(&customer, nonce) {
+                return Err(SubmitError::Refused(
+                    Refusal::Request,
+                    RequestError::Replayed {
+                        signer: customer,
+                        nonce,
+                    }
+                    .to_string(),
+                ));
+            }
+            self.customer_has_room(&inner, &customer)?;
+        }
+        let voucher = request.body.body.payment.clone();
+        let fuel_limit = request.body.body.fuel_limit;
+        self.payments
+            .precheck(&customer, voucher.as_deref(), fuel_limit)
+            .map_err(|e| SubmitError::Refused(Refusal::Payment, e.to_string()))?;
         let module = match (self.module(&spec.module), module_bytes) {
             (Some(m), _) => m,
             (None, None) => return Err(SubmitError::NeedModule(spec.module)),
@@ -485,21 +517,9 @@ impl JobService {
         };
         let job = job_id(&request);
         let mut inner = self.lock();
-        let now = now_ms();
-        inner.replay.prune(now);
-        let verified = verify_request(&request, &self.policy, now, &mut inner.replay)
-            .map_err(|e| SubmitError::Refused(Refusal::Request, e.to_string()))?;
-        let customer = verified.signer;
+        // Again under the lock: another request of this customer may have come in meanwhile.
+        self.customer_has_room(&inner, &customer)?;
         let held = inner.per_customer.get(&customer).copied().unwrap_or(0);
-        if held >= self.config.per_customer {
-            return Err(SubmitError::Refused(
-                Refusal::Busy,
-                format!(
-                    "at most {} jobs per customer at a time",
-                    self.config.per_customer
-                ),
-            ));
-        }
         let (state, _) = watch::channel(JobState::Queued {
             position: inner.queued as u32,
         });
@@ -511,23 +531,32 @@ impl JobService {
             finished_at: Mutex::new(None),
         });
         let position = inner.queued as u32;
-        let voucher = request.body.body.payment.clone();
-        let fuel_limit = request.body.body.fuel_limit;
-        let enqueue = |payment| match self.queue.try_send(Queued {
-            live: Arc::clone(&live),
-            module,
-            request,
-            payment,
-        }) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(SubmitError::Refused(
-                Refusal::Busy,
-                "the relay's job queue is full; try again shortly".into(),
-            )),
-            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Refused(
-                Refusal::Busy,
-                "the relay is stopping".into(),
-            )),
+        let replay = &mut inner.replay;
+        // Under the payment book's lock, once the payment checked: the nonce, then the queue.
+        let enqueue = |payment| {
+            replay
+                .take(customer, nonce, expires_at_ms, now)
+                .map_err(|e| SubmitError::Refused(Refusal::Request, e.to_string()))?;
+            match self.queue.try_send(Queued {
+                live: Arc::clone(&live),
+                module,
+                request,
+                payment,
+            }) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    replay.give_back(&customer, nonce);
+                    Err(SubmitError::Refused(
+                        Refusal::Busy,
+                        match e {
+                            TrySendError::Full(_) => {
+                                "the relay's job queue is full; try again shortly".into()
+                            }
+                            TrySendError::Disconnected(_) => "the relay is stopping".into(),
+                        },
+                    ))
+                }
+            }
         };
         let paid = self
             .payments
@@ -545,6 +574,21 @@ impl JobService {
             tracing::warn!(error = %e, "could not mark a job as running");
         }
         Ok((live, position))
+    }
+
+    /// Refuses a customer that has as many jobs as it may at once.
+    fn customer_has_room(&self, inner: &Inner, customer: &PublicKey) -> Result<(), SubmitError> {
+        let held = inner.per_customer.get(customer).copied().unwrap_or(0);
+        if held >= self.config.per_customer {
+            return Err(SubmitError::Refused(
+                Refusal::Busy,
+                format!(
+                    "at most {} jobs per customer at a time",
+                    self.config.per_customer
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether this relay answers a referee's questions (a faulty test relay may not).
