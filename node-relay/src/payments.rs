@@ -29,7 +29,8 @@ pub struct PaymentConfig {
     /// How often kept vouchers are settled on the ledger.
     pub settle_interval: Duration,
     /// A channel must stay open at least this long after a job to be accepted as payment, so
-    /// that the relay settles before the customer may close it.
+    /// that the relay settles before the customer may close it (at most half the governed
+    /// channel timeout).
     pub settle_margin: Duration,
 }
 
@@ -117,6 +118,25 @@ impl Payments {
             .map_err(|e| RefusedPayment::Ledger(e.to_string()))
     }
 
+    /// The network's parameters in force (the latest block's).
+    pub fn params(&self) -> Option<client_core::ledger::Params> {
+        match self.state().ok()?.get(&StateKey::Params) {
+            Some(StateValue::Params(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// How long a channel must stay open after a job: the configured margin, but never more
+    /// than half the governed channel timeout — so a channel opened or topped up just now is
+    /// always long enough, whatever the DAO set the timeout to.
+    fn settle_margin_ms(&self, state: &Snapshot) -> u64 {
+        let configured = u64::try_from(self.config.settle_margin.as_millis()).unwrap_or(u64::MAX);
+        match state.get(&StateKey::Params) {
+            Some(StateValue::Params(p)) => configured.min(p.channel_timeout_ms / 2),
+            _ => configured,
+        }
+    }
+
     /// The price of a job with `fuel_limit` under this relay's published offer in `state`;
     /// `None` if the relay is not an active provider.
     fn price_in(&self, state: &Snapshot, fuel_limit: u64) -> Option<Amount> {
@@ -194,7 +214,7 @@ impl Payments {
                     accepted,
                     price,
                     crate::ledger::now_ms(),
-                    u64::try_from(self.config.settle_margin.as_millis()).unwrap_or(u64::MAX),
+                    self.settle_margin_ms(state),
                 )?)
             }
         })
@@ -594,6 +614,90 @@ mod tests {
         assert_eq!(reloaded.kept(), 1);
         assert_eq!(ledger.store().vouchers().expect("vouchers").len(), 1);
         drop(reloaded);
+        drop(payments);
+        drop(ledger);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_settle_margin_follows_the_governed_channel_timeout() {
+        let dir = std::env::temp_dir().join(format!(
+            "aqueduct-payments-margin-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (provider, customer) = (key(100), key(2));
+        // Channels last 4 minutes here; the relay's own margin (10 minutes) is longer than that.
+        let mut genesis = Genesis::dev(NET, provider.public(), 1_000);
+        genesis.params.channel_timeout_ms = 4 * 60_000;
+        let ledger = Ledger::open(
+            &dir,
+            &genesis,
+            Box::new(SoloValidator::new(provider.clone())),
+            LedgerConfig::default(),
+        )
+        .expect("open");
+        let payments = Payments::open(
+            Arc::clone(&ledger),
+            provider.clone(),
+            PaymentConfig::default(),
+        )
+        .expect("payments");
+        let offer = Offer {
+            price_per_mfuel: 1_000_000,
+            max_fuel: 1_000_000,
+            concurrency: 1,
+            levels: vec![VerificationLevel::Full],
+            addrs: vec![],
+            attributes: vec![],
+        };
+        ledger
+            .submit_own(
+                &provider,
+                TxKind::RegisterProvider {
+                    stake: 100 * UNITS_PER_TOKEN,
+                    offer,
+                },
+            )
+            .expect("register");
+        for (nonce, kind) in [
+            (0, TxKind::Faucet),
+            (
+                1,
+                TxKind::OpenChannel {
+                    provider: provider.public(),
+                    amount: 10_000,
+                },
+            ),
+        ] {
+            ledger
+                .submit(Signed::sign(
+                    &customer,
+                    Tx {
+                        network_id: NET.into(),
+                        nonce,
+                        fee: 10_000,
+                        kind,
+                    },
+                ))
+                .expect("submitted");
+            block(&ledger);
+        }
+        // A channel opened just now, expiring in 4 minutes, pays: the margin is 2 minutes.
+        let channel = channel_id(&customer.public(), 1);
+        let voucher = voucher_for(&customer, NET, channel, 0, 1_000);
+        let paid = payments
+            .accept(
+                Hash::of(b"job"),
+                &customer.public(),
+                Some(&voucher),
+                1_000,
+                |_| Ok::<_, ()>(()),
+            )
+            .expect("a channel of the governed timeout is accepted")
+            .expect("queued");
+        assert!(paid.is_some());
         drop(payments);
         drop(ledger);
         let _ = std::fs::remove_dir_all(&dir);

@@ -643,3 +643,70 @@ async fn a_provider_takes_only_jobs_whose_voucher_pays_its_price() -> anyhow::Re
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+/// The request lifetime a relay accepts is the DAO's `max_job_ttl_ms`, not its own default:
+/// on a network whose genesis sets it to 30 s, a request living 60 s is refused (the relay's
+/// own default would take 10 minutes) and one living 20 s runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_governed_request_lifetime_is_what_the_relay_enforces() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("governed-ttl");
+    let me = aqueduct_tests::devnet::peer_id(&bin, &data_dir)?;
+    let mut genesis = client_core::ledger::Genesis::dev(
+        DEV_NETWORK_ID,
+        client_core::identity::PublicKey::parse(&me)?,
+        now_ms(),
+    );
+    genesis.params.max_job_ttl_ms = 30_000;
+    let genesis_file = data_dir.with_extension("genesis.json");
+    std::fs::write(&genesis_file, genesis.to_json())?;
+    let genesis_arg = genesis_file.to_string_lossy().into_owned();
+    let relay = Relay::start_with(
+        &bin,
+        &www,
+        &data_dir,
+        &RelayPorts::any(),
+        &["--genesis", &genesis_arg],
+    )?;
+    let mut client = Client::connect(&relay, 9).await?;
+    let primes = job_module("primes")?;
+    let mut with_ttl = |ttl_ms: u64| {
+        client.nonce += 1;
+        Signed::sign(
+            &client.key,
+            Request::new(
+                DEV_NETWORK_ID,
+                client.nonce,
+                now_ms(),
+                ttl_ms,
+                JobSpec {
+                    module: Hash::of(&primes),
+                    input: b"100".to_vec(),
+                    fuel_limit: 1_000_000_000,
+                    max_steps: 1,
+                    payment: None,
+                },
+            ),
+        )
+    };
+    let (long, short) = (with_ttl(60_000), with_ttl(20_000));
+    let msgs = client.run(long, &primes).await?;
+    let result = match refusal(&msgs) {
+        Some((Refusal::Request, m)) if m.contains("maximum of 30000 ms") => {
+            let msgs = client.run(short, &primes).await?;
+            anyhow::ensure!(
+                matches!(last(&msgs), RelayMsg::Done { .. }),
+                "a request within the governed lifetime: {msgs:?}"
+            );
+            Ok(())
+        }
+        _ => Err(anyhow::anyhow!(
+            "a request past the governed lifetime: {msgs:?}\n{}",
+            relay.output()
+        )),
+    };
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = std::fs::remove_file(&genesis_file);
+    result
+}

@@ -54,7 +54,8 @@ pub struct JobConfig {
     pub state_retention: Duration,
     /// Memory the kept checkpoint states may take in total.
     pub max_state_bytes: usize,
-    /// Longest lifetime a signed job request may claim.
+    /// The longest request lifetime accepted before the ledger has parameters; from then on
+    /// the governed `max_job_ttl_ms` is enforced.
     pub max_request_ttl: Duration,
     pub fault: Fault,
 }
@@ -477,7 +478,15 @@ impl JobService {
         // lifetime, that it is not a replay, the customer's quota and the payment. Only then is
         // a module parsed, compiled or stored, and the nonce is taken last of all.
         let now = now_ms();
-        let verified = authenticate(&request, &self.policy, now)
+        // The request lifetime the DAO governs (`max_job_ttl_ms`), once the ledger has it.
+        let policy = match self.payments.params() {
+            Some(params) => RequestPolicy {
+                max_ttl_ms: params.max_job_ttl_ms,
+                ..self.policy.clone()
+            },
+            None => self.policy.clone(),
+        };
+        let verified = authenticate(&request, &policy, now)
             .map_err(|e| SubmitError::Refused(Refusal::Request, e.to_string()))?;
         let customer = verified.signer;
         let (nonce, expires_at_ms) = (verified.request.nonce, verified.request.expires_at_ms);
