@@ -578,6 +578,9 @@ pub struct Order {
     pub payment: Option<Signed<crate::ledger::Voucher>>,
     /// The price the voucher pays (the offer's price for the fuel limit).
     pub price: crate::ledger::Amount,
+    /// How long the signed request stays valid: [`REQUEST_TTL_MS`], or less where the network
+    /// governs a shorter `max_job_ttl_ms`.
+    pub ttl_ms: u64,
 }
 
 /// Where a job stands, for the page.
@@ -649,7 +652,7 @@ fn request_for(
             network_id,
             nonce,
             now_ms,
-            REQUEST_TTL_MS,
+            order.ttl_ms,
             crate::job::JobSpec {
                 module,
                 input: order.input.clone(),

@@ -770,7 +770,12 @@ pub fn JobForm() -> impl IntoView {
                         control: handle.control.clone(),
                         relay,
                     };
+                    // The request lives 5 minutes, or what the network allows if less.
+                    let ttl_ms = ledger.params().map_or(job_client::REQUEST_TTL_MS, |p| {
+                        job_client::REQUEST_TTL_MS.min(p.max_job_ttl_ms)
+                    });
                     let order = Order {
+                        ttl_ms,
                         name,
                         module,
                         input: input_bytes,

@@ -314,7 +314,7 @@ impl LedgerState {
     }
 
     /// The parameters in force: the latest verified ones, else the genesis'.
-    fn params(&self) -> Option<Params> {
+    pub fn params(&self) -> Option<Params> {
         self.dao
             .get_untracked()
             .map(|d| d.value.params)
