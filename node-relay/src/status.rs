@@ -25,6 +25,22 @@ const MAX_STREAMS_TOTAL: usize = 4096;
 const MAX_STREAMS_PER_PEER: u32 = 4;
 /// A stream with no probe for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A peer that does not take an answer (or the close) within this long is dropped: a reader
+/// that stops reading cannot hold a stream's slot and task for ever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes one frame, giving up after [`WRITE_TIMEOUT`].
+async fn send(stream: &mut Stream, response: &StatusResponse) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, write_frame(stream, &encode(response))).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Closes the stream, giving up after [`WRITE_TIMEOUT`].
+async fn close(stream: &mut Stream) {
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.close()).await;
+}
 
 /// Registers the protocol and spawns the accept loop.
 pub fn spawn_server(
@@ -64,8 +80,8 @@ async fn refuse(mut stream: Stream) {
         code: ErrorCode::Busy,
         message: format!("at most {MAX_STREAMS_PER_PEER} status streams per peer"),
     };
-    let _ = write_frame(&mut stream, &encode(&StatusResponse::Error(error))).await;
-    let _ = stream.close().await;
+    send(&mut stream, &StatusResponse::Error(error)).await;
+    close(&mut stream).await;
 }
 
 async fn serve(mut stream: Stream, shared: Arc<SharedState>, slot: crate::slots::Slot) {
@@ -106,16 +122,16 @@ async fn serve(mut stream: Stream, shared: Arc<SharedState>, slot: crate::slots:
                 },
             },
         };
-        if write_frame(&mut stream, &encode(&response)).await.is_err() {
+        if !send(&mut stream, &response).await {
             break;
         }
     }
-    let _ = stream.close().await;
+    close(&mut stream).await;
 }
 
 async fn fail(stream: &mut Stream, peer: PeerId, code: ErrorCode, message: String) {
     tracing::info!(%peer, ?code, %message, "refusing a bad status frame");
     let error = ProtocolError { code, message };
-    let _ = write_frame(stream, &encode(&StatusResponse::Error(error))).await;
-    let _ = stream.close().await;
+    send(stream, &StatusResponse::Error(error)).await;
+    close(stream).await;
 }
