@@ -108,6 +108,12 @@ struct RunArgs {
     /// Wall-clock limit of one job, in seconds.
     #[arg(long, default_value_t = 60)]
     job_time_limit: u64,
+    /// Connections held at once (browsers and relays, over WebRTC and TCP); more are refused.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Connections one peer may hold at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_peer: u32,
     /// The network's genesis file (JSON). Without it the relay starts a development network
     /// of its own, with itself as the only validator and a faucet, and keeps that genesis in
     /// the data directory (`genesis.json`).
@@ -499,6 +505,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         network::Listen {
             webrtc: args.common.webrtc,
             tcp: args.tcp,
+            limits: network::ConnectionCaps {
+                total: args.max_connections,
+                per_peer: args.max_connections_per_peer,
+                ..network::ConnectionCaps::default()
+            },
         },
         args.network_id.clone(),
         job_service,

@@ -12,6 +12,7 @@ use crate::ledger::{self, Ledger};
 use crate::status;
 use anyhow::Context;
 use futures::StreamExt;
+use libp2p::connection_limits;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -31,6 +32,9 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(NetworkBehaviour)]
 pub struct RelayBehaviour {
+    /// Caps on connections, checked before a connection is set up: a peer's identity is free,
+    /// so per-peer caps alone do not bound what many peers can hold.
+    limits: connection_limits::Behaviour,
     inbound: inbound::Behaviour,
 }
 
@@ -79,6 +83,26 @@ impl SharedState {
 pub struct Listen {
     pub webrtc: SocketAddr,
     pub tcp: SocketAddr,
+    pub limits: ConnectionCaps,
+}
+
+/// How many connections the relay holds: established in all, per peer, and still in their
+/// handshake.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionCaps {
+    pub total: u32,
+    pub per_peer: u32,
+    pub pending: u32,
+}
+
+impl Default for ConnectionCaps {
+    fn default() -> Self {
+        ConnectionCaps {
+            total: 4096,
+            per_peer: 8,
+            pending: 256,
+        }
+    }
 }
 
 pub struct Node {
@@ -115,7 +139,11 @@ fn listen_multiaddr_tcp(socket: SocketAddr) -> Multiaddr {
         .with(Protocol::Tcp(socket.port()))
 }
 
-fn build_swarm(keys: &RelayKeys) -> anyhow::Result<Swarm<RelayBehaviour>> {
+fn build_swarm(keys: &RelayKeys, caps: ConnectionCaps) -> anyhow::Result<Swarm<RelayBehaviour>> {
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(caps.total))
+        .with_max_established_per_peer(Some(caps.per_peer))
+        .with_max_pending_incoming(Some(caps.pending));
     let certificate: Certificate = keys.certificate.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keys.keypair.to_libp2p())
         .with_tokio()
@@ -131,6 +159,7 @@ fn build_swarm(keys: &RelayKeys) -> anyhow::Result<Swarm<RelayBehaviour>> {
         })
         .context("setting up the WebRTC transport")?
         .with_behaviour(|_| RelayBehaviour {
+            limits: connection_limits::Behaviour::new(limits),
             inbound: inbound::Behaviour::default(),
         })
         .context("setting up the network behaviour")?
@@ -150,7 +179,7 @@ impl Node {
         ledger: Arc<Ledger>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Node> {
-        let mut swarm = build_swarm(keys)?;
+        let mut swarm = build_swarm(keys, listen.limits)?;
         let peer_id = *swarm.local_peer_id();
         let webrtc_id = swarm
             .listen_on(listen_multiaddr_webrtc(listen.webrtc))

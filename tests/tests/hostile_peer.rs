@@ -166,3 +166,39 @@ async fn a_burst_of_streams_from_many_peers_is_served_in_full() -> anyhow::Resul
     );
     Ok(())
 }
+
+/// Identities are free, so the relay caps connections in total: with room for two, two peers
+/// are served and a third is refused (it may finish its handshake, but the relay closes the
+/// connection before any stream), while the two keep being served.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_cap_are_refused_and_those_held_are_still_served() -> anyhow::Result<()>
+{
+    let data_dir = temp_dir("conn-cap");
+    let relay = Relay::start_with(
+        &relay_bin()?,
+        &www_dir()?,
+        &data_dir,
+        &RelayPorts::any(),
+        &["--max-connections", "2"],
+    )?;
+    let (mut first, peer) = tcp_client(&relay).await?;
+    let mut first_stream = open(&mut first, peer).await?;
+    probe(&mut first_stream, 1).await?;
+    let (mut second, _) = tcp_client(&relay).await?;
+    let mut second_stream = open(&mut second, peer).await?;
+    probe(&mut second_stream, 1).await?;
+
+    let refused = match tcp_client(&relay).await {
+        Err(_) => true,
+        Ok((mut third, _)) => match open(&mut third, peer).await {
+            Err(_) => true,
+            Ok(mut stream) => probe(&mut stream, 1).await.is_err(),
+        },
+    };
+    assert!(refused, "a third connection was served past a cap of two");
+    probe(&mut first_stream, 2).await?;
+    probe(&mut second_stream, 2).await?;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
