@@ -108,6 +108,16 @@ struct RunArgs {
     /// Wall-clock limit of one job, in seconds.
     #[arg(long, default_value_t = 60)]
     job_time_limit: u64,
+    /// Disk for stored job results, in MiB; past it the oldest are removed.
+    #[arg(long, default_value_t = 1024)]
+    results_budget_mb: u64,
+    /// Disk for uploaded and compiled job modules, in MiB; past it the least recently used
+    /// are removed (their customers are asked for the bytes again).
+    #[arg(long, default_value_t = 1024)]
+    modules_budget_mb: u64,
+    /// How often results and modules past their retention or budget are removed, in seconds.
+    #[arg(long, default_value_t = 30)]
+    prune_interval_secs: u64,
     /// Connections held at once (browsers and relays, over WebRTC and TCP); more are refused.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -374,6 +384,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
 
     let mut job_config = jobs::JobConfig {
         wall_clock: std::time::Duration::from_secs(args.job_time_limit.max(1)),
+        results_budget: args.results_budget_mb.saturating_mul(1 << 20),
+        modules_budget: args.modules_budget_mb.saturating_mul(1 << 20),
+        prune_interval: std::time::Duration::from_secs(args.prune_interval_secs.max(1)),
         ..jobs::JobConfig::default()
     };
     if let Some(workers) = args.job_workers {

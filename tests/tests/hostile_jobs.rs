@@ -710,3 +710,88 @@ async fn the_governed_request_lifetime_is_what_the_relay_enforces() -> anyhow::R
     let _ = std::fs::remove_file(&genesis_file);
     result
 }
+
+/// Disk budgets hold while the relay runs: with no room for modules or results, a module is
+/// evicted once another is stored (its customer is asked for the bytes again and served), and
+/// stored results are removed within the prune interval — the directories do not grow.
+#[tokio::test(flavor = "multi_thread")]
+async fn modules_and_results_are_kept_within_their_disk_budgets() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("disk-budget");
+    let relay = Relay::start_with(
+        &bin,
+        &www,
+        &data_dir,
+        &RelayPorts::any(),
+        &[
+            "--modules-budget-mb",
+            "0",
+            "--results-budget-mb",
+            "0",
+            "--prune-interval-secs",
+            "1",
+        ],
+    )?;
+    let mut client = Client::connect(&relay, 11).await?;
+    let primes = job_module("primes")?;
+    let other = wat(r#"(module (memory (export "memory") 1)
+        (func (export "alloc") (param i32) (result i32) i32.const 4096)
+        (func (export "run") (param i32 i32) (result i64) i64.const 3))"#);
+    let req = client.request(&primes, b"100", 1_000_000_000);
+    let msgs = client.run(req, &primes).await?;
+    anyhow::ensure!(matches!(last(&msgs), RelayMsg::Done { .. }), "{msgs:?}");
+    let req = client.request(&other, b"", 1_000_000);
+    let msgs = client.run(req, &other).await?;
+    anyhow::ensure!(matches!(last(&msgs), RelayMsg::Done { .. }), "{msgs:?}");
+
+    // The first module is gone: its customer is asked for the bytes, then served.
+    let req = client.request(&primes, b"200", 1_000_000_000);
+    let mut stream = client.open().await?;
+    send(
+        &mut stream,
+        &ClientMsg::Submit {
+            request: req.clone(),
+            module: None,
+        },
+    )
+    .await?;
+    match receive(&mut stream).await? {
+        Some(RelayMsg::NeedModule { module }) => anyhow::ensure!(module == Hash::of(&primes)),
+        other => anyhow::bail!("an evicted module was not asked for again: {other:?}"),
+    }
+    send(
+        &mut stream,
+        &ClientMsg::Submit {
+            request: req,
+            module: Some(primes.clone()),
+        },
+    )
+    .await?;
+    let msgs = until_end(&mut stream).await?;
+    anyhow::ensure!(matches!(last(&msgs), RelayMsg::Done { .. }), "{msgs:?}");
+
+    // Within a few prune intervals no stored result is left, and at most one module's files.
+    let count = |dir: &str, ext: &str| {
+        std::fs::read_dir(data_dir.join(dir))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count("jobs", "done") > 0 || count("modules", "wasm") > 1 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "results {} and modules {} left past their budgets",
+            count("jobs", "done"),
+            count("modules", "wasm")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}

@@ -57,6 +57,13 @@ pub struct JobConfig {
     /// The longest request lifetime accepted before the ledger has parameters; from then on
     /// the governed `max_job_ttl_ms` is enforced.
     pub max_request_ttl: Duration,
+    /// Disk the stored results may take; past it the oldest go first.
+    pub results_budget: u64,
+    /// Disk the uploaded and compiled modules may take; past it the least recently used go
+    /// first (a customer whose module went is asked for its bytes again).
+    pub modules_budget: u64,
+    /// How often results past their retention or the budgets are removed.
+    pub prune_interval: Duration,
     pub fault: Fault,
 }
 
@@ -72,6 +79,9 @@ impl Default for JobConfig {
             state_retention: Duration::from_secs(30 * 60),
             max_state_bytes: 512 * 1024 * 1024,
             max_request_ttl: Duration::from_secs(10 * 60),
+            results_budget: 1 << 30,
+            modules_budget: 1 << 30,
+            prune_interval: Duration::from_secs(30),
             fault: Fault::None,
         }
     }
@@ -361,6 +371,36 @@ impl JobService {
                 .spawn(move || worker.work(&rx))
                 .context("starting a job worker")?;
         }
+        // Results past their retention and files past the disk budgets go while the relay
+        // runs, not only at start-up.
+        let pruned = Arc::downgrade(&service);
+        let interval = service.config.prune_interval;
+        std::thread::Builder::new()
+            .name("job-pruner".into())
+            .spawn(move || {
+                loop {
+                    let Some(service) = pruned.upgrade() else {
+                        break;
+                    };
+                    let removed = prune_results(
+                        &service.jobs_dir,
+                        service.config.retention,
+                        service.config.results_budget,
+                    );
+                    if removed > 0 {
+                        tracing::info!(
+                            removed,
+                            "stored results past their retention or the disk budget removed"
+                        );
+                    }
+                    let evicted =
+                        prune_modules(&service.modules_dir, service.config.modules_budget, None);
+                    service.forget_modules(&evicted);
+                    drop(service);
+                    std::thread::sleep(interval);
+                }
+            })
+            .context("starting the pruner")?;
         Ok(service)
     }
 
@@ -380,10 +420,12 @@ impl JobService {
 
     /// The module with this hash, from memory or from the on-disk cache.
     pub fn module(&self, hash: &Hash) -> Option<Arc<LoadedModule>> {
+        let wasm = self.modules_dir.join(format!("{hash}.wasm"));
         if let Some(m) = self.modules.lock().ok()?.get(hash) {
+            // Used now: the last module files the disk budget evicts.
+            touch(&wasm);
             return Some(Arc::clone(m));
         }
-        let wasm = self.modules_dir.join(format!("{hash}.wasm"));
         let bytes = std::fs::read(&wasm).ok()?;
         match self.load_module(&bytes) {
             Ok(m) if m.prepared.module_hash == *hash => Some(m),
@@ -392,6 +434,16 @@ impl JobService {
                 let _ = std::fs::remove_file(&wasm);
                 None
             }
+        }
+    }
+
+    /// Drops evicted modules from the memory cache too: what is not on disk is not kept.
+    fn forget_modules(&self, evicted: &[String]) {
+        if evicted.is_empty() {
+            return;
+        }
+        if let Ok(mut modules) = self.modules.lock() {
+            modules.retain(|hash, _| !evicted.contains(&hash.to_string()));
         }
     }
 
@@ -432,6 +484,8 @@ impl JobService {
         {
             tracing::warn!(error = %e, "could not keep a module on disk");
         }
+        let evicted = prune_modules(&self.modules_dir, self.config.modules_budget, Some(&hash));
+        self.forget_modules(&evicted);
         let loaded = Arc::new(LoadedModule { prepared, compiled });
         if let Ok(mut modules) = self.modules.lock() {
             if modules.len() >= 64 {
@@ -884,6 +938,98 @@ impl Observer for RelayObserver<'_> {
     fn keep_going(&mut self) -> bool {
         !self.live.cancel.load(Ordering::Relaxed)
     }
+}
+
+/// Marks a file as used now (its modification time), for least-recently-used eviction.
+fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// The files of `dir` as (modification time, size, path), oldest first.
+fn files_by_age(dir: &Path) -> Vec<(std::time::SystemTime, u64, PathBuf)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok().filter(std::fs::Metadata::is_file)?;
+            Some((meta.modified().ok()?, meta.len(), entry.path()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The module a file in the modules directory belongs to (`<hash>.wasm`, `<hash>.cwasm`,
+/// `<hash>.bounded.cwasm`).
+fn module_of(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    name.split('.').next().map(str::to_owned)
+}
+
+/// Keeps the modules directory within `budget` bytes: the modules used least recently (by
+/// their `.wasm`'s time) go first, all their files together; `keep` (just stored) stays.
+/// Returns the modules removed.
+fn prune_modules(dir: &Path, budget: u64, keep: Option<&Hash>) -> Vec<String> {
+    let files = files_by_age(dir);
+    let mut total: u64 = files.iter().map(|(_, size, _)| size).sum();
+    let mut evicted = Vec::new();
+    if total <= budget {
+        return evicted;
+    }
+    let keep = keep.map(ToString::to_string);
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    for (_, size, path) in &files {
+        if let Some(module) = module_of(path) {
+            *sizes.entry(module).or_default() += size;
+        }
+    }
+    // Oldest `.wasm` first: that is when the module was last used.
+    for (_, _, path) in files
+        .iter()
+        .filter(|(_, _, p)| p.extension().is_some_and(|e| e == "wasm"))
+    {
+        if total <= budget {
+            break;
+        }
+        let Some(module) = module_of(path) else {
+            continue;
+        };
+        if keep.as_deref() == Some(module.as_str()) {
+            continue;
+        }
+        for suffix in ["wasm", "cwasm", "bounded.cwasm"] {
+            let _ = std::fs::remove_file(dir.join(format!("{module}.{suffix}")));
+        }
+        total = total.saturating_sub(sizes.get(&module).copied().unwrap_or(0));
+        tracing::info!(%module, "a module was evicted to keep within the disk budget");
+        evicted.push(module);
+    }
+    evicted
+}
+
+/// Removes stored results past `retention`, then the oldest until the rest fits `budget`.
+/// Running jobs' markers are never touched. Returns how many results were removed.
+fn prune_results(dir: &Path, retention: Duration, budget: u64) -> usize {
+    let results: Vec<_> = files_by_age(dir)
+        .into_iter()
+        .filter(|(_, _, p)| p.extension().is_some_and(|e| e == "done"))
+        .collect();
+    let mut total: u64 = results.iter().map(|(_, size, _)| size).sum();
+    let mut removed = 0;
+    for (modified, size, path) in results {
+        let expired = modified.elapsed().is_ok_and(|age| age > retention);
+        if !expired && total <= budget {
+            continue;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            total = total.saturating_sub(size);
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Ends jobs left running by a crash and forgets results past their retention. Returns how
