@@ -1,8 +1,10 @@
-//! The relay's HTTP server: the web app's files, `GET /api/info` and `GET /healthz`.
+//! The relay's HTTP server: the web app's files, `GET /api/info`, `GET /healthz` and
+//! `GET /metrics` (Prometheus, see [`crate::metrics`]).
 //!
 //! The info endpoint is how a freshly loaded page finds the relay's WebRTC address. It is
 //! public and cacheable by nobody (addresses change when the operator changes ports).
 
+use crate::metrics::Metrics;
 use crate::network::SharedState;
 use axum::Router;
 use axum::extract::State;
@@ -21,10 +23,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<SharedState>,
+    metrics: Arc<Metrics>,
     www: PathBuf,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let app = router(shared, www);
+    let app = router(shared, metrics, www);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
@@ -33,7 +36,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn router(shared: Arc<SharedState>, www: PathBuf) -> Router {
+fn router(shared: Arc<SharedState>, metrics: Arc<Metrics>, www: PathBuf) -> Router {
     // Unknown paths get the app's index.html, so client-side routes survive a reload.
     let files = ServeDir::new(&www)
         .precompressed_br()
@@ -48,7 +51,24 @@ fn router(shared: Arc<SharedState>, www: PathBuf) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .with_state(shared);
-    api.fallback_service(files)
+    let scrape = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(metrics);
+    api.merge(scrape).fallback_service(files)
+}
+
+async fn scrape(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    // Reading the gauges touches the ledger's database: off the async runtime.
+    let body = tokio::task::spawn_blocking(move || metrics.render())
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 async fn info(State(shared): State<Arc<SharedState>>) -> Json<RelayInfo> {

@@ -7,6 +7,7 @@ pub mod http;
 pub mod inbound;
 pub mod jobs;
 pub mod ledger;
+pub mod metrics;
 pub mod network;
 pub mod payments;
 pub mod slots;

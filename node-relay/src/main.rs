@@ -382,7 +382,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let keys = datadir::RelayKeys::load_or_create(&args.common.data_dir)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+    let job_outcomes = node_relay::metrics::JobOutcomes::default();
     let mut job_config = jobs::JobConfig {
+        outcomes: job_outcomes.clone(),
         wall_clock: std::time::Duration::from_secs(args.job_time_limit.max(1)),
         results_budget: args.results_budget_mb.saturating_mul(1 << 20),
         modules_budget: args.modules_budget_mb.saturating_mul(1 << 20),
@@ -525,7 +527,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             },
         },
         args.network_id.clone(),
-        job_service,
+        Arc::clone(&job_service),
         Arc::clone(&ledger),
         shutdown_rx.clone(),
     )
@@ -596,9 +598,16 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             args.www.display()
         );
     }
+    let metrics = node_relay::metrics::Metrics::register(
+        Arc::clone(&shared),
+        Arc::clone(&ledger),
+        Arc::clone(&job_service),
+        &job_outcomes,
+    );
     let http = tokio::spawn(http::serve(
         http_listener,
         Arc::clone(&shared),
+        metrics,
         args.www.clone(),
         shutdown_rx.clone(),
     ));

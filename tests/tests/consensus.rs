@@ -37,6 +37,14 @@ async fn four_validators_survive_one_crash_and_halt_safely_without_a_quorum() ->
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before_kill = streams.count();
 
+    // A validator's /metrics carries the consensus engine's figures beside the relay's.
+    let metrics = net.relay(0)?.get("/metrics")?;
+    anyhow::ensure!(
+        metrics.contains("malachitebft_core_consensus_height")
+            && metrics.contains("aqueduct_ledger_height"),
+        "consensus metrics missing from /metrics:\n{metrics}"
+    );
+
     // SIGKILL validator 3 mid-stream (its client's stream breaks): blocks continue with three
     // of four.
     net.kill(3);

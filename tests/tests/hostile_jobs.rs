@@ -770,6 +770,20 @@ async fn modules_and_results_are_kept_within_their_disk_budgets() -> anyhow::Res
     let msgs = until_end(&mut stream).await?;
     anyhow::ensure!(matches!(last(&msgs), RelayMsg::Done { .. }), "{msgs:?}");
 
+    // The operator sees it on /metrics: three jobs done, the ledger's height, the peers.
+    let metrics = relay.get("/metrics")?;
+    for expected in [
+        "aqueduct_jobs_total{outcome=\"done\"} 3",
+        "aqueduct_ledger_height ",
+        "aqueduct_connected_peers ",
+        "aqueduct_jobs_queued 0",
+    ] {
+        anyhow::ensure!(
+            metrics.contains(expected),
+            "/metrics lacks {expected:?}:\n{metrics}"
+        );
+    }
+
     // Within a few prune intervals no stored result is left, and at most one module's files.
     let count = |dir: &str, ext: &str| {
         std::fs::read_dir(data_dir.join(dir))

@@ -64,6 +64,8 @@ pub struct JobConfig {
     pub modules_budget: u64,
     /// How often results past their retention or the budgets are removed.
     pub prune_interval: Duration,
+    /// Where finished jobs are counted, by outcome (for `/metrics`).
+    pub outcomes: crate::metrics::JobOutcomes,
     pub fault: Fault,
 }
 
@@ -82,6 +84,7 @@ impl Default for JobConfig {
             results_budget: 1 << 30,
             modules_budget: 1 << 30,
             prune_interval: Duration::from_secs(30),
+            outcomes: crate::metrics::JobOutcomes::default(),
             fault: Fault::None,
         }
     }
@@ -402,6 +405,11 @@ impl JobService {
             })
             .context("starting the pruner")?;
         Ok(service)
+    }
+
+    /// Jobs accepted and not started yet.
+    pub fn queued(&self) -> usize {
+        self.lock().queued
     }
 
     pub fn payments(&self) -> &Payments {
@@ -843,6 +851,12 @@ impl JobService {
     fn finish(&self, live: &Arc<Live>, outcome: Result<(Finished, Option<JobStates>), JobFailure>) {
         let charged = outcome.as_ref().map_or_else(JobFailure::charged, |_| true);
         self.payments.job_ended(&live.job, charged);
+        let counted = match (&outcome, charged) {
+            (Ok(_), _) => "done",
+            (Err(_), true) => "failed",
+            (Err(_), false) => "not_charged",
+        };
+        crate::metrics::count_job(&self.config.outcomes, counted);
         let (state, stored) = match outcome {
             Ok((finished, states)) => {
                 if let Some(states) = states {
