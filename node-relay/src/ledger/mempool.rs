@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, HashSet};
 #[derive(Debug, Clone, Copy)]
 pub struct MempoolLimits {
     pub max_txs: usize,
+    /// Encoded bytes of all pending transactions (fraud proofs may be 512 KiB each).
+    pub max_bytes: usize,
     /// Pending transactions per sender (also how far ahead of its nonce a sender may go).
     pub per_sender: usize,
 }
@@ -30,6 +32,7 @@ impl Default for MempoolLimits {
     fn default() -> Self {
         MempoolLimits {
             max_txs: 20_000,
+            max_bytes: 64 << 20,
             per_sender: 32,
         }
     }
@@ -52,6 +55,10 @@ pub enum AdmitError {
     NonceGap { nonce: u64, next: u64 },
     #[error("a transaction with nonce {0} from this account is already pending")]
     NonceTaken(u64),
+    #[error(
+        "a fraud proof must be its sender's next transaction (nothing of it pending): it is checked in full before it is kept"
+    )]
+    FraudProofQueued,
     #[error("this transaction is already pending")]
     Duplicate,
 }
@@ -61,6 +68,8 @@ pub struct Mempool {
     limits: MempoolLimits,
     by_sender: BTreeMap<PublicKey, BTreeMap<u64, (Hash, SignedTx)>>,
     ids: HashSet<Hash>,
+    /// Encoded bytes of what is pending.
+    bytes: usize,
 }
 
 fn account(state: &impl StateRead, key: &PublicKey) -> Account {
@@ -187,6 +196,11 @@ impl Mempool {
         // The first in line runs against the latest state now: what would be refused in the
         // next block (faucet off or used, an invalid offer, an unknown channel, …) is refused
         // here, before it costs a block anything.
+        // A large transaction is kept only once checked in full against the latest state: so
+        // a fraud proof is its sender's next transaction, never one queued behind others.
+        if matches!(tx.body.kind, TxKind::FraudProof { .. }) && !run.is_empty() {
+            return Err(AdmitError::FraudProofQueued);
+        }
         if run.is_empty() {
             let ctx = BlockContext {
                 network_id: network_id.to_owned(),
@@ -195,10 +209,13 @@ impl Mempool {
             };
             apply_verified_judged(state, &ctx, &tx, judge)?;
         }
-        if self.ids.len() >= self.limits.max_txs {
+        if self.ids.len() >= self.limits.max_txs
+            || self.bytes.saturating_add(len) > self.limits.max_bytes
+        {
             return Err(AdmitError::Full(self.limits.max_txs));
         }
         self.ids.insert(id);
+        self.bytes += len;
         self.by_sender
             .entry(sender)
             .or_default()
@@ -257,15 +274,17 @@ impl Mempool {
             };
             let stale: Vec<u64> = txs.range(..next).map(|(n, _)| *n).collect();
             for nonce in stale {
-                if let Some((id, _)) = txs.remove(&nonce) {
+                if let Some((id, tx)) = txs.remove(&nonce) {
                     self.ids.remove(&id);
+                    self.bytes = self.bytes.saturating_sub(encoding::encode(&tx).len());
                 }
             }
             if let Some(from) = dropped_from.get(&sender) {
                 let gone: Vec<u64> = txs.range(*from..).map(|(n, _)| *n).collect();
                 for nonce in gone {
-                    if let Some((id, _)) = txs.remove(&nonce) {
+                    if let Some((id, tx)) = txs.remove(&nonce) {
                         self.ids.remove(&id);
+                        self.bytes = self.bytes.saturating_sub(encoding::encode(&tx).len());
                         removed_dropped.push(id);
                     }
                 }

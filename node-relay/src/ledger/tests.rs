@@ -175,6 +175,7 @@ fn the_mempool_refuses_what_cannot_apply_and_bounds_each_sender() {
         &dir,
         MempoolLimits {
             max_txs: 6,
+            max_bytes: 1 << 20,
             per_sender: 4,
         },
     );
@@ -217,6 +218,61 @@ fn the_mempool_refuses_what_cannot_apply_and_bounds_each_sender() {
     assert_eq!(
         ledger.submit(Signed::sign(&rich, same_nonce)),
         Err(AdmitError::NonceTaken(0))
+    );
+    // A fraud proof (up to 512 KiB, judged on admission) is never kept behind another
+    // pending transaction, where it would not be checked.
+    let receipt = Signed::sign(
+        &key(3),
+        client_core::job::Receipt {
+            profile: 1,
+            job: Hash::of(b"job"),
+            customer: rich.public(),
+            module: Hash::of(b"module"),
+            input: Hash::of(b"input"),
+            output: Hash::of(b"output"),
+            fuel_used: 1,
+            commitment: None,
+            payment: None,
+            completed_at_ms: 0,
+        },
+    );
+    let request = Signed::sign(
+        &rich,
+        client_core::envelope::Request::new(
+            NET,
+            1,
+            0,
+            1_000,
+            client_core::job::JobSpec {
+                module: Hash::of(b"module"),
+                input: b"input".to_vec(),
+                fuel_limit: 1,
+                max_steps: 1,
+                payment: None,
+            },
+        ),
+    );
+    let proof = client_core::job::fraud::FraudProof {
+        receipt,
+        request,
+        module: vec![0; 100_000],
+        claim: client_core::job::fraud::Claim::Init {
+            state: Hash::of(b"state"),
+            proof: Vec::new(),
+        },
+    };
+    let mut queued = tx(
+        &rich,
+        1,
+        TxKind::FraudProof {
+            proof: Box::new(proof),
+        },
+    )
+    .body;
+    queued.fee = 1_000_000;
+    assert_eq!(
+        ledger.submit(Signed::sign(&rich, queued)),
+        Err(AdmitError::FraudProofQueued)
     );
     for nonce in 1..4 {
         ledger
