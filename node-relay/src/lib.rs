@@ -1,6 +1,7 @@
 //! The relay as a library: the binary (`main.rs`) is a thin CLI over these modules, and the
 //! tests and benchmarks use the job engine directly.
 
+pub mod config;
 pub mod consensus;
 pub mod datadir;
 pub mod http;

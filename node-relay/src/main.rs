@@ -90,7 +90,11 @@ struct CommonArgs {
 struct RunArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Address of the HTTP server (web app, /api/info, /healthz).
+    /// Settings from a TOML file: keys are these flags' long names (`data-dir = "relay-data"`,
+    /// `provide = true`, `peer = ["…"]`); a flag given on the command line wins.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address of the HTTP server (web app, /api/info, /healthz, /metrics).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// TCP address for relay-to-relay connections (port 0 picks a free one).
@@ -232,9 +236,47 @@ struct IdArgs {
     common: CommonArgs,
 }
 
+/// The command line, with `run --config FILE`'s settings put before the flags given (which
+/// win over them). Clap's own errors (and `--help`) exit here as usual.
+fn parse_with_config() -> anyhow::Result<Cli> {
+    use clap::CommandFactory;
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let is_run = argv.get(1).is_some_and(|a| a == "run");
+    let config = is_run
+        .then(|| {
+            argv.iter().skip(2).enumerate().find_map(|(i, a)| {
+                let a = a.to_str()?;
+                if a == "--config" {
+                    argv.get(i + 3).map(PathBuf::from)
+                } else {
+                    a.strip_prefix("--config=").map(PathBuf::from)
+                }
+            })
+        })
+        .flatten();
+    if let Some(path) = config {
+        let command = Cli::command();
+        let run = command
+            .find_subcommand("run")
+            .ok_or_else(|| anyhow::anyhow!("no run subcommand"))?;
+        let flags = node_relay::config::flags_from(&path, run, &argv[2..])?;
+        let at = 2;
+        for (i, flag) in flags.into_iter().enumerate() {
+            argv.insert(at + i, flag.into());
+        }
+    }
+    Ok(Cli::try_parse_from(argv).unwrap_or_else(|e| e.exit()))
+}
+
 fn main() -> std::process::ExitCode {
     init_tracing();
-    let cli = Cli::parse();
+    let cli = match parse_with_config() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("node-relay: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Id(args) => print_id(args),
