@@ -174,18 +174,19 @@ pub enum JobFailure {
 impl JobFailure {
     /// Whether the customer pays for a job that ended this way. A job pays for its result; one
     /// the relay failed to run — its own limits (time, memory), a module it refused, its engine
-    /// failing, a restart — is not charged: the relay takes back the voucher's increment, and
-    /// the page builds its next voucher on the previous one. A job that failed by itself
-    /// (trapped, ran out of its fuel, went past its step limit — deterministic, what any engine
-    /// gives) or that the customer cancelled is charged: the relay did the work.
+    /// failing — is not charged: the relay takes back the voucher's increment, and the page
+    /// builds its next voucher on the previous one. A job that failed by itself (trapped, ran
+    /// out of its fuel, went past its step limit — deterministic, what any engine gives) or
+    /// that the customer cancelled is charged: the relay did the work. A job cut short by a
+    /// relay restart stays charged for now: the relay's take-back is not kept across restarts,
+    /// and both sides must agree on the voucher the next job builds on.
     pub fn charged(&self) -> bool {
         match self {
             JobFailure::Execution(JobError::Engine(_))
             | JobFailure::TimedOut { .. }
             | JobFailure::Memory
-            | JobFailure::Module(_)
-            | JobFailure::RelayRestarted => false,
-            JobFailure::Execution(_) | JobFailure::Cancelled => true,
+            | JobFailure::Module(_) => false,
+            JobFailure::Execution(_) | JobFailure::Cancelled | JobFailure::RelayRestarted => true,
         }
     }
 }
