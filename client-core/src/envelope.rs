@@ -117,18 +117,6 @@ impl ReplayGuard {
         self.seen.contains(&(*signer, nonce))
     }
 
-    /// Takes the nonce of a request that passed every other check (see [`authenticate`]):
-    /// the last step, so a refused request never uses up a nonce or a place.
-    pub fn take(
-        &mut self,
-        signer: PublicKey,
-        nonce: u64,
-        expires_at_ms: u64,
-        now_ms: u64,
-    ) -> Result<(), RequestError> {
-        self.check_and_insert(signer, nonce, expires_at_ms, now_ms)
-    }
-
     /// Gives back a nonce taken by a request that then could not be served.
     pub fn give_back(&mut self, signer: &PublicKey, nonce: u64) {
         if self.seen.remove(&(*signer, nonce)) {
@@ -168,7 +156,9 @@ impl ReplayGuard {
         }
     }
 
-    fn check_and_insert(
+    /// Takes the nonce of a request that passed every other check (see [`authenticate`]):
+    /// the last step, so a refused request never uses up a nonce or a place.
+    pub fn take(
         &mut self,
         signer: PublicKey,
         nonce: u64,
@@ -211,7 +201,7 @@ pub fn verify_request<'a, T: Domain + BorshSerialize>(
     replay: &mut ReplayGuard,
 ) -> Result<VerifiedRequest<'a, T>, RequestError> {
     let verified = authenticate(signed, policy, now_ms)?;
-    replay.check_and_insert(
+    replay.take(
         signed.signer,
         verified.request.nonce,
         verified.request.expires_at_ms,

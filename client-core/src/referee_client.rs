@@ -333,8 +333,7 @@ pub async fn run_refereed(
                 "refereeing needed both providers, but {} gave no usable result ({e})",
                 peers[0]
             );
-            base.relay = peer_text(&peers[1]);
-            base.job = crate::job::job_id(&requests[1]);
+            second_is_shown(&mut base, &peers, &requests);
             return alone(base, b.0, &requests[1], &prepared, peers[1], note, on).await;
         }
     };
@@ -446,8 +445,7 @@ pub async fn run_refereed(
             let [first, second_result] = results;
             let (result, mut checks) = if honest == 0 { first } else { second_result };
             if honest == 1 {
-                base.relay = peer_text(&peers[1]);
-                base.job = crate::job::job_id(&requests[1]);
+                second_is_shown(&mut base, &peers, &requests);
             }
             checks.push(format!(
                 "the two providers disagreed; {rounds} rounds of bisection over their signed checkpoints found segment {segment}, re-run here: {} lied ({why})",
@@ -492,8 +490,7 @@ pub async fn run_refereed(
             let [first, second_result] = results;
             let (result, _) = if other == 0 { first } else { second_result };
             if other == 1 {
-                base.relay = peer_text(&peers[1]);
-                base.job = crate::job::job_id(&requests[1]);
+                second_is_shown(&mut base, &peers, &requests);
             }
             alone(
                 base,
@@ -507,6 +504,12 @@ pub async fn run_refereed(
             .await
         }
     }
+}
+
+/// The record names the second provider's run: its relay and its job.
+fn second_is_shown(base: &mut RecordBase, peers: &[PeerId; 2], requests: &[JobRequest; 2]) {
+    base.relay = peer_text(&peers[1]);
+    base.job = crate::job::job_id(&requests[1]);
 }
 
 fn failed(check: &str, reason: String) -> Outcome {

@@ -370,43 +370,32 @@ pub async fn referee<E: Engine>(
                             claims,
                         });
                     }
-                    Err(AnswerError::BadProof(side, index)) => {
-                        return stopped(
-                            side,
-                            format!(
-                                "its answer for checkpoint {index} does not match the commitment it signed"
-                            ),
-                            bisection.rounds(),
-                        );
-                    }
-                    Err(e) => return Err(JobError::Restore(e.to_string())),
+                    Err(e) => return answer_refused(e, bisection.rounds()),
                 }
             }
             Next::Judge { segment } => {
-                let Some((agreed, _)) = bisection.agreed else {
+                let Some((agreed, agreed_hash)) = bisection.agreed else {
                     return Err(JobError::Restore("judging before any agreement".into()));
                 };
                 // Both committed to the pre-state: ask A, then B if A does not give it.
                 let mut pre = None;
-                let mut refusals = Vec::new();
+                let mut first_refusal = None;
                 for side in [Side::A, Side::B] {
-                    match questions.state(side, agreed).await {
+                    let refusal = match questions.state(side, agreed).await {
                         Ok(state)
                             if state.check(&prepared.profile).is_ok()
-                                && Some(state.hash()) == bisection.agreed.map(|(_, h)| h) =>
+                                && state.hash() == agreed_hash =>
                         {
                             pre = Some(state);
                             break;
                         }
-                        Ok(_) => refusals.push((
-                            side,
-                            format!("its state {agreed} is not the one it committed to"),
-                        )),
-                        Err(reason) => refusals.push((side, reason)),
-                    }
+                        Ok(_) => format!("its state {agreed} is not the one it committed to"),
+                        Err(reason) => reason,
+                    };
+                    first_refusal.get_or_insert((side, refusal));
                 }
                 let Some(pre) = pre else {
-                    let (side, reason) = refusals.remove(0);
+                    let (side, reason) = first_refusal.unwrap_or((Side::A, String::new()));
                     return stopped(side, reason, bisection.rounds());
                 };
                 let fresh = super::exec::fresh_chunks(engine)?;
@@ -414,21 +403,12 @@ pub async fn referee<E: Engine>(
                 let verdict = match run {
                     Ok(run) => match bisection.judge(
                         segment,
-                        pre.hash(),
+                        agreed_hash,
                         &run,
                         [((leaf_a, &proof_a), ra), ((leaf_b, &proof_b), rb)],
                     ) {
                         Ok(verdict) => verdict,
-                        Err(AnswerError::BadProof(side, index)) => {
-                            return stopped(
-                                side,
-                                format!(
-                                    "its answer for checkpoint {index} does not match the commitment it signed"
-                                ),
-                                bisection.rounds(),
-                            );
-                        }
-                        Err(e) => return Err(JobError::Restore(e.to_string())),
+                        Err(e) => return answer_refused(e, bisection.rounds()),
                     },
                     Err(e @ JobError::Engine(_)) => return Err(e),
                     // The step fails from the state both committed to, yet both traces go on.
@@ -468,6 +448,21 @@ pub async fn referee<E: Engine>(
                 });
             }
         }
+    }
+}
+
+/// An answer the bisection would not take: a proof its provider's commitment does not back
+/// names that provider (it stops the refereeing); anything else is the referee's own error.
+fn answer_refused(error: AnswerError, rounds: u32) -> Result<Refereed, JobError> {
+    match error {
+        AnswerError::BadProof(side, index) => Ok(Refereed::Stopped {
+            side,
+            reason: format!(
+                "its answer for checkpoint {index} does not match the commitment it signed"
+            ),
+            rounds,
+        }),
+        other => Err(JobError::Restore(other.to_string())),
     }
 }
 
