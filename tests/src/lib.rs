@@ -962,9 +962,10 @@ impl Browser {
             Ok(value) => Ok(value),
             Err(last) => {
                 let problem = self.text("ledger-problem").await;
+                let text = self.text(id).await;
                 bail!(
                     "after {timeout:?}, [data-testid={id}] {name} is {last:?}, expected {what} \
-                     (ledger problem shown: {problem:?})"
+                     (it reads {text:?}; ledger problem shown: {problem:?})"
                 )
             }
         }

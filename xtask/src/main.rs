@@ -3,6 +3,7 @@
 //! `cargo xtask test`.
 
 mod bundle;
+mod fuzz;
 mod setup;
 
 use anyhow::{Context, bail};
@@ -41,6 +42,16 @@ enum Cmd {
     Dist,
     /// Formatting and clippy (`-D warnings`), natively and for wasm32.
     Lint,
+    /// Coverage-guided fuzzing (libFuzzer) of every decoder of network and file input and of
+    /// the job-module instrumenter; the corpus grows in client-core/fuzz/corpus.
+    Fuzz {
+        /// Executions per target.
+        #[arg(long, default_value_t = 10_000_000)]
+        runs: u64,
+        /// Targets to run (all when none is named).
+        #[arg(value_parser = fuzz::TARGETS)]
+        targets: Vec<String>,
+    },
     /// End-to-end benchmark: page loads and round trips in headless Chromium.
     Bench {
         /// Fresh page loads to measure.
@@ -61,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Www => bundle::build(None).map(|www| println!("{}", www.display())),
         Cmd::Dist => dist().map(|_| ()),
         Cmd::Lint => lint(),
+        Cmd::Fuzz { runs, targets } => fuzz_all(runs, &targets),
         Cmd::Bench { loads, probes } => bench(loads, probes),
     };
     match result {
@@ -253,8 +265,7 @@ fn test() -> anyhow::Result<()> {
     setup::ensure_test_runner()?;
     let browser = setup::ensure_chromium()?;
 
-    step("checking formatting");
-    run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    check_formatting()?;
 
     let www = bundle::build(None)?;
     // The faulty relay (feature `faulty`) lies on purpose; tests check that browsers catch it.
@@ -305,14 +316,46 @@ fn test() -> anyhow::Result<()> {
             .env("WASM_BINDGEN_TEST_TIMEOUT", "120"),
     )?;
 
+    step("fuzz smoke: every fuzz target from its seeds, 20 000 executions, fixed seed");
+    let smoke = root().join("target/fuzz-smoke");
+    // A fresh corpus each time, so the smoke runs the same inputs on every machine.
+    if smoke.exists() {
+        std::fs::remove_dir_all(&smoke).with_context(|| format!("removing {}", smoke.display()))?;
+    }
+    let reports = fuzz::run(&fuzz::TARGETS, 20_000, &smoke, Some(1))?;
+    fuzz::print(&reports);
+
     eprintln!("xtask: all tests passed; `cargo xtask lint` runs clippy");
     Ok(())
 }
 
-fn lint() -> anyhow::Result<()> {
-    setup::ensure_wasm_target()?;
+fn fuzz_all(runs: u64, targets: &[String]) -> anyhow::Result<()> {
+    let chosen: Vec<&'static str> = fuzz::TARGETS
+        .iter()
+        .copied()
+        .filter(|t| targets.is_empty() || targets.iter().any(|n| n == t))
+        .collect();
+    let reports = fuzz::run(&chosen, runs, &root().join("client-core/fuzz/corpus"), None)?;
+    fuzz::print(&reports);
+    Ok(())
+}
+
+/// `cargo fmt --check` of the workspace and of the fuzz crate (a workspace of its own).
+fn check_formatting() -> anyhow::Result<()> {
     step("checking formatting");
     run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run_cmd(cargo().args([
+        "fmt",
+        "--manifest-path",
+        "client-core/fuzz/Cargo.toml",
+        "--",
+        "--check",
+    ]))
+}
+
+fn lint() -> anyhow::Result<()> {
+    setup::ensure_wasm_target()?;
+    check_formatting()?;
     step("clippy, native");
     run_cmd(cargo().args([
         "clippy",
@@ -321,6 +364,17 @@ fn lint() -> anyhow::Result<()> {
         "--all-targets",
         "--features",
         "node-relay/faulty",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step("clippy, the fuzz targets");
+    run_cmd(cargo().args([
+        "clippy",
+        "--quiet",
+        "--manifest-path",
+        "client-core/fuzz/Cargo.toml",
+        "--all-targets",
         "--",
         "-D",
         "warnings",
