@@ -23,7 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// How long a connection with no open stream is kept. Browsers hold a status stream open for
@@ -45,6 +45,8 @@ pub struct SharedState {
     pub started: Instant,
     listen_addrs: RwLock<Vec<Multiaddr>>,
     connected_peers: AtomicU32,
+    /// Peers whose connections the event loop is to close.
+    departed: mpsc::Sender<PeerId>,
 }
 
 impl SharedState {
@@ -73,6 +75,12 @@ impl SharedState {
 
     pub fn connected_peers(&self) -> u32 {
         self.connected_peers.load(Ordering::Relaxed)
+    }
+
+    /// Closes every connection of `peer` (a browser that has gone).
+    pub fn disconnect(&self, peer: PeerId) {
+        // A full queue means the loop is far behind; the idle timeout still reaps the peer.
+        let _ = self.departed.try_send(peer);
     }
 
     pub fn uptime_ms(&self) -> u64 {
@@ -212,18 +220,20 @@ impl Node {
             }
         }
 
+        let (departed, departures) = mpsc::channel(1024);
         let shared = Arc::new(SharedState {
             peer_id,
             network_id,
             started: Instant::now(),
             listen_addrs: RwLock::new(addrs),
             connected_peers: AtomicU32::new(0),
+            departed,
         });
         let control = swarm.behaviour().inbound.control();
         status::spawn_server(control.clone(), Arc::clone(&shared), shutdown.clone())?;
         jobs::protocol::spawn_server(control.clone(), jobs, shutdown.clone())?;
         ledger::protocol::spawn_server(control, ledger, shutdown.clone())?;
-        let task = tokio::spawn(event_loop(swarm, Arc::clone(&shared), shutdown));
+        let task = tokio::spawn(event_loop(swarm, Arc::clone(&shared), departures, shutdown));
         Ok(Node { shared, task })
     }
 }
@@ -231,11 +241,15 @@ impl Node {
 async fn event_loop(
     mut swarm: Swarm<RelayBehaviour>,
     shared: Arc<SharedState>,
+    mut departures: mpsc::Receiver<PeerId>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             event = swarm.select_next_some() => handle_event(&mut swarm, &shared, event),
+            Some(peer) = departures.recv() => {
+                let _ = swarm.disconnect_peer_id(peer);
+            }
             _ = shutdown.changed() => break,
         }
     }

@@ -54,6 +54,21 @@ impl Slots {
     }
 }
 
+impl Slot {
+    /// Gives the place back; returns how many places its peer still holds.
+    pub fn release(self) -> u32 {
+        let slots = Arc::clone(&self.slots);
+        let peer = self.peer;
+        drop(self);
+        slots
+            .open
+            .lock()
+            .ok()
+            .and_then(|open| open.per_peer.get(&peer).copied())
+            .unwrap_or(0)
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Ok(mut open) = self.slots.open.lock() {
@@ -84,6 +99,9 @@ mod tests {
         assert!(b1.is_some());
         assert!(slots.take(b).is_none(), "total cap");
         drop(a1);
-        assert!(slots.take(b).is_some());
+        let b2 = slots.take(b);
+        assert!(b2.is_some());
+        assert_eq!(a2.map(Slot::release), Some(0), "a gave its last place back");
+        assert_eq!(b1.map(Slot::release), Some(1), "b holds one more");
     }
 }

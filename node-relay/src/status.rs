@@ -23,8 +23,12 @@ use tokio::sync::watch;
 const MAX_STREAMS_TOTAL: usize = 4096;
 /// Concurrent status streams one peer may hold (a browser needs one).
 const MAX_STREAMS_PER_PEER: u32 = 4;
-/// A stream with no probe for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The heartbeat: a peer holding a status stream probes at least this often (the page probes
+/// every second). A stream silent for longer belongs to a browser that has gone — closed,
+/// crashed or cut off — which the WebRTC stack does not report (see the README's protocol
+/// notes): the stream is dropped and, unless the peer holds another status stream, its
+/// connections are closed, so a departed browser costs nothing after a few seconds.
+pub const HEARTBEAT_LAPSE: Duration = Duration::from_secs(5);
 /// A peer that does not take an answer (or the close) within this long is dropped: a reader
 /// that stops reading cannot hold a stream's slot and task for ever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,23 +91,33 @@ async fn refuse(mut stream: Stream) {
 async fn serve(mut stream: Stream, shared: Arc<SharedState>, slot: crate::slots::Slot) {
     let peer = slot.peer();
     loop {
-        let frame =
-            match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream, MAX_STATUS_FRAME))
-                .await
-            {
-                Err(_) => break,
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(frame))) => frame,
-                Ok(Err(FrameError::TooLarge { len, limit })) => {
-                    let message = format!("frame of {len} bytes exceeds the limit of {limit}");
-                    fail(&mut stream, peer, ErrorCode::TooLarge, message).await;
-                    return;
+        let frame = match tokio::time::timeout(
+            HEARTBEAT_LAPSE,
+            read_frame(&mut stream, MAX_STATUS_FRAME),
+        )
+        .await
+        {
+            Err(_) => {
+                // Gone: no close handshake to wait for.
+                drop(stream);
+                if slot.release() == 0 {
+                    tracing::info!(%peer, "no probe for {HEARTBEAT_LAPSE:?}: the peer has gone");
+                    shared.disconnect(peer);
                 }
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "status stream ended");
-                    break;
-                }
-            };
+                return;
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Err(FrameError::TooLarge { len, limit })) => {
+                let message = format!("frame of {len} bytes exceeds the limit of {limit}");
+                fail(&mut stream, peer, ErrorCode::TooLarge, message).await;
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "status stream ended");
+                break;
+            }
+        };
         let request = match decode::<StatusRequest>(&frame, MAX_STATUS_FRAME) {
             Ok(request) => request,
             Err(e) => {

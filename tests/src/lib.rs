@@ -5,7 +5,10 @@
 //! `AQUEDUCT_RELAY_BIN` and `AQUEDUCT_WWW`; without them the harness looks in `target/` and
 //! says what to run if nothing is there.
 
+pub mod clients;
 pub mod devnet;
+
+pub use clients::{run_job, webrtc_client, webrtc_client_retrying};
 
 use anyhow::{Context, bail};
 use client_core::protocol::RelayInfo;
@@ -620,6 +623,20 @@ impl Relay {
         Ok(response.body_mut().read_to_string()?)
     }
 
+    /// One unlabelled value from the relay's `/metrics`, e.g. `aqueduct_connected_peers`.
+    pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self.get("/metrics")?;
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .with_context(|| format!("/metrics has no value for {name}:\n{text}"))
+    }
+
     pub fn info(&self) -> anyhow::Result<RelayInfo> {
         Ok(serde_json::from_str(&self.get("/api/info")?)?)
     }
@@ -645,6 +662,11 @@ impl Relay {
     /// Everything the relay printed so far.
     pub fn output(&self) -> String {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// The relay process's id (for reading its memory and files under /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn is_running(&mut self) -> bool {

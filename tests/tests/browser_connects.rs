@@ -187,3 +187,48 @@ async fn page_mounts_while_the_relay_does_not_answer() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+/// Waits until the relay counts `want` connected peers; returns how long that took.
+async fn peers_become(relay: &Relay, want: f64, within: Duration) -> anyhow::Result<Duration> {
+    let started = std::time::Instant::now();
+    loop {
+        let peers = relay.metric("aqueduct_connected_peers")?;
+        if peers == want {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < within,
+            "after {within:?} the relay still counts {peers} connected peers, expected {want}:\n{}",
+            relay.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_that_leaves_is_noticed_within_seconds() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("e2e-departed");
+    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
+
+    // A page that navigates away (tab closed, another site opened) lets its connection go.
+    let browser = Browser::start().await?;
+    browser.goto(&relay.url()).await?;
+    browser.wait_connected(Duration::from_secs(30)).await?;
+    peers_become(&relay, 1.0, Duration::from_secs(10)).await?;
+    browser.goto("about:blank").await?;
+    let left = peers_become(&relay, 0.0, Duration::from_secs(20)).await?;
+    eprintln!("a page that navigated away: its connection closed after {left:?}");
+
+    // A browser that vanishes without a word (killed, its network gone) stops probing; the
+    // relay lets it go after the status heartbeat lapses, long before any idle timeout.
+    browser.goto(&relay.url()).await?;
+    browser.wait_connected(Duration::from_secs(30)).await?;
+    peers_become(&relay, 1.0, Duration::from_secs(10)).await?;
+    drop(browser);
+    let vanished = peers_become(&relay, 0.0, Duration::from_secs(30)).await?;
+    eprintln!("a browser killed: its connection closed after {vanished:?}");
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}

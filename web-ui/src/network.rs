@@ -172,7 +172,7 @@ impl NetworkState {
         };
         if let Some(ms) = query_u32("probe_ms") {
             // Faster probing, used by the benchmark to collect many samples quickly.
-            config.probe_interval_ms = ms.clamp(5, 60_000);
+            config.probe_interval_ms = ms.clamp(5, 2_000);
         }
         let addr = config
             .addrs

@@ -129,7 +129,9 @@ pub fn run(
         if let Some(seed) = seed {
             cmd.arg(format!("-seed={seed}"));
         }
-        reports.push(run_target(target, cmd, &dir)?);
+        let report = run_target(target, cmd, &dir)?;
+        print(std::slice::from_ref(&report));
+        reports.push(report);
     }
     Ok(reports)
 }
@@ -152,8 +154,10 @@ fn run_target(target: &'static str, mut cmd: Command, corpus: &Path) -> anyhow::
             if let Some(n) = stat(&line, "stat::peak_rss_mb:") {
                 peak_rss_mb = n;
             }
-            // libFuzzer's own progress lines, at most one every ten seconds.
-            if line.starts_with('#') && last_shown.elapsed().as_secs() >= 10 {
+            // libFuzzer's own progress lines, at most one every ten seconds, and its last.
+            if line.starts_with("Done")
+                || (line.starts_with('#') && last_shown.elapsed().as_secs() >= 10)
+            {
                 eprintln!("    {target}: {line}");
                 last_shown = Instant::now();
             }

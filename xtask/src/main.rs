@@ -330,11 +330,15 @@ fn test() -> anyhow::Result<()> {
 }
 
 fn fuzz_all(runs: u64, targets: &[String]) -> anyhow::Result<()> {
-    let chosen: Vec<&'static str> = fuzz::TARGETS
-        .iter()
-        .copied()
-        .filter(|t| targets.is_empty() || targets.iter().any(|n| n == t))
-        .collect();
+    // In the order given (all of them when none is named).
+    let chosen: Vec<&'static str> = if targets.is_empty() {
+        fuzz::TARGETS.to_vec()
+    } else {
+        targets
+            .iter()
+            .filter_map(|n| fuzz::TARGETS.iter().copied().find(|t| t == n))
+            .collect()
+    };
     let reports = fuzz::run(&chosen, runs, &root().join("client-core/fuzz/corpus"), None)?;
     fuzz::print(&reports);
     Ok(())
@@ -455,6 +459,15 @@ fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
         bench_bin("job-throughput", &["--clients", "20", "--seconds", "10"])
             .env("AQUEDUCT_RELAY_BIN", &relay)
             .env("AQUEDUCT_WWW", &www),
+    )?;
+    step("load and soak: 200 peers over TCP and 20 over webrtc-direct for 10 minutes");
+    run_cmd(
+        bench_bin(
+            "load-soak",
+            &["--tcp", "200", "--webrtc", "20", "--seconds", "600"],
+        )
+        .env("AQUEDUCT_RELAY_BIN", &relay)
+        .env("AQUEDUCT_WWW", &www),
     )?;
     step("job speed ratios: native, wasmtime, sampling (interleaved runs)");
     run_cmd(bench_bin("job-ratios", &[]).env("AQUEDUCT_WWW", &www))?;
