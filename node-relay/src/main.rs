@@ -128,6 +128,11 @@ struct RunArgs {
     /// Connections one peer may hold at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections_per_peer: u32,
+    /// New connections are refused while the relay's resident memory is above this many MB
+    /// (those held are served as before). Default: 80% of the machine's physical memory; in a
+    /// container with a memory limit, set it below that limit.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_memory_mb: Option<u64>,
     /// The network's genesis file (JSON). Without it the relay starts a development network
     /// of its own, with itself as the only validator and a faucet, and keeps that genesis in
     /// the data directory (`genesis.json`).
@@ -565,6 +570,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             limits: network::ConnectionCaps {
                 total: args.max_connections,
                 per_peer: args.max_connections_per_peer,
+                memory_mb: args.max_memory_mb,
                 ..network::ConnectionCaps::default()
             },
         },

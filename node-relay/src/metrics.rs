@@ -14,8 +14,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
 
+/// Counters under one label (`aqueduct_jobs_total{outcome=…}`, …).
+pub type Labelled = Family<Vec<(String, String)>, Counter>;
+
 /// How a job ended, for `aqueduct_jobs_total{outcome=…}`.
-pub type JobOutcomes = Family<Vec<(String, String)>, Counter>;
+pub type JobOutcomes = Labelled;
 
 /// Counts a finished job under `outcome` (`done`, `failed`, `not_charged`).
 pub fn count_job(jobs: &JobOutcomes, outcome: &str) {
@@ -84,6 +87,11 @@ impl Metrics {
                 "jobs",
                 "Jobs that ended, by outcome (done, failed, not_charged)",
                 job_outcomes.clone(),
+            );
+            registry.register(
+                "connections_refused",
+                "Incoming connections refused, by the limit that refused them (memory, connections)",
+                metrics.shared.refused_connections.clone(),
             );
         });
         Arc::new(metrics)

@@ -12,11 +12,12 @@ use crate::ledger::{self, Ledger};
 use crate::status;
 use anyhow::Context;
 use futures::StreamExt;
-use libp2p::connection_limits;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ListenError;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, tcp, yamux};
+use libp2p::{connection_limits, memory_connection_limits};
 use libp2p_webrtc::tokio::Certificate;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -35,6 +36,8 @@ pub struct RelayBehaviour {
     /// Caps on connections, checked before a connection is set up: a peer's identity is free,
     /// so per-peer caps alone do not bound what many peers can hold.
     limits: connection_limits::Behaviour,
+    /// Refuses new connections while the process's memory is above its limit.
+    memory: memory_connection_limits::Behaviour,
     inbound: inbound::Behaviour,
 }
 
@@ -47,6 +50,8 @@ pub struct SharedState {
     connected_peers: AtomicU32,
     /// Peers whose connections the event loop is to close.
     departed: mpsc::Sender<PeerId>,
+    /// Connections refused, by the limit that refused them (`memory`, `connections`).
+    pub refused_connections: crate::metrics::Labelled,
 }
 
 impl SharedState {
@@ -95,12 +100,13 @@ pub struct Listen {
 }
 
 /// How many connections the relay holds: established in all, per peer, and still in their
-/// handshake.
+/// handshake; and the memory above which it takes no more (`None`: 80% of the machine's).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionCaps {
     pub total: u32,
     pub per_peer: u32,
     pub pending: u32,
+    pub memory_mb: Option<u64>,
 }
 
 impl Default for ConnectionCaps {
@@ -109,9 +115,14 @@ impl Default for ConnectionCaps {
             total: 4096,
             per_peer: 8,
             pending: 256,
+            memory_mb: None,
         }
     }
 }
+
+/// The share of the machine's memory the relay grows to before refusing new connections,
+/// when no limit is given.
+const DEFAULT_MEMORY_SHARE: f64 = 0.8;
 
 pub struct Node {
     pub shared: Arc<SharedState>,
@@ -168,6 +179,14 @@ fn build_swarm(keys: &RelayKeys, caps: ConnectionCaps) -> anyhow::Result<Swarm<R
         .context("setting up the WebRTC transport")?
         .with_behaviour(|_| RelayBehaviour {
             limits: connection_limits::Behaviour::new(limits),
+            memory: match caps.memory_mb {
+                Some(mb) => memory_connection_limits::Behaviour::with_max_bytes(
+                    usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
+                ),
+                None => {
+                    memory_connection_limits::Behaviour::with_max_percentage(DEFAULT_MEMORY_SHARE)
+                }
+            },
             inbound: inbound::Behaviour::default(),
         })
         .context("setting up the network behaviour")?
@@ -228,6 +247,7 @@ impl Node {
             listen_addrs: RwLock::new(addrs),
             connected_peers: AtomicU32::new(0),
             departed,
+            refused_connections: Default::default(),
         });
         let control = swarm.behaviour().inbound.control();
         status::spawn_server(control.clone(), Arc::clone(&shared), shutdown.clone())?;
@@ -289,6 +309,29 @@ fn handle_event(
             if let Ok(mut addrs) = shared.listen_addrs.write() {
                 addrs.retain(|a| a != &address);
             }
+        }
+        SwarmEvent::IncomingConnectionError {
+            error: ListenError::Denied { cause },
+            ..
+        } => {
+            let reason = if cause
+                .downcast_ref::<memory_connection_limits::MemoryUsageLimitExceeded>()
+                .is_some()
+            {
+                "memory"
+            } else if cause
+                .downcast_ref::<connection_limits::Exceeded>()
+                .is_some()
+            {
+                "connections"
+            } else {
+                "other"
+            };
+            shared
+                .refused_connections
+                .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+                .inc();
+            tracing::debug!(%cause, "incoming connection refused");
         }
         SwarmEvent::IncomingConnectionError { error, .. } => {
             tracing::debug!(%error, "incoming connection failed");

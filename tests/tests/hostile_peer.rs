@@ -202,3 +202,43 @@ async fn connections_past_the_cap_are_refused_and_those_held_are_still_served() 
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_its_memory_limit_the_relay_refuses_new_connections_and_says_why() -> anyhow::Result<()>
+{
+    // A limit below what the relay already uses: every new connection is refused, as it would
+    // be once a flood had filled its memory, while its HTTP side still tells the operator why.
+    let data_dir = temp_dir("memory-limit");
+    let relay = Relay::start_with(
+        &relay_bin()?,
+        &www_dir()?,
+        &data_dir,
+        &RelayPorts::any(),
+        &["--max-memory-mb", "1"],
+    )?;
+    let refused = match tcp_client(&relay).await {
+        Err(_) => true,
+        Ok((mut control, peer)) => match open(&mut control, peer).await {
+            Err(_) => true,
+            Ok(mut stream) => probe(&mut stream, 1).await.is_err(),
+        },
+    };
+    assert!(refused, "a connection was served above the memory limit");
+    let metrics = relay.get("/metrics")?;
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("aqueduct_connections_refused_total{reason=\"memory\"}")
+            && !l.ends_with(" 0")),
+        "the refusal is counted by its reason:\n{metrics}"
+    );
+    drop(relay);
+
+    // The same relay with the default limit (80% of the machine) serves the same client.
+    let relay = Relay::start(&relay_bin()?, &www_dir()?, &data_dir, &RelayPorts::any())?;
+    let (mut control, peer) = tcp_client(&relay).await?;
+    let mut stream = open(&mut control, peer).await?;
+    probe(&mut stream, 1).await?;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
