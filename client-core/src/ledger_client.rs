@@ -168,6 +168,11 @@ pub async fn follow_epochs(
 /// [`read`] or [`read_at`], also returning how long the page took to verify the answer (ms).
 /// An answer signed by a set the light client has not learned yet makes it follow the epoch
 /// changes since its latest header first.
+/// How often, and how far apart, a read answered with an older header than the light
+/// client's latest is asked again.
+const STALE_RETRIES: u32 = 20;
+const STALE_PAUSE_MS: u32 = 250;
+
 async fn read_timed(
     light: &std::cell::RefCell<LightClient>,
     control: &mut libp2p_stream::Control,
@@ -179,15 +184,28 @@ async fn read_timed(
         keys: keys.clone(),
         height,
     };
-    let answers = call(control, relay, &request, &|_| {}).await?;
-    let reads = match answers.into_iter().next() {
-        Some(LedgerResponse::Reads(Some(reads))) => reads,
-        Some(LedgerResponse::Reads(None)) => return Err(LedgerClientError::NoBlockYet),
-        other => {
-            return Err(LedgerClientError::Protocol(format!(
-                "expected proven reads, got {other:?}"
-            )));
+    let mut behind = 0;
+    let reads = loop {
+        let answers = call(control, relay, &request, &|_| {}).await?;
+        let reads = match answers.into_iter().next() {
+            Some(LedgerResponse::Reads(Some(reads))) => reads,
+            Some(LedgerResponse::Reads(None)) => return Err(LedgerClientError::NoBlockYet),
+            other => {
+                return Err(LedgerClientError::Protocol(format!(
+                    "expected proven reads, got {other:?}"
+                )));
+            }
+        };
+        // A validator a block or two behind the one this client last read from answers with
+        // an older header, which the light client refuses as stale: ask again once it has
+        // caught up (a few block times at most), rather than fail the read.
+        let latest = light.borrow().latest().map_or(0, |h| h.height);
+        if height.is_none() && reads.header.height < latest && behind < STALE_RETRIES {
+            behind += 1;
+            crate::browser::pause(STALE_PAUSE_MS).await;
+            continue;
         }
+        break reads;
     };
     let check = |light: &std::cell::RefCell<LightClient>| {
         let started = crate::browser::now_ms();

@@ -925,14 +925,25 @@ impl Browser {
         Ok((phrase, account))
     }
 
-    /// Clicks the element with `data-testid="{id}"`.
+    /// Clicks the element with `data-testid="{id}"`, as a person would: waiting (up to 20 s)
+    /// for it to appear, and trying again if the page re-rendered it between finding it and
+    /// clicking it.
     pub async fn click(&self, id: &str) -> anyhow::Result<()> {
-        self.find(id)
-            .await?
-            .click()
-            .await
-            .with_context(|| format!("clicking [data-testid={id}]"))?;
-        Ok(())
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let attempt = match self.find(id).await {
+                Ok(element) => element
+                    .click()
+                    .await
+                    .with_context(|| format!("clicking [data-testid={id}]")),
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Sets the value of the input or select `data-testid="{id}"` as a person would, firing
