@@ -1,9 +1,10 @@
 //! Running a job on a relay from the browser, and verifying what comes back (wasm32, feature
 //! `browser`).
 //!
-//! [`submit`] opens a job stream, sends the signed request (the module's bytes only if the
-//! relay asks), reports progress, and re-attaches by job id if the connection drops while the
-//! job runs. [`verify`] then checks the result with the pure checks of
+//! [`submit`] sends the signed request on a job stream (the module's bytes only if the relay
+//! asks), reports progress, and re-attaches by job id if the connection drops while the job
+//! runs. A stream whose job is over goes back to a small pool and carries the next job to the
+//! same relay, so a page running many jobs opens one WebRTC data channel, not one per job. [`verify`] then checks the result with the pure checks of
 //! [`crate::job::verify`], running the job in this page's own engine: in full for one-shot
 //! and short step jobs, by commit-then-sample for long step jobs.
 
@@ -18,7 +19,6 @@ use crate::job::{
 use crate::js_engine::JsJob;
 use crate::signed::Signed;
 use crate::wire::{read_frame, write_frame};
-use futures::AsyncWriteExt;
 use futures::future::{Either, select};
 use gloo_timers::future::TimeoutFuture;
 use libp2p::{PeerId, Stream, StreamProtocol};
@@ -110,6 +110,43 @@ pub struct JobResult {
     /// To re-attach if the stream breaks while sampling.
     control: libp2p_stream::Control,
     relay: PeerId,
+    /// Whether the stream has no question pending, so it can carry the next job.
+    reusable: bool,
+}
+
+/// Job streams whose job is over, by relay, with when they were put back.
+mod idle {
+    use libp2p::{PeerId, Stream};
+    use std::cell::RefCell;
+
+    /// A relay closes a job stream after a minute without a message; a stream idle for half
+    /// that is not reused, so reuse never races that close.
+    const MAX_IDLE_MS: f64 = 30_000.0;
+    /// Streams kept in all.
+    const MAX_KEPT: usize = 4;
+
+    thread_local! {
+        static IDLE: RefCell<Vec<(PeerId, Stream, f64)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn put(relay: PeerId, stream: Stream) {
+        let now = crate::browser::now_ms();
+        IDLE.with_borrow_mut(|idle| {
+            idle.push((relay, stream, now));
+            if idle.len() > MAX_KEPT {
+                idle.remove(0);
+            }
+        });
+    }
+
+    pub fn take(relay: PeerId) -> Option<Stream> {
+        let now = crate::browser::now_ms();
+        IDLE.with_borrow_mut(|idle| {
+            idle.retain(|(_, _, since)| now - since < MAX_IDLE_MS);
+            let at = idle.iter().rposition(|(r, _, _)| *r == relay)?;
+            Some(idle.remove(at).1)
+        })
+    }
 }
 
 /// How long to wait for any message from the relay while a job is pending.
@@ -166,18 +203,58 @@ pub async fn submit(
     cancel: &Cancel,
     on_event: &dyn Fn(JobEvent),
 ) -> Result<JobResult, JobClientError> {
-    let mut stream = open(control, relay).await?;
-    send(
-        &mut stream,
-        &ClientMsg::Submit {
-            request: request.clone(),
-            module: None,
+    let submit_msg = ClientMsg::Submit {
+        request: request.clone(),
+        module: None,
+    };
+    // A pooled stream first; if it turns out to be closed before any answer, a fresh one.
+    let pooled = idle::take(relay);
+    let retried = pooled.is_some();
+    let (mut stream, mut first) = match pooled {
+        Some(mut pooled) => match send(&mut pooled, &submit_msg).await {
+            Ok(()) => match receive(&mut pooled).await {
+                Ok(answer) => (pooled, Some(answer)),
+                Err(JobClientError::Stream(_)) => (open(control, relay).await?, None),
+                Err(e) => return Err(e),
+            },
+            Err(_) => (open(control, relay).await?, None),
         },
-    )
-    .await?;
+        None => (open(control, relay).await?, None),
+    };
+    if first.is_none() {
+        send(&mut stream, &submit_msg).await?;
+        match receive(&mut stream).await? {
+            // Refused on a second try: the pooled stream may have carried the request before it
+            // broke (a replay now), so the relay may have the job — attach to it.
+            RelayMsg::Refused {
+                reason: Refusal::Request,
+                message,
+            } if retried => {
+                let job = crate::job::job_id(request);
+                stream = open(control, relay).await?;
+                send(&mut stream, &ClientMsg::Attach { job }).await?;
+                return match follow_to_result(control, relay, stream, job, cancel, on_event).await {
+                    // It did not: the refusal stands.
+                    Err(JobClientError::Refused {
+                        reason: Refusal::UnknownJob,
+                        ..
+                    }) => Err(JobClientError::Refused {
+                        reason: Refusal::Request,
+                        message,
+                    }),
+                    other => other,
+                };
+            }
+            answer => first = Some(answer),
+        }
+    }
     let mut uploaded = false;
     let job = loop {
-        match receive(&mut stream).await? {
+        let answer = match first.take() {
+            Some(answer) => answer,
+            None => receive(&mut stream).await?,
+        };
+        match answer {
             RelayMsg::NeedModule { .. } if !uploaded => {
                 uploaded = true;
                 on_event(JobEvent::Uploading {
@@ -205,6 +282,18 @@ pub async fn submit(
             other => return Err(unexpected(other)),
         }
     };
+    follow_to_result(control, relay, stream, job, cancel, on_event).await
+}
+
+/// Follows job `job` on `stream` to its result, re-attaching on a fresh stream if it breaks.
+async fn follow_to_result(
+    control: &mut libp2p_stream::Control,
+    relay: PeerId,
+    mut stream: Stream,
+    job: Hash,
+    cancel: &Cancel,
+    on_event: &dyn Fn(JobEvent),
+) -> Result<JobResult, JobClientError> {
     let mut attempt = 0;
     loop {
         match follow(&mut stream, job, cancel, on_event).await {
@@ -232,9 +321,20 @@ struct Pending {
 }
 
 impl JobResult {
-    /// The open job stream, for questions about the result.
+    /// The open job stream, for questions about the result. A stream handed out may be left
+    /// with a question unanswered, so it is not reused for another job.
     pub(crate) fn stream_mut(&mut self) -> &mut Stream {
+        self.reusable = false;
         &mut self.stream
+    }
+
+    /// The output, the receipt and the relay's run time; the stream goes back to the pool for
+    /// the next job to this relay if nothing is pending on it.
+    pub fn finish(self) -> (Vec<u8>, Signed<Receipt>, u64) {
+        if self.reusable {
+            idle::put(self.relay, self.stream);
+        }
+        (self.output, self.receipt, self.run_ms)
     }
 }
 
@@ -253,6 +353,7 @@ impl Pending {
             receipt: self.receipt,
             run_ms: self.run_ms,
             stream,
+            reusable: true,
         }
     }
 }
@@ -441,6 +542,8 @@ async fn sample(
     // fetch them (a connection lost and re-established) is re-attached and asked again.
     let receipt = result.receipt.body.clone();
     let mut attempt = 0;
+    // Not reusable while sample requests are pending on the stream.
+    result.reusable = false;
     let (mut check, proof) = loop {
         match fetch_samples(
             &mut result.stream,
@@ -471,7 +574,7 @@ async fn sample(
             }
         }
     };
-    let _ = result.stream.close().await;
+    result.reusable = true;
     check.check_initial_state(engine)?;
     let total = plan.segments.len();
     for (done, segment) in plan.segments.iter().enumerate() {
@@ -804,13 +907,14 @@ pub async fn run(
     let verified = verify(&mut result, &request, &prepared, &relay, &on_progress).await;
     let verify_ms = crate::browser::now_ms() - started;
     crate::browser::measure("aqueduct:job-verify", started, started + verify_ms);
+    let (output, receipt, run_ms) = result.finish();
     match verified {
         Ok(verified) => base.ended(Outcome::Verified {
-            output: result.output,
-            receipt: Box::new(result.receipt),
+            output,
+            receipt: Box::new(receipt),
             checks: verified.checks,
             level: crate::job::history::Level::of(&verified.strength),
-            run_ms: result.run_ms,
+            run_ms,
             verify_ms: verify_ms.round() as u64,
         }),
         Err(e) => base.ended(failed(e.check(), e.to_string())),

@@ -89,6 +89,11 @@ impl Metrics {
                 job_outcomes.clone(),
             );
             registry.register(
+                "job_streams",
+                "Job streams opened (each carries one job after another)",
+                metrics.jobs.streams_counter(),
+            );
+            registry.register(
                 "connections_refused",
                 "Incoming connections refused, by the limit that refused them (memory, connections)",
                 metrics.shared.refused_connections.clone(),

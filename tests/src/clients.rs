@@ -78,6 +78,24 @@ pub async fn run_job(
     input: &[u8],
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
+    let mut stream = control
+        .open_stream(relay, StreamProtocol::new(JOB_PROTOCOL))
+        .await
+        .context("opening a job stream")?;
+    run_job_on(&mut stream, key, nonce, module, input).await?;
+    Ok(started.elapsed())
+}
+
+/// [`run_job`] on a job stream already open (the relay takes job after job on one stream);
+/// returns the latency.
+pub async fn run_job_on(
+    stream: &mut libp2p::Stream,
+    key: &Keypair,
+    nonce: u64,
+    module: &[u8],
+    input: &[u8],
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
     let spec = JobSpec {
         module: Hash::of(module),
         input: input.to_vec(),
@@ -89,33 +107,27 @@ pub async fn run_job(
         key,
         Request::new(DEV_NETWORK_ID, nonce, now_ms(), 60_000, spec),
     );
-    let mut stream = control
-        .open_stream(relay, StreamProtocol::new(JOB_PROTOCOL))
-        .await
-        .context("opening a job stream")?;
     let mut submit = ClientMsg::Submit {
         request: request.clone(),
         module: None,
     };
-    write_frame(&mut stream, &encode(&submit))
+    write_frame(stream, &encode(&submit))
         .await
         .context("sending the job")?;
     loop {
-        let frame = tokio::time::timeout(
-            Duration::from_secs(60),
-            read_frame(&mut stream, MAX_JOB_FRAME),
-        )
-        .await
-        .context("no answer within 60 s")?
-        .context("reading the relay's answer")?
-        .context("the relay closed the stream")?;
+        let frame =
+            tokio::time::timeout(Duration::from_secs(60), read_frame(stream, MAX_JOB_FRAME))
+                .await
+                .context("no answer within 60 s")?
+                .context("reading the relay's answer")?
+                .context("the relay closed the stream")?;
         match decode::<RelayMsg>(&frame, MAX_JOB_FRAME)? {
             RelayMsg::NeedModule { .. } => {
                 submit = ClientMsg::Submit {
                     request: request.clone(),
                     module: Some(module.to_vec()),
                 };
-                write_frame(&mut stream, &encode(&submit)).await?;
+                write_frame(stream, &encode(&submit)).await?;
             }
             RelayMsg::Accepted { .. } | RelayMsg::Progress { .. } => {}
             RelayMsg::Done { .. } => return Ok(started.elapsed()),

@@ -8,7 +8,7 @@
 pub mod clients;
 pub mod devnet;
 
-pub use clients::{run_job, webrtc_client, webrtc_client_retrying};
+pub use clients::{run_job, run_job_on, webrtc_client, webrtc_client_retrying};
 
 use anyhow::{Context, bail};
 use client_core::protocol::RelayInfo;

@@ -118,6 +118,12 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
     }
     assert_eq!(history_rows(&browser, "verified").await?, 2);
     assert_eq!(history_rows(&browser, "sampled").await?, 1);
+    // The three jobs, the first one sampled, went on one job stream: one WebRTC data channel.
+    assert_eq!(
+        relay.metric("aqueduct_job_streams_total")?,
+        1.0,
+        "the page reuses its job stream"
+    );
 
     // The step limit is the customer's: a chain of 300 steps under a limit of 100 stops
     // there, and the page says why.

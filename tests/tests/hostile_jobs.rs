@@ -809,3 +809,87 @@ async fn modules_and_results_are_kept_within_their_disk_budgets() -> anyhow::Res
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_follow_one_another_on_one_stream() -> anyhow::Result<()> {
+    let data_dir = temp_dir("one-stream");
+    let relay = Relay::start(&relay_bin()?, &www_dir()?, &data_dir, &RelayPorts::any())?;
+    let mut client = Client::connect(&relay, 21).await?;
+    let primes = job_module("primes")?;
+    let chain = job_module("hash-chain")?;
+    let mut stream = client.open().await?;
+
+    // A step job, its result sampled on the stream it came on…
+    let step_req = client.request(&chain, b"50 10 stream", 1_000_000_000);
+    let step_id = client_core::job::job_id(&step_req);
+    let submit = |request, module: &[u8]| ClientMsg::Submit {
+        request,
+        module: Some(module.to_vec()),
+    };
+    send(&mut stream, &submit(step_req, &chain)).await?;
+    let msgs = until_end(&mut stream).await?;
+    let RelayMsg::Done { receipt, .. } = last(&msgs).clone() else {
+        panic!("expected the step job's result: {msgs:?}");
+    };
+    send(
+        &mut stream,
+        &ClientMsg::Sample {
+            states: vec![1],
+            prove: vec![1],
+        },
+    )
+    .await?;
+    assert!(matches!(
+        receive(&mut stream).await?,
+        Some(RelayMsg::State { index: 1, .. })
+    ));
+    assert!(matches!(
+        receive(&mut stream).await?,
+        Some(RelayMsg::Proof { .. })
+    ));
+
+    // …then another job on the same stream.
+    let req = client.request(&primes, b"5000", 1_000_000_000);
+    send(&mut stream, &submit(req.clone(), &primes)).await?;
+    let msgs = until_end(&mut stream).await?;
+    match last(&msgs) {
+        RelayMsg::Done { output, .. } => {
+            assert_eq!(output, b"669 primes below 5000 (largest 4999)")
+        }
+        other => panic!("expected the second job's result, got {other:?}"),
+    }
+
+    // A refused request (the same one again: a replay) leaves the stream open…
+    send(&mut stream, &submit(req, &primes)).await?;
+    let msgs = until_end(&mut stream).await?;
+    assert!(
+        matches!(refusal(&msgs), Some((Refusal::Request, _))),
+        "a replay is refused: {msgs:?}"
+    );
+    // …for the next job, and for attaching to an earlier one.
+    let req = client.request(&primes, b"100", 1_000_000_000);
+    send(&mut stream, &submit(req, &primes)).await?;
+    let msgs = until_end(&mut stream).await?;
+    assert!(matches!(last(&msgs), RelayMsg::Done { .. }), "{msgs:?}");
+    send(&mut stream, &ClientMsg::Attach { job: step_id }).await?;
+    let msgs = until_end(&mut stream).await?;
+    match last(&msgs) {
+        RelayMsg::Done { receipt: again, .. } => assert_eq!(again, &receipt),
+        other => panic!("expected the step job restated, got {other:?}"),
+    }
+
+    // A message out of order still ends the stream.
+    send(&mut stream, &ClientMsg::Cancel).await?;
+    let msgs = until_end(&mut stream).await?;
+    assert!(
+        matches!(refusal(&msgs), Some((Refusal::Malformed, _))),
+        "{msgs:?}"
+    );
+    assert!(
+        receive(&mut stream).await?.is_none(),
+        "the stream is closed"
+    );
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}

@@ -454,12 +454,33 @@ fn bench(loads: u32, probes: u32) -> anyhow::Result<()> {
             .env("CHROMEDRIVER", &browser.chromedriver)
             .env("CHROMIUM", &browser.chromium),
     )?;
-    step("job throughput: 20 native clients over webrtc-direct (release relay)");
-    run_cmd(
-        bench_bin("job-throughput", &["--clients", "20", "--seconds", "10"])
-            .env("AQUEDUCT_RELAY_BIN", &relay)
-            .env("AQUEDUCT_WWW", &www),
-    )?;
+    for transport in ["webrtc", "tcp"] {
+        for streams in ["per-job", "one"] {
+            let how = if streams == "one" {
+                "all jobs on one stream per client"
+            } else {
+                "a new stream for every job"
+            };
+            step(&format!(
+                "job throughput: 20 native clients over {transport}, {how}"
+            ));
+            let args = [
+                "--clients",
+                "20",
+                "--seconds",
+                "10",
+                "--transport",
+                transport,
+                "--streams",
+                streams,
+            ];
+            run_cmd(
+                bench_bin("job-throughput", &args)
+                    .env("AQUEDUCT_RELAY_BIN", &relay)
+                    .env("AQUEDUCT_WWW", &www),
+            )?;
+        }
+    }
     step("load and soak: 200 peers over TCP and 20 over webrtc-direct for 10 minutes");
     run_cmd(
         bench_bin(

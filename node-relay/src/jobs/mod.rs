@@ -66,6 +66,8 @@ pub struct JobConfig {
     pub prune_interval: Duration,
     /// Where finished jobs are counted, by outcome (for `/metrics`).
     pub outcomes: crate::metrics::JobOutcomes,
+    /// Job streams opened (for `/metrics`: with jobs, how many jobs each stream carried).
+    pub streams: prometheus_client::metrics::counter::Counter,
     pub fault: Fault,
 }
 
@@ -85,6 +87,7 @@ impl Default for JobConfig {
             modules_budget: 1 << 30,
             prune_interval: Duration::from_secs(30),
             outcomes: crate::metrics::JobOutcomes::default(),
+            streams: Default::default(),
             fault: Fault::None,
         }
     }
@@ -603,11 +606,19 @@ impl JobService {
         });
         let position = inner.queued as u32;
         let replay = &mut inner.replay;
+        let marker = self.running_path(&job);
         // Under the payment book's lock, once the payment checked: the nonce, then the queue.
         let enqueue = |payment| {
             replay
                 .take(customer, nonce, expires_at_ms, now)
                 .map_err(|e| SubmitError::Refused(Refusal::Request, e.to_string()))?;
+            // Marked before a worker can take it: a worker may finish a small job (and remove
+            // the mark) before this call returns, and a mark written after that would be left
+            // behind for good. Not synced: a mark lost in a crash only means a queued job is
+            // reported unknown rather than cut short after the restart.
+            if let Err(e) = std::fs::write(&marker, []) {
+                tracing::warn!(error = %e, "could not mark a job as running");
+            }
             match self.queue.try_send(Queued {
                 live: Arc::clone(&live),
                 module,
@@ -616,6 +627,7 @@ impl JobService {
             }) {
                 Ok(()) => Ok(()),
                 Err(e) => {
+                    let _ = std::fs::remove_file(&marker);
                     replay.give_back(&customer, nonce);
                     Err(SubmitError::Refused(
                         Refusal::Busy,
@@ -641,9 +653,6 @@ impl JobService {
         inner.per_customer.insert(customer, held + 1);
         inner.live.insert(job, Arc::clone(&live));
         drop(inner);
-        if let Err(e) = write_atomic(&self.running_path(&job), &[]) {
-            tracing::warn!(error = %e, "could not mark a job as running");
-        }
         Ok((live, position))
     }
 
@@ -663,6 +672,16 @@ impl JobService {
     }
 
     /// Whether this relay answers a referee's questions (a faulty test relay may not).
+    /// Counts a job stream opened.
+    pub fn stream_opened(&self) {
+        self.config.streams.inc();
+    }
+
+    /// The counter of job streams opened, for `/metrics`.
+    pub fn streams_counter(&self) -> prometheus_client::metrics::counter::Counter {
+        self.config.streams.clone()
+    }
+
     pub fn answers_referees(&self) -> bool {
         !matches!(self.config.fault, Fault::SilentFabricateStep(_))
     }
@@ -961,7 +980,16 @@ fn touch(path: &Path) {
     }
 }
 
-/// The files of `dir` as (modification time, size, path), oldest first.
+/// What a file of `len` bytes takes on disk: whole 4 KiB blocks, one at least. Budgets count
+/// this, so a budget holds however small the results are (a result of a few hundred bytes
+/// still takes a block, and an inode).
+fn on_disk(len: u64) -> u64 {
+    len.div_ceil(DISK_BLOCK).max(1) * DISK_BLOCK
+}
+
+const DISK_BLOCK: u64 = 4096;
+
+/// The files of `dir` as (modification time, size on disk, path), oldest first.
 fn files_by_age(dir: &Path) -> Vec<(std::time::SystemTime, u64, PathBuf)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
@@ -969,7 +997,7 @@ fn files_by_age(dir: &Path) -> Vec<(std::time::SystemTime, u64, PathBuf)> {
         .flatten()
         .filter_map(|entry| {
             let meta = entry.metadata().ok().filter(std::fs::Metadata::is_file)?;
-            Some((meta.modified().ok()?, meta.len(), entry.path()))
+            Some((meta.modified().ok()?, on_disk(meta.len()), entry.path()))
         })
         .collect();
     files.sort();

@@ -1,9 +1,12 @@
 //! Serves `/aqueduct/job/1` (see `client_core::job` for the messages).
 //!
-//! One stream per job, opened by the browser: it submits (uploading the module only if asked),
-//! then hears `Accepted`, `Progress` and finally `Done` or `Failed` on the same stream, and may
-//! then ask for checkpoint states to sample. A browser that lost its stream opens a new one and
-//! attaches to the job by id.
+//! A stream opened by the browser carries one job at a time: it submits (uploading the module
+//! only if asked), then hears `Accepted`, `Progress` and finally `Done` or `Failed`, and may
+//! then ask for checkpoint states to sample. After that the same stream takes the next
+//! `Submit` or `Attach`, so a page running many jobs opens one stream (one WebRTC data
+//! channel), not one per job; a refused request leaves the stream open too. Only a bad frame,
+//! a message out of order, or a minute without any message ends it. A browser that lost its
+//! stream opens a new one and attaches to the job by id.
 //!
 //! Reading and writing run side by side: a reader task decodes frames into a channel, so
 //! `Cancel` is heard while progress is being written, and a frame is never half-read when the
@@ -54,6 +57,7 @@ pub fn spawn_server(
             };
             match slots.take(peer) {
                 Some(slot) => {
+                    service.stream_opened();
                     let service = Arc::clone(&service);
                     tokio::spawn(async move {
                         serve(stream, peer, service).await;
@@ -162,8 +166,28 @@ async fn serve(stream: Stream, peer: PeerId, service: Arc<JobService>) {
     conn.close().await;
 }
 
+/// Serves jobs one after another until the stream ends.
 async fn handle(conn: &mut Conn, service: &Arc<JobService>) {
-    let mut first = conn.next().await;
+    let mut next = conn.next().await;
+    while let Some(msg) = next.take() {
+        next = match one_job(conn, service, msg).await {
+            Next::Message(msg) => Some(*msg),
+            Next::Wait => conn.next().await,
+            Next::End => None,
+        };
+    }
+}
+
+/// What the stream does after a job: take a message already read, wait for one, or end.
+enum Next {
+    Message(Box<ClientMsg>),
+    Wait,
+    End,
+}
+
+/// Serves one job from its first message to its end (results sampled included).
+async fn one_job(conn: &mut Conn, service: &Arc<JobService>, first: ClientMsg) -> Next {
+    let mut first = Some(first);
     loop {
         match first.take() {
             Some(ClientMsg::Submit { request, module }) => {
@@ -182,52 +206,54 @@ async fn handle(conn: &mut Conn, service: &Arc<JobService>) {
                 let submitted =
                     tokio::task::spawn_blocking(move || svc.submit(request, module.as_deref()))
                         .await;
-                match submitted {
+                let answered = match submitted {
                     Ok(Ok((live, position))) => {
                         let accepted = RelayMsg::Accepted {
                             job: live.job,
                             queue_position: position,
                         };
-                        if conn.send(&accepted).await {
-                            follow(conn, service, live).await;
+                        if !conn.send(&accepted).await {
+                            return Next::End;
                         }
-                        return;
+                        return follow(conn, service, live).await;
                     }
                     Ok(Err(SubmitError::NeedModule(module))) => {
                         if !conn.send(&RelayMsg::NeedModule { module }).await {
-                            return;
+                            return Next::End;
                         }
                         // The next message should be the same request with the bytes.
                         first = conn.next().await;
+                        continue;
                     }
                     Ok(Err(SubmitError::Module(_, error))) => {
                         let failure = JobFailure::Module(error.to_string());
-                        conn.send(&RelayMsg::Failed { job, failure }).await;
-                        return;
+                        conn.send(&RelayMsg::Failed { job, failure }).await
                     }
                     Ok(Err(SubmitError::Refused(reason, message))) => {
-                        conn.send(&refused(reason, message)).await;
-                        return;
+                        conn.send(&refused(reason, message)).await
                     }
                     Err(_) => {
                         conn.send(&refused(
                             Refusal::Busy,
                             "the relay could not take the job".into(),
                         ))
-                        .await;
-                        return;
+                        .await
                     }
-                }
+                };
+                return if answered { Next::Wait } else { Next::End };
             }
             Some(ClientMsg::Attach { job }) => {
-                match service.find(&job) {
+                return match service.find(&job) {
                     Some(live) => follow(conn, service, live).await,
                     None => {
-                        conn.send(&refused(Refusal::UnknownJob, format!("no job {job} here")))
-                            .await;
+                        let msg = refused(Refusal::UnknownJob, format!("no job {job} here"));
+                        if conn.send(&msg).await {
+                            Next::Wait
+                        } else {
+                            Next::End
+                        }
                     }
-                }
-                return;
+                };
             }
             Some(ClientMsg::Sample { .. } | ClientMsg::Leaves { .. } | ClientMsg::Cancel) => {
                 conn.send(&refused(
@@ -235,15 +261,15 @@ async fn handle(conn: &mut Conn, service: &Arc<JobService>) {
                     "submit or attach to a job first".into(),
                 ))
                 .await;
-                return;
+                return Next::End;
             }
-            None => return,
+            None => return Next::End,
         }
     }
 }
 
 /// Reports the job's progress until it ends, then serves sample requests.
-async fn follow(conn: &mut Conn, service: &Arc<JobService>, live: Arc<Live>) {
+async fn follow(conn: &mut Conn, service: &Arc<JobService>, live: Arc<Live>) -> Next {
     let mut state = live.subscribe();
     let mut last_sent: Option<(u64, u64)> = None;
     loop {
@@ -263,7 +289,7 @@ async fn follow(conn: &mut Conn, service: &Arc<JobService>, live: Arc<Live>) {
                         })
                         .await
                     {
-                        return;
+                        return Next::End;
                     }
                 }
             }
@@ -273,18 +299,21 @@ async fn follow(conn: &mut Conn, service: &Arc<JobService>, live: Arc<Live>) {
                     receipt: Box::new(finished.receipt.clone()),
                     run_ms: finished.run_ms,
                 };
-                if conn.send(&done).await {
-                    serve_samples(conn, service, &live.job).await;
+                if !conn.send(&done).await {
+                    return Next::End;
                 }
-                return;
+                return serve_samples(conn, service, &live.job).await;
             }
             JobState::Failed(failure) => {
-                conn.send(&RelayMsg::Failed {
+                let failed = RelayMsg::Failed {
                     job: live.job,
                     failure,
-                })
-                .await;
-                return;
+                };
+                return if conn.send(&failed).await {
+                    Next::Wait
+                } else {
+                    Next::End
+                };
             }
         }
         tokio::select! {
@@ -292,40 +321,45 @@ async fn follow(conn: &mut Conn, service: &Arc<JobService>, live: Arc<Live>) {
                 if changed.is_err() {
                     // The service dropped the job without an end: report it rather than hang.
                     conn.send(&RelayMsg::Failed { job: live.job, failure: JobFailure::RelayRestarted }).await;
-                    return;
+                    return Next::End;
                 }
             }
             msg = conn.rx.recv() => match msg {
                 Some(Ok(ClientMsg::Cancel)) => live.cancel(),
                 Some(Ok(_)) => {
                     conn.send(&refused(Refusal::Malformed, "the job is still running".into())).await;
-                    return;
+                    return Next::End;
                 }
                 Some(Err(refusal)) => {
                     conn.send(&refusal).await;
-                    return;
+                    return Next::End;
                 }
                 // The browser went away; the job carries on and can be attached to again.
-                None => return,
+                None => return Next::End,
             },
         }
     }
 }
 
-async fn serve_samples(conn: &mut Conn, service: &Arc<JobService>, job: &Hash) {
+/// Answers sample and leaf requests about a finished job until the next job's first message
+/// (handed back) or the end of the stream.
+async fn serve_samples(conn: &mut Conn, service: &Arc<JobService>, job: &Hash) -> Next {
     while let Some(msg) = conn.next().await {
         let (states, prove, leaves) = match msg {
             ClientMsg::Sample { states, prove } => (states, prove, false),
             // A test relay that forges and then goes quiet when a referee asks.
             ClientMsg::Leaves { .. } if !service.answers_referees() => continue,
             ClientMsg::Leaves { indices } => (Vec::new(), indices, true),
-            _ => {
+            next @ (ClientMsg::Submit { .. } | ClientMsg::Attach { .. }) => {
+                return Next::Message(Box::new(next));
+            }
+            ClientMsg::Cancel => {
                 conn.send(&refused(
                     Refusal::Malformed,
-                    "only sample requests follow a result".into(),
+                    "only sample requests or the next job follow a result".into(),
                 ))
                 .await;
-                return;
+                return Next::End;
             }
         };
         let Some(kept) = service.states(job) else {
@@ -335,7 +369,7 @@ async fn serve_samples(conn: &mut Conn, service: &Arc<JobService>, job: &Hash) {
                     .into(),
             ))
             .await;
-            return;
+            return Next::End;
         };
         let sorted = |v: &[u64]| v.windows(2).all(|w| w[0] < w[1]);
         if states.len() > MAX_SAMPLE_STATES
@@ -353,29 +387,30 @@ async fn serve_samples(conn: &mut Conn, service: &Arc<JobService>, job: &Hash) {
                 ),
             ))
             .await;
-            return;
+            return Next::End;
         }
         if leaves {
             let Some(hashes) = prove.iter().map(|i| kept.hash(*i)).collect() else {
-                return;
+                return Next::End;
             };
             let proof = kept.prove(&prove);
             if !conn.send(&RelayMsg::Leaves { hashes, proof }).await {
-                return;
+                return Next::End;
             }
             continue;
         }
         for index in states {
             let Some(state) = kept.state(index) else {
-                return;
+                return Next::End;
             };
             if !conn.send(&RelayMsg::State { index, state }).await {
-                return;
+                return Next::End;
             }
         }
         let proof = kept.prove(&prove);
         if !conn.send(&RelayMsg::Proof { proof }).await {
-            return;
+            return Next::End;
         }
     }
+    Next::End
 }

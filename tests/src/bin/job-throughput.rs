@@ -1,16 +1,18 @@
 //! Relay job throughput (`cargo xtask bench`): N native clients, each with its own key and its
-//! own libp2p webrtc-direct connection on loopback, submit small jobs back to back for a fixed
-//! time. Reports jobs per second and the latency of each job (submit → signed result),
-//! written to `target/bench/jobs-throughput.json`.
+//! own libp2p connection on loopback (webrtc-direct or TCP), submit small jobs back to back for
+//! a fixed time, each job on a new stream or all on one stream per client. Reports jobs per
+//! second and the latency of each job (submit → signed result), written to
+//! `target/bench/jobs-throughput-<transport>-<streams>.json`.
 
 use anyhow::Context;
 use aqueduct_tests::{
-    Relay, RelayPorts, artifacts_dir, job_module, relay_bin, run_job, temp_dir,
+    Relay, RelayPorts, artifacts_dir, job_module, relay_bin, run_job, run_job_on, temp_dir,
     webrtc_client_retrying, www_dir,
 };
 use client_core::identity::Keypair;
+use client_core::job::JOB_PROTOCOL;
 use client_core::stats::percentile;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use std::time::{Duration, Instant};
 
 const INPUT: &[u8] = b"20000";
@@ -20,6 +22,9 @@ async fn main() -> anyhow::Result<()> {
     let mut clients = 20usize;
     let mut seconds = 10u64;
     let mut transport = String::from("webrtc");
+    // `per-job`: a new stream (a new WebRTC data channel) for every job, as pages did before;
+    // `one`: each client keeps one job stream and sends job after job on it.
+    let mut streams = String::from("one");
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -29,8 +34,10 @@ async fn main() -> anyhow::Result<()> {
             "--clients" => clients = value.parse()?,
             "--seconds" => seconds = value.parse()?,
             "--transport" => transport = value.to_string(),
+            "--streams" => streams = value.to_string(),
             other => anyhow::bail!(
-                "unknown flag {other}; expected --clients N --seconds N --transport webrtc|tcp"
+                "unknown flag {other}; expected --clients N --seconds N --transport webrtc|tcp \
+                 --streams one|per-job"
             ),
         }
     }
@@ -65,13 +72,25 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for (i, mut control) in controls.into_iter().enumerate() {
         let module = module.clone();
+        let one_stream = streams == "one";
         tasks.push(tokio::spawn(async move {
             let key = Keypair::from_seed(&[i as u8 + 1; 32]);
             let mut latencies = Vec::new();
             let mut nonce = 0;
+            let mut stream = match one_stream {
+                true => Some(
+                    control
+                        .open_stream(relay_id, StreamProtocol::new(JOB_PROTOCOL))
+                        .await?,
+                ),
+                false => None,
+            };
             while Instant::now() < deadline {
                 nonce += 1;
-                latencies.push(run_job(&mut control, relay_id, &key, nonce, &module, INPUT).await?);
+                latencies.push(match &mut stream {
+                    Some(stream) => run_job_on(stream, &key, nonce, &module, INPUT).await?,
+                    None => run_job(&mut control, relay_id, &key, nonce, &module, INPUT).await?,
+                });
             }
             anyhow::Ok(latencies)
         }));
@@ -91,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     ms.sort_by(f64::total_cmp);
     let results = serde_json::json!({
         "transport": transport,
+        "streams": streams,
         "clients": clients,
         "jobs": ms.len(),
         "seconds": elapsed,
@@ -99,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
         "job": "primes below 20000 (one-shot), module known to the relay",
     });
     println!("{}", serde_json::to_string_pretty(&results)?);
-    let path = artifacts_dir("bench").join("jobs-throughput.json");
+    let path = artifacts_dir("bench").join(format!("jobs-throughput-{transport}-{streams}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
     eprintln!("written to {}", path.display());
     Ok(())

@@ -158,6 +158,8 @@ impl Peer {
                 light.verify(&keys, reads)?;
                 Ok(())
             }
+            // Before the dev chain's first block there is nothing to prove against: an answer.
+            Some(LedgerResponse::Reads(None)) => Ok(()),
             other => anyhow::bail!("expected proven reads, got {other:?}"),
         }
     }
@@ -354,6 +356,7 @@ async fn main() -> anyhow::Result<()> {
         all.read.append(&mut one.read);
         all.errors.append(&mut one.errors);
     }
+    all.errors.truncate(10);
     let elapsed = started.elapsed().as_secs_f64();
     let relay_output = relay.output();
     drop(relay);
