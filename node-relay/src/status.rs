@@ -106,7 +106,14 @@ async fn serve(mut stream: Stream, shared: Arc<SharedState>, slot: crate::slots:
                 }
                 return;
             }
-            Ok(Ok(None)) => break,
+            Ok(Ok(None)) => {
+                // The peer closed its half and everything it asked is answered: drop the stream
+                // rather than close ours (README, protocol notes). Over WebRTC a drop resets the
+                // data channel, which a js-libp2p peer takes as the end of a close it would
+                // otherwise wait on for a FIN_ACK this libp2p cannot send, and which frees the
+                // channel on both sides; over Yamux the dropped stream is closed as usual.
+                return;
+            }
             Ok(Ok(Some(frame))) => frame,
             Ok(Err(FrameError::TooLarge { len, limit })) => {
                 let message = format!("frame of {len} bytes exceeds the limit of {limit}");

@@ -71,6 +71,26 @@ pub fn www_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// The js-libp2p interoperability client built by xtask: its page and browser bundle (the
+/// Node.js script runs from `tests/interop`, whose npm packages xtask installs).
+pub fn interop_dir() -> anyhow::Result<PathBuf> {
+    let dir = artifact(
+        "AQUEDUCT_INTEROP",
+        "target/interop",
+        "the js-libp2p interop client",
+    )?;
+    let modules = workspace_root().join("tests/interop/node_modules/libp2p");
+    if !dir.join("interop.js").exists() || !modules.exists() {
+        bail!(
+            "the js-libp2p interop client is not built ({} or {} missing) — run the tests with \
+             `cargo xtask test`, which installs and bundles it",
+            dir.join("interop.js").display(),
+            modules.display()
+        );
+    }
+    Ok(dir)
+}
+
 /// A directory for test output a person may want to look at (screenshots).
 pub fn artifacts_dir(kind: &str) -> PathBuf {
     let dir = workspace_root().join("target").join(kind);

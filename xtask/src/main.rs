@@ -266,6 +266,7 @@ fn test() -> anyhow::Result<()> {
     let browser = setup::ensure_chromium()?;
 
     check_formatting()?;
+    let interop = setup::ensure_interop()?;
 
     let www = bundle::build(None)?;
     // The faulty relay (feature `faulty`) lies on purpose; tests check that browsers catch it.
@@ -291,6 +292,7 @@ fn test() -> anyhow::Result<()> {
             .env("AQUEDUCT_RELAY_BIN", root().join("target/debug/node-relay"))
             .env("AQUEDUCT_FAULTY_RELAY_BIN", &faulty)
             .env("AQUEDUCT_WWW", &www)
+            .env("AQUEDUCT_INTEROP", &interop)
             .env("CHROMEDRIVER", &browser.chromedriver)
             .env("CHROMIUM", &browser.chromium),
     )?;

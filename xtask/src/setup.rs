@@ -99,3 +99,63 @@ pub fn ensure_chromium() -> anyhow::Result<BrowserPaths> {
         .with_context(|| format!("apt-get install failed; run: {FIX}"))?;
     find_browser().with_context(|| format!("chromium still not found after installing; run: {FIX}"))
 }
+
+/// The js-libp2p client of the interoperability tests: its npm packages (exactly as
+/// `tests/interop/package-lock.json` pins them, installed with `npm ci` when missing or when the
+/// lock file changed) and its browser bundle, written with the page into `target/interop`.
+/// Returns that directory.
+pub fn ensure_interop() -> anyhow::Result<PathBuf> {
+    const FIX: &str = "install Node.js 20 or newer with npm (Debian: apt-get install nodejs npm)";
+    let node = output_of(Command::new("node").arg("--version"));
+    let major = node.as_deref().and_then(|v| {
+        v.trim()
+            .trim_start_matches('v')
+            .split('.')
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    match major {
+        Some(major) if major >= 20 => {}
+        Some(_) => bail!(
+            "Node.js {} is too old for the js-libp2p interoperability tests; {FIX}",
+            node.as_deref().unwrap_or_default().trim()
+        ),
+        None => bail!("Node.js is needed for the js-libp2p interoperability tests; {FIX}"),
+    }
+    let dir = crate::root().join("tests/interop");
+    let lock = std::fs::read(dir.join("package-lock.json"))
+        .with_context(|| format!("reading {}", dir.join("package-lock.json").display()))?;
+    let installed = dir.join("node_modules/.aqueduct-lock");
+    if std::fs::read(&installed).ok().as_deref() != Some(lock.as_slice()) {
+        step("installing the js-libp2p interoperability client (npm ci)");
+        run_cmd(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&dir),
+        )
+        .with_context(|| format!("npm ci failed in {}", dir.display()))?;
+        std::fs::write(&installed, &lock)
+            .with_context(|| format!("writing {}", installed.display()))?;
+    }
+    let out = crate::root().join("target/interop");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::copy(dir.join("index.html"), out.join("index.html"))
+        .with_context(|| format!("copying the interop page to {}", out.display()))?;
+    let outfile = format!("--outfile={}", out.join("interop.js").display());
+    run_cmd(
+        Command::new(dir.join("node_modules/.bin/esbuild"))
+            .args([
+                "browser.mjs",
+                "--bundle",
+                "--format=iife",
+                "--platform=browser",
+                "--target=chrome120",
+                "--log-level=warning",
+                &outfile,
+            ])
+            .current_dir(&dir),
+    )
+    .context("bundling the js-libp2p browser client")?;
+    Ok(out)
+}
