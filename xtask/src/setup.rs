@@ -106,7 +106,23 @@ pub fn ensure_chromium() -> anyhow::Result<BrowserPaths> {
 /// Returns that directory.
 pub fn ensure_interop() -> anyhow::Result<PathBuf> {
     const FIX: &str = "install Node.js 20 or newer with npm (Debian: apt-get install nodejs npm)";
-    let node = output_of(Command::new("node").arg("--version"));
+    let mut node = output_of(Command::new("node").arg("--version"));
+    if node.is_none() && is_root() {
+        step("installing nodejs and npm from Debian");
+        let _ = run_cmd(
+            Command::new("apt-get")
+                .args(["update", "-qq"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null()),
+        );
+        let _ = run_cmd(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "nodejs", "npm"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null()),
+        );
+        node = output_of(Command::new("node").arg("--version"));
+    }
     let major = node.as_deref().and_then(|v| {
         v.trim()
             .trim_start_matches('v')
