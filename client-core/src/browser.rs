@@ -57,7 +57,8 @@ pub enum PeerEvent {
         addr: String,
         attempt: u32,
     },
-    /// The WebRTC connection is up and the relay proved its peer id in the handshake.
+    /// The WebRTC connection is up, the relay proved its peer id in the handshake, and the
+    /// status stream is open (so the connection carries streams).
     Connected {
         relay: PeerId,
         addr: String,
@@ -300,10 +301,9 @@ fn claim_early_connection(addr: &Multiaddr) -> Option<f64> {
     claim.call1(&early, &addr.to_string().into()).ok()?.as_f64()
 }
 
-/// How long the page gives its status stream to be negotiated before opening it again.
-const FIRST_STREAM_TIMEOUT_MS: u32 = 1_500;
-/// How many times the status stream is opened before the connection counts as lost.
-const FIRST_STREAM_ATTEMPTS: u32 = 3;
+/// How long the page gives its status stream to be negotiated before it gives up the connection
+/// for a fresh one.
+const FIRST_STREAM_TIMEOUT_MS: u32 = 2_000;
 
 /// Awaits `fut` for at most `ms`; `None` on timeout.
 pub async fn within<F: Future>(ms: u32, fut: F) -> Option<F::Output> {
@@ -422,11 +422,10 @@ async fn run(
                         ConnectedPoint::Dialer { address, .. } => address.to_string(),
                         ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.to_string(),
                     };
-                    on_event(PeerEvent::Connected { relay: peer_id, addr, dial_ms });
+                    // `Connected` is reported once the status stream is open (see probe_loop).
                     wasm_bindgen_futures::spawn_local(probe_loop(
                         control.clone(),
-                        peer_id,
-                        connection_id,
+                        Established { peer: peer_id, connection: connection_id, addr, dial_ms },
                         Rc::clone(&slot.current),
                         slot.config.clone(),
                         Rc::clone(&on_event),
@@ -488,41 +487,55 @@ fn schedule_retry(
     }));
 }
 
-async fn probe_loop(
-    mut control: libp2p_stream::Control,
+/// A connection just established, as the probe loop reports it once its status stream is open.
+struct Established {
     peer: PeerId,
     connection: ConnectionId,
+    addr: String,
+    dial_ms: f64,
+}
+
+async fn probe_loop(
+    mut control: libp2p_stream::Control,
+    established: Established,
     current: Rc<Cell<Option<ConnectionId>>>,
     config: PeerConfig,
     on_event: Rc<dyn Fn(PeerEvent)>,
     lost: mpsc::UnboundedSender<(PeerId, ConnectionId, String)>,
 ) {
+    let Established {
+        peer,
+        connection,
+        addr,
+        dial_ms,
+    } = established;
     let report = |reason: String| {
         let _ = lost.unbounded_send((peer, connection, reason));
     };
     // The relay's WebRTC stack can accept a data channel opened in the instant after the
-    // handshake and never hand it on (README, protocol notes): a status stream not negotiated
-    // within a short bound is opened again on the same connection before the relay counts as
-    // lost. Negotiation on a working connection takes one round trip.
+    // handshake and never hand it on (README, protocol notes). Opening it again on the same
+    // connection does not help: libp2p-stream opens one stream at a time per connection, and
+    // the swallowed one holds that turn until its 10 s upgrade timeout, with every job or read
+    // queued behind it. So a status stream not negotiated within a short bound (one round trip
+    // on a working connection) ends this connection for a fresh one, and the relay counts as
+    // connected only once its status stream is open: nothing is sent on a connection in that
+    // state.
     let bound = config.probe_timeout_ms.min(FIRST_STREAM_TIMEOUT_MS);
-    let mut opened = None;
-    for _ in 0..FIRST_STREAM_ATTEMPTS {
-        let protocol = StreamProtocol::new(STATUS_PROTOCOL);
-        match within(bound, control.open_stream(peer, protocol)).await {
-            Some(Ok(stream)) => {
-                opened = Some(stream);
-                break;
-            }
-            Some(Err(e)) => return report(format!("could not open the status stream: {e}")),
-            None => {}
+    let protocol = StreamProtocol::new(STATUS_PROTOCOL);
+    let mut stream = match within(bound, control.open_stream(peer, protocol)).await {
+        Some(Ok(stream)) => stream,
+        Some(Err(e)) => return report(format!("could not open the status stream: {e}")),
+        None => {
+            return report(format!(
+                "the relay did not accept the status stream within {bound} ms"
+            ));
         }
-    }
-    let Some(mut stream) = opened else {
-        return report(format!(
-            "the relay did not accept the status stream in {FIRST_STREAM_ATTEMPTS} tries of \
-             {bound} ms"
-        ));
     };
+    on_event(PeerEvent::Connected {
+        relay: peer,
+        addr,
+        dial_ms,
+    });
     let mut seq: u64 = 0;
     while current.get() == Some(connection) {
         seq += 1;
