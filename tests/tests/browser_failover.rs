@@ -56,17 +56,6 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
     // A makes the blocks and serves the page; B follows A and offers its compute.
     let mut a = Relay::start_with(&bin, &www, &dir_a, &RelayPorts::any(), &common)?;
     let a_addr = a.relay_addr()?;
-    let b = Relay::start_with(
-        &bin,
-        &www,
-        &dir_b,
-        &RelayPorts::any(),
-        &[
-            &common[..],
-            &["--peer", &a_addr, "--provide", "--price-per-mfuel", "7"],
-        ]
-        .concat(),
-    )?;
 
     let browser = Browser::start().await?;
     browser
@@ -83,8 +72,24 @@ async fn the_page_reads_and_runs_jobs_through_another_relay_when_its_relay_dies(
         )
         .await?;
 
-    // B's offer is in the proven provider list; the page connects to B from its address.
+    // The market is empty when the page opens it; then B starts and registers, and its offer
+    // appears in the proven provider list by itself (the open page reads it again), and the
+    // page connects to B from its address.
     browser.nav("market").await?;
+    browser
+        .wait_for("market-empty", "an empty market", WAIT, |_| true)
+        .await?;
+    let b = Relay::start_with(
+        &bin,
+        &www,
+        &dir_b,
+        &RelayPorts::any(),
+        &[
+            &common[..],
+            &["--peer", &a_addr, "--provide", "--price-per-mfuel", "7"],
+        ]
+        .concat(),
+    )?;
     browser
         .wait_attr("market-offer", "data-provider", "B's offer", WAIT, |v| {
             v == id_b

@@ -151,3 +151,24 @@ pub fn VerifiedLine() -> impl leptos::IntoView {
         })
     }
 }
+
+/// Calls `refresh` every `ms` while the calling component is mounted (a live view of proven
+/// state: each call reads again with proofs).
+pub fn refresh_while_mounted(ms: u32, refresh: impl Fn() + 'static) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let open = Arc::new(AtomicBool::new(true));
+    {
+        let open = Arc::clone(&open);
+        leptos::task::spawn_local(async move {
+            loop {
+                client_core::browser::pause(ms).await;
+                if !open.load(Ordering::Relaxed) {
+                    break;
+                }
+                refresh();
+            }
+        });
+    }
+    on_cleanup(move || open.store(false, Ordering::Relaxed));
+}

@@ -72,20 +72,7 @@ pub fn DaoPage() -> impl IntoView {
     let me = move || wallet.keypair().map(|k| k.public());
     ledger.refresh_dao(me());
     // A live tally: read again every few seconds while the page is open.
-    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    {
-        let open = std::sync::Arc::clone(&open);
-        leptos::task::spawn_local(async move {
-            loop {
-                client_core::browser::pause(LIVE_REFRESH_MS).await;
-                if !open.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                ledger.refresh_dao(me());
-            }
-        });
-    }
-    on_cleanup(move || open.store(false, std::sync::atomic::Ordering::Relaxed));
+    crate::widgets::refresh_while_mounted(LIVE_REFRESH_MS, move || ledger.refresh_dao(me()));
     let refresh = move |_| ledger.refresh_dao(me());
     view! {
         <section class="card">

@@ -80,11 +80,17 @@ enum Shown {
     Offers,
 }
 
+/// How often the open market page reads the offers again.
+const LIVE_REFRESH_MS: u32 = 5_000;
+
 #[component]
 pub fn MarketPage() -> impl IntoView {
     let ledger = expect_context::<LedgerState>();
     let wallet = expect_context::<WalletState>();
     ledger.refresh_market();
+    // Live offers: a provider that registers while the page is open shows up by itself (the
+    // rows are keyed, so a refresh never replaces a row under the pointer).
+    crate::widgets::refresh_while_mounted(LIVE_REFRESH_MS, move || ledger.refresh_market());
     if let Some(account) = wallet.status.get_untracked().account()
         && let Ok(key) = PublicKey::parse(&account)
     {
