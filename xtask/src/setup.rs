@@ -76,6 +76,20 @@ fn find_browser() -> Option<BrowserPaths> {
     })
 }
 
+/// `apt-get update`, then `apt-get install` of `packages`, quietly (as root).
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let quiet = |args: &[&str]| {
+        run_cmd(
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null()),
+        )
+    };
+    quiet(&["update", "-qq"]).context("apt-get update failed")?;
+    quiet(&[&["install", "-y", "-qq"], packages].concat()).context("apt-get install failed")
+}
+
 /// Debian's chromium and chromium-driver (installed with apt when running as root).
 pub fn ensure_chromium() -> anyhow::Result<BrowserPaths> {
     if let Some(paths) = find_browser() {
@@ -86,17 +100,8 @@ pub fn ensure_chromium() -> anyhow::Result<BrowserPaths> {
         bail!("headless Chromium and chromedriver are needed for the browser tests; run: {FIX}");
     }
     step("installing chromium and chromium-driver from Debian");
-    let quiet = |args: &[&str]| {
-        run_cmd(
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(Stdio::null()),
-        )
-    };
-    quiet(&["update", "-qq"]).with_context(|| format!("apt-get update failed; run: {FIX}"))?;
-    quiet(&["install", "-y", "-qq", "chromium", "chromium-driver"])
-        .with_context(|| format!("apt-get install failed; run: {FIX}"))?;
+    apt_install(&["chromium", "chromium-driver"])
+        .with_context(|| format!("installing from Debian failed; run: {FIX}"))?;
     find_browser().with_context(|| format!("chromium still not found after installing; run: {FIX}"))
 }
 
@@ -109,18 +114,7 @@ pub fn ensure_interop() -> anyhow::Result<PathBuf> {
     let mut node = output_of(Command::new("node").arg("--version"));
     if node.is_none() && is_root() {
         step("installing nodejs and npm from Debian");
-        let _ = run_cmd(
-            Command::new("apt-get")
-                .args(["update", "-qq"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(Stdio::null()),
-        );
-        let _ = run_cmd(
-            Command::new("apt-get")
-                .args(["install", "-y", "-qq", "nodejs", "npm"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(Stdio::null()),
-        );
+        let _ = apt_install(&["nodejs", "npm"]);
         node = output_of(Command::new("node").arg("--version"));
     }
     let major = node.as_deref().and_then(|v| {
