@@ -37,7 +37,16 @@ pub enum LedgerClientError {
     NoBlockYet,
     #[error("the transaction was dropped: {0}")]
     Dropped(String),
+    #[error(
+        "no block has included the transaction after {waits} waits of the relay; it is still \
+         pending and may yet be included — the account's nonce will show it"
+    )]
+    StillPending { waits: u32 },
 }
+
+/// How many times [`transact`] submits a transaction that is still pending when the relay
+/// stops waiting for it (about a minute each) before it stops watching.
+pub const MAX_SUBMIT_WAITS: u32 = 5;
 
 /// No request has more answers than this (a submission has two); a relay sending more is
 /// broken or hostile, and is not allowed to grow the page's memory.
@@ -415,9 +424,20 @@ pub async fn dao(
 /// What happens to a submitted transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TxEvent {
-    Signed { tx: Hash },
-    Pending { pending: u32 },
-    Included { height: u64 },
+    Signed {
+        tx: Hash,
+    },
+    Pending {
+        pending: u32,
+    },
+    /// The relay waited `waits` times without a block including it; submitted again to wait
+    /// again.
+    StillPending {
+        waits: u32,
+    },
+    Included {
+        height: u64,
+    },
 }
 
 /// Signs `kind` with `keypair` at the account's current (verified) nonce, submits it and waits
@@ -451,12 +471,26 @@ pub async fn transact(
     let id = tx_id(&tx);
     on_event(TxEvent::Signed { tx: id });
     let request = LedgerRequest::Submit { tx: Box::new(tx) };
-    let answers = call(control, relay, &request, &|answer| {
-        if let LedgerResponse::Submitted { pending, .. } = answer {
-            on_event(TxEvent::Pending { pending: *pending });
+    let mut waits = 0;
+    let answers = loop {
+        let answers = call(control, relay, &request, &|answer| {
+            if let LedgerResponse::Submitted { pending, .. } = answer {
+                on_event(TxEvent::Pending { pending: *pending });
+            }
+        })
+        .await?;
+        match answers.last() {
+            // Still in the relay's mempool: the same transaction again is a new wait for it.
+            Some(LedgerResponse::StillPending { tx }) if *tx == id => {
+                waits += 1;
+                if waits >= MAX_SUBMIT_WAITS {
+                    return Err(LedgerClientError::StillPending { waits });
+                }
+                on_event(TxEvent::StillPending { waits });
+            }
+            _ => break answers,
         }
-    })
-    .await?;
+    };
     match answers.last() {
         Some(LedgerResponse::Included { tx, height }) if *tx == id => {
             let height = *height;

@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod network;
 pub mod payments;
+pub mod recent;
 pub mod slots;
 pub mod status;
 pub mod upstream;

@@ -130,7 +130,7 @@ async fn the_page_referees_two_providers_catches_the_liar_and_gets_it_slashed() 
 
     // The proof goes on the ledger; the slash comes back proven.
     browser.click("job-submit-fraud").await?;
-    browser
+    if let Err(e) = browser
         .wait_attr(
             "job-fraud-status",
             "data-state",
@@ -138,7 +138,10 @@ async fn the_page_referees_two_providers_catches_the_liar_and_gets_it_slashed() 
             WAIT,
             |v| v == "done",
         )
-        .await?;
+        .await
+    {
+        anyhow::bail!("{e}\n{}", net.logs());
+    }
     let slashed_at: u64 = browser
         .wait_attr(
             "job-fraud-slash",

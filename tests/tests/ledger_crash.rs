@@ -232,3 +232,55 @@ async fn no_committed_transaction_is_lost_to_sigkill() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+/// A client that submits the same transaction again — because its first wait ended, or its
+/// stream broke — is told where it went: while it is pending the repeat waits for the same
+/// block; once it is in a block the repeat is answered with that block, not refused for its
+/// nonce.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_submitted_again_is_answered_with_its_one_block() -> anyhow::Result<()> {
+    let data_dir = temp_dir("ledger-resubmit");
+    let relay = Relay::start_with(
+        &relay_bin()?,
+        &www_dir()?,
+        &data_dir,
+        &RelayPorts::any(),
+        &["--block-interval-ms", "500"],
+    )?;
+    let (control, peer) = tcp_client(&relay).await?;
+    let genesis = aqueduct_tests::ledger_genesis(&mut control.clone(), peer).await?;
+    let tx = Signed::sign(
+        &Keypair::from_seed(&[42; 32]),
+        Tx {
+            network_id: genesis.network_id.clone(),
+            nonce: 0,
+            fee: 10_000,
+            kind: TxKind::Faucet,
+        },
+    );
+    let id = tx_id(&tx);
+    let submit = |mut control: libp2p_stream::Control| {
+        let request = LedgerRequest::Submit {
+            tx: Box::new(tx.clone()),
+        };
+        async move { ledger_call(&mut control, peer, &request).await }
+    };
+    // Twice at once: both wait for, and are told, the same block.
+    let (first, second) = tokio::join!(submit(control.clone()), submit(control.clone()));
+    let (first, second) = (first?, second?);
+    let height = match (first.last(), second.last()) {
+        (
+            Some(LedgerResponse::Included { tx: a, height: h }),
+            Some(LedgerResponse::Included { tx: b, height: k }),
+        ) if *a == id && *b == id && h == k => *h,
+        other => anyhow::bail!("two submissions of one transaction: {other:?}"),
+    };
+    // Once more after its block: answered with that block at once.
+    let again = submit(control.clone()).await?;
+    assert_eq!(
+        again,
+        vec![LedgerResponse::Included { tx: id, height }],
+        "a submission repeated after its block"
+    );
+    Ok(())
+}

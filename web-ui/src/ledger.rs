@@ -353,6 +353,9 @@ impl LedgerState {
                     TxEvent::Pending { pending } => format!(
                         "{what}: in the relay's mempool ({pending} pending), waiting for a block…"
                     ),
+                    TxEvent::StillPending { waits } => format!(
+                        "{what}: no block has included it yet (the relay waited {waits} times); still pending, submitted again to keep waiting…"
+                    ),
                     TxEvent::Included { height } => format!("{what}: included in block {height}"),
                 };
                 state.progress.set(Some(TxProgress::Working(line)));

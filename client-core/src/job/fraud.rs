@@ -131,6 +131,12 @@ pub trait Judge {
         pre: &SparseSnapshot,
         fuel_limit: u64,
     ) -> Result<SegmentRun, JobError>;
+    /// The whole verdict on `proof` ([`verdict_of`]). It depends on the proof's bytes alone, so
+    /// a judge may remember it: a validator then judges a proof once, however often it sees it
+    /// (in its mempool, in the blocks it builds and in those it checks).
+    fn verdict(&self, proof: &FraudProof) -> Result<Proven, FraudError> {
+        verdict_of(proof, self)
+    }
 }
 
 /// A judge without an engine: every proof it is asked about is unjudgeable. For code that
@@ -221,9 +227,15 @@ impl FraudProof {
     }
 }
 
+/// Checks `proof`'s evidence, then re-runs its claimed piece on `judge`'s engine.
+pub fn verdict_of<J: Judge + ?Sized>(proof: &FraudProof, judge: &J) -> Result<Proven, FraudError> {
+    let evidence = proof.check_evidence()?;
+    self::judge(&evidence, judge)
+}
+
 /// Re-runs the claimed piece of the trace on `judge`'s engine: `Ok` when the receipt is false
 /// there, [`FraudError::Honest`] when it follows.
-pub fn judge(evidence: &Evidence<'_>, judge: &dyn Judge) -> Result<Proven, FraudError> {
+pub fn judge<J: Judge + ?Sized>(evidence: &Evidence<'_>, judge: &J) -> Result<Proven, FraudError> {
     let spec = &evidence.proof.request.body.body;
     let segment = evidence.proof.claim.segment();
     let unjudgeable = |e: JobError| FraudError::Unjudgeable(e.to_string());

@@ -336,21 +336,24 @@ pub fn apply_verified_judged(
             s.put(StateKey::Provider(sender), StateValue::Provider(provider));
         }
         TxKind::FraudProof { proof } => {
-            // Everything cheap first; the judge re-runs a segment last.
-            let evidence = proof.check_evidence().map_err(TxError::Fraud)?;
+            // Everything cheap first; the judge checks the evidence and re-runs a segment last.
+            let receipt = proof
+                .receipt
+                .verify()
+                .map_err(|_| TxError::Fraud(fraud::FraudError::ReceiptSignature))?;
             let liar = proof.receipt.signer;
-            let record = StateKey::Fraud(fraud_id(&liar, &evidence.receipt.job));
+            let record = StateKey::Fraud(fraud_id(&liar, &receipt.job));
             if s.get(&record).is_some() {
                 return Err(TxError::FraudAlreadyProven);
             }
             let mut provider = s.provider(&liar).ok_or(TxError::UnknownProvider(liar))?;
-            let proven = fraud::judge(&evidence, judge).map_err(TxError::Fraud)?;
+            let proven = judge.verdict(proof).map_err(TxError::Fraud)?;
             let slash = slash(
                 &mut provider,
                 &params,
                 ctx,
                 &proven,
-                evidence.receipt.payment.map_or(0, |p| p.price),
+                receipt.payment.map_or(0, |p| p.price),
                 sender,
             );
             s.credit(&slash.customer, slash.refund)?;

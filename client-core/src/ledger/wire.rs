@@ -90,4 +90,10 @@ pub enum LedgerResponse {
         reason: String,
     },
     Misbehaviour(Vec<DoubleSign>),
+    /// The answer to a submission when no block included the transaction while the relay
+    /// waited: it is still in the mempool. Submitting the same transaction again waits again
+    /// (or is answered `Included` if a block took it in the meantime).
+    StillPending {
+        tx: Hash,
+    },
 }

@@ -14,10 +14,12 @@
 //! runs the copy without epoch checks ([`JobModule::for_job`]); only bigger ones pay for the
 //! clock.
 
-use client_core::job::exec::{Engine, Machine, PAGE, Val};
-use client_core::job::fraud::{EngineJudge, Judge};
+use crate::recent::Recent;
+use client_core::hash::Hash;
+use client_core::job::exec::{Engine, JobError, Machine, PAGE, SegmentRun, SparseSnapshot, Val};
+use client_core::job::fraud::{EngineJudge, FraudError, FraudProof, Judge, Proven};
 use client_core::job::profile::{Prepared, Profile};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{Config, Instance, Memory, Module, Store, StoreLimits, StoreLimitsBuilder};
 
@@ -158,6 +160,10 @@ impl JobEngine {
 /// The engine validators judge fraud proofs with (`client_core::job::fraud`): wasmtime as jobs
 /// run on, without the instance pool (a proof is judged now and then, one segment at a time)
 /// and without a clock — the judge's fuel cap bounds its work, deterministically.
+///
+/// Verdicts are remembered ([`Remembering`]): a proof is judged when it enters the mempool, and
+/// the blocks that carry it — built here or proposed by others, checked within a consensus
+/// round's propose timeout — then cost a lookup instead of a compile and a re-run.
 pub fn fraud_judge() -> anyhow::Result<Box<dyn Judge + Send + Sync>> {
     let mut config = Config::new();
     config
@@ -166,11 +172,68 @@ pub fn fraud_judge() -> anyhow::Result<Box<dyn Judge + Send + Sync>> {
         .wasm_relaxed_simd(false);
     let engine =
         wasmtime::Engine::new(&config).map_err(|e| anyhow::anyhow!("configuring wasmtime: {e}"))?;
-    Ok(Box::new(EngineJudge(move |prepared: &Prepared| {
-        Module::new(&engine, &prepared.code)
-            .map(|module| CompiledJob::new(module, &prepared.profile))
-            .map_err(|e| format!("{e:#}"))
-    })))
+    Ok(Box::new(Remembering::new(EngineJudge(
+        move |prepared: &Prepared| {
+            Module::new(&engine, &prepared.code)
+                .map(|module| CompiledJob::new(module, &prepared.profile))
+                .map_err(|e| format!("{e:#}"))
+        },
+    ))))
+}
+
+/// How many verdicts a [`Remembering`] judge keeps (the oldest goes first).
+pub const REMEMBERED_VERDICTS: usize = 64;
+
+/// A judge that remembers its last [`REMEMBERED_VERDICTS`] verdicts by the hash of the proof's
+/// encoding. A verdict is a function of those bytes alone; only a judge's own failure
+/// ([`FraudError::Unjudgeable`]) is not remembered, so that it is tried again.
+pub struct Remembering<J> {
+    inner: J,
+    verdicts: Mutex<Recent<Hash, Result<Proven, FraudError>>>,
+}
+
+impl<J> Remembering<J> {
+    pub fn new(inner: J) -> Self {
+        Remembering {
+            inner,
+            verdicts: Mutex::new(Recent::new(REMEMBERED_VERDICTS)),
+        }
+    }
+}
+
+impl<J: Judge> Judge for Remembering<J> {
+    fn initial_state(
+        &self,
+        prepared: &Prepared,
+        input: &[u8],
+        fuel_limit: u64,
+    ) -> Result<Hash, JobError> {
+        self.inner.initial_state(prepared, input, fuel_limit)
+    }
+
+    fn run_segment(
+        &self,
+        prepared: &Prepared,
+        pre: &SparseSnapshot,
+        fuel_limit: u64,
+    ) -> Result<SegmentRun, JobError> {
+        self.inner.run_segment(prepared, pre, fuel_limit)
+    }
+
+    fn verdict(&self, proof: &FraudProof) -> Result<Proven, FraudError> {
+        let key = Hash::of_encoded(proof);
+        if let Some(known) = self.verdicts.lock().ok().and_then(|v| v.get(&key)) {
+            return known;
+        }
+        // Judged without the lock held: a proof seen twice at once is judged twice, the same.
+        let verdict = self.inner.verdict(proof);
+        if !matches!(verdict, Err(FraudError::Unjudgeable(_)))
+            && let Ok(mut kept) = self.verdicts.lock()
+        {
+            kept.insert(key, verdict.clone());
+        }
+        verdict
+    }
 }
 
 /// A compiled job with the host limits it runs under.
@@ -314,5 +377,117 @@ impl Machine for WasmtimeMachine {
                 .map_err(|e| format!("{e:#}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use client_core::identity::Keypair;
+    use client_core::job::fraud::Claim;
+    use client_core::job::{JobSpec, Receipt};
+    use client_core::signed::Signed;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A judge that answers `verdict` from a list and counts how often it is asked.
+    struct Counting {
+        asked: AtomicUsize,
+        answer: fn(&FraudProof) -> Result<Proven, FraudError>,
+    }
+
+    impl Judge for Counting {
+        fn initial_state(&self, _: &Prepared, _: &[u8], _: u64) -> Result<Hash, JobError> {
+            Err(JobError::Engine("not used".into()))
+        }
+        fn run_segment(
+            &self,
+            _: &Prepared,
+            _: &SparseSnapshot,
+            _: u64,
+        ) -> Result<SegmentRun, JobError> {
+            Err(JobError::Engine("not used".into()))
+        }
+        fn verdict(&self, proof: &FraudProof) -> Result<Proven, FraudError> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            (self.answer)(proof)
+        }
+    }
+
+    fn proof(module: Vec<u8>) -> FraudProof {
+        let customer = Keypair::from_seed(&[1; 32]);
+        let request = Signed::sign(
+            &customer,
+            client_core::envelope::Request::new(
+                "net",
+                1,
+                0,
+                1_000,
+                JobSpec {
+                    module: Hash::of(&module),
+                    input: Vec::new(),
+                    fuel_limit: 1,
+                    max_steps: 1,
+                    payment: None,
+                },
+            ),
+        );
+        let receipt = Signed::sign(
+            &Keypair::from_seed(&[2; 32]),
+            Receipt {
+                profile: 1,
+                job: Hash::of(b"job"),
+                customer: customer.public(),
+                module: Hash::of(&module),
+                input: Hash::of(b""),
+                output: Hash::of(b"output"),
+                fuel_used: 1,
+                commitment: None,
+                payment: None,
+                completed_at_ms: 0,
+            },
+        );
+        FraudProof {
+            receipt,
+            request,
+            module,
+            claim: Claim::Init {
+                state: Hash::of(b"state"),
+                proof: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_verdict_is_judged_once_per_proof_and_a_judge_failure_is_tried_again() {
+        let judge = Remembering::new(Counting {
+            asked: AtomicUsize::new(0),
+            answer: |p| match p.module.first() {
+                Some(0) => Err(FraudError::Honest { segment: 0 }),
+                _ => Err(FraudError::Unjudgeable("out of memory".into())),
+            },
+        });
+        let honest = proof(vec![0; 10]);
+        for _ in 0..3 {
+            assert_eq!(
+                judge.verdict(&honest),
+                Err(FraudError::Honest { segment: 0 })
+            );
+        }
+        assert_eq!(judge.inner.asked.load(Ordering::SeqCst), 1);
+        // Another proof is another verdict.
+        assert!(judge.verdict(&proof(vec![0; 11])).is_err());
+        assert_eq!(judge.inner.asked.load(Ordering::SeqCst), 2);
+        // The judge's own failure is not remembered.
+        let failing = proof(vec![1; 10]);
+        let _ = judge.verdict(&failing);
+        let _ = judge.verdict(&failing);
+        assert_eq!(judge.inner.asked.load(Ordering::SeqCst), 4);
+        // At most REMEMBERED_VERDICTS are kept: the oldest is judged again.
+        for n in 0..REMEMBERED_VERDICTS {
+            let _ = judge.verdict(&proof(vec![0; 100 + n]));
+        }
+        let asked = judge.inner.asked.load(Ordering::SeqCst);
+        let _ = judge.verdict(&honest);
+        assert_eq!(judge.inner.asked.load(Ordering::SeqCst), asked + 1);
     }
 }

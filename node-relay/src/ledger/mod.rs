@@ -12,6 +12,7 @@ pub mod mempool;
 pub mod protocol;
 pub mod store;
 
+use crate::recent::Recent;
 use anyhow::{Context, bail};
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
@@ -147,7 +148,13 @@ pub struct Ledger {
     peer_relays: Mutex<Vec<libp2p::PeerId>>,
     /// Re-runs the segment a fraud proof points at, in the mempool and in every block.
     judge: Box<dyn Judge + Send + Sync>,
+    /// The blocks that included the last [`RECENT_TXS`] transactions, by id: a submission
+    /// repeated after its transaction was included is answered from here.
+    included: Mutex<Recent<Hash, u64>>,
 }
+
+/// How many included transactions [`Ledger::included_at`] remembers.
+pub const RECENT_TXS: usize = 16_384;
 
 /// The milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> u64 {
@@ -179,6 +186,7 @@ impl Ledger {
             forward: Mutex::new(None),
             peer_relays: Mutex::new(Vec::new()),
             judge: crate::jobs::engine::fraud_judge()?,
+            included: Mutex::new(Recent::new(RECENT_TXS)),
         }))
     }
 
@@ -250,6 +258,12 @@ impl Ledger {
 
     pub fn subscribe(&self) -> broadcast::Receiver<BlockEvent> {
         self.events.subscribe()
+    }
+
+    /// The block that included transaction `id`, if it is among the last [`RECENT_TXS`] this
+    /// relay committed.
+    pub fn included_at(&self, id: &Hash) -> Option<u64> {
+        self.included.lock().ok().and_then(|r| r.get(id))
     }
 
     pub fn pending(&self) -> usize {
@@ -551,6 +565,11 @@ impl Ledger {
                     id,
                     "an earlier transaction of the same account was dropped".into(),
                 ));
+            }
+        }
+        if let Ok(mut recent) = self.included.lock() {
+            for id in &included {
+                recent.insert(*id, height);
             }
         }
         let _ = self.events.send(BlockEvent {

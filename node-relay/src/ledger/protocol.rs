@@ -6,8 +6,10 @@
 //! before they are read, and every read and write has a timeout.
 
 use super::Ledger;
+use super::mempool::AdmitError;
 use crate::slots::Slots;
 use client_core::encoding::{decode, encode};
+use client_core::ledger::tx::tx_id;
 use client_core::ledger::wire::{
     LEDGER_PROTOCOL, LedgerRequest, LedgerResponse, MAX_BLOCKS_PER_REQUEST, MAX_LEDGER_REQUEST,
     MAX_MISBEHAVIOUR, MAX_READ_KEYS,
@@ -171,11 +173,24 @@ async fn serve(stream: &mut Stream, ledger: Arc<Ledger>, peer: libp2p::PeerId) {
             let worker = Arc::clone(&ledger);
             // A transaction a peer relay forwarded has been offered to every relay already.
             let forward = !ledger.is_peer_relay(&peer);
+            let id = tx_id(&tx);
+            // A submission repeated after a block took it in is answered with that block.
+            if let Some(height) = ledger.included_at(&id) {
+                send(stream, &LedgerResponse::Included { tx: id, height }).await;
+                return;
+            }
             let admitted =
                 tokio::task::spawn_blocking(move || worker.submit_with(*tx, forward)).await;
-            let id = match admitted {
-                Ok(Ok(id)) => id,
+            match admitted {
+                Ok(Ok(_)) => {}
+                // Submitted again while it waits: wait for it again.
+                Ok(Err(AdmitError::Duplicate)) => {}
                 Ok(Err(e)) => {
+                    // Included between the check above and this refusal of its nonce.
+                    if let Some(height) = ledger.included_at(&id) {
+                        send(stream, &LedgerResponse::Included { tx: id, height }).await;
+                        return;
+                    }
                     send(stream, &refused(e.to_string())).await;
                     return;
                 }
@@ -221,14 +236,7 @@ async fn serve(stream: &mut Stream, ledger: Arc<Ledger>, peer: libp2p::PeerId) {
                     send(stream, &response).await;
                 }
                 _ => {
-                    send(
-                        stream,
-                        &refused(
-                            "no block has included the transaction yet; it is still pending — \
-                             check the account's nonce later",
-                        ),
-                    )
-                    .await;
+                    send(stream, &LedgerResponse::StillPending { tx: id }).await;
                 }
             }
         }
