@@ -183,8 +183,9 @@ async fn serve(stream: &mut Stream, ledger: Arc<Ledger>, peer: libp2p::PeerId) {
                 tokio::task::spawn_blocking(move || worker.submit_with(*tx, forward)).await;
             match admitted {
                 Ok(Ok(_)) => {}
-                // Submitted again while it waits: wait for it again.
-                Ok(Err(AdmitError::Duplicate)) => {}
+                // A client submitting again while it waits: wait for it again. (A peer relay
+                // forwarding it again is only told it is known.)
+                Ok(Err(AdmitError::Duplicate)) if forward => {}
                 Ok(Err(e)) => {
                     // Included between the check above and this refusal of its nonce.
                     if let Some(height) = ledger.included_at(&id) {
