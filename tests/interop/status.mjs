@@ -112,12 +112,13 @@ class FrameReader {
 
 // Opens a status stream, bounding the negotiation when it is the connection's first stream and
 // opening it again if that one was swallowed. Returns the stream and how many attempts it took.
-export async function openStatus (conn, { first }) {
+// `firstTimeoutMs` bounds each attempt at the first stream.
+export async function openStatus (conn, { first, firstTimeoutMs = FIRST_STREAM_TIMEOUT_MS }) {
   const attempts = first ? FIRST_STREAM_ATTEMPTS : 1
   let lastError
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
-      const signal = AbortSignal.timeout(first ? FIRST_STREAM_TIMEOUT_MS : 10_000)
+      const signal = AbortSignal.timeout(first ? firstTimeoutMs : 10_000)
       const stream = await conn.newStream(STATUS_PROTOCOL, { signal })
       return { stream, attempts: attempt }
     } catch (e) {
@@ -159,7 +160,8 @@ async function timedClose (stream) {
 // closed WebRTC connection is gone), each opening its status stream right after the handshake,
 // exchanging probes, closing the stream, then opening and closing a second status stream on the
 // same connection.
-export async function session (makeNode, addr, { connections = 1, probes = 5 } = {}) {
+// `firstTimeoutMs` is how long a first stream may take before it is opened again.
+export async function session (makeNode, addr, { connections = 1, probes = 5, firstTimeoutMs } = {}) {
   const report = { connections: [] }
   for (let c = 0; c < connections; c++) {
     const node = await makeNode()
@@ -168,7 +170,7 @@ export async function session (makeNode, addr, { connections = 1, probes = 5 } =
       const conn = await node.dial(addr)
       entry.remotePeer = conn.remotePeer.toString()
       for (let s = 0; s < 2; s++) {
-        const { stream, attempts } = await openStatus(conn, { first: s === 0 })
+        const { stream, attempts } = await openStatus(conn, { first: s === 0, firstTimeoutMs })
         const reader = new FrameReader(stream)
         const pongs = await probe(stream, reader, probes, 1 + s * probes)
         const closed = await timedClose(stream)

@@ -87,13 +87,16 @@ async fn verified_params(genesis: &Genesis, relay: &Relay) -> anyhow::Result<Par
 async fn a_proposal_made_and_voted_in_the_browser_passes_and_takes_effect_verified()
 -> anyhow::Result<()> {
     let data_dir = temp_dir("e2e-dao");
-    // Quick blocks, so that the dev network's governance windows (in blocks) pass in seconds.
+    // Quick blocks, so that the dev network's governance windows (in blocks) pass in seconds:
+    // a block within 100 ms of a transaction, an empty one every second. The 30-block voting
+    // window is then up to 30 s, room for the page to see the vote open and for three votes
+    // on a loaded machine.
     let relay = Relay::start_with(
         &relay_bin()?,
         &www_dir()?,
         &data_dir,
         &RelayPorts::any(),
-        &["--block-interval-ms", "100", "--heartbeat-ms", "250"],
+        &["--block-interval-ms", "100", "--heartbeat-ms", "1000"],
     )?;
     let (mut control, peer) = tcp_client(&relay).await?;
     let genesis = ledger_genesis(&mut control, peer).await?;

@@ -21,21 +21,26 @@ async fn run_job(
     if let Some(steps) = steps {
         browser.set_value("job-steps", &steps.to_string()).await?;
     }
+    // A job that ends is added to the history in the same step that sets its end state, so
+    // one more history row means this job's end state is showing (a fast job may pass
+    // through "running" between two looks at the page).
+    let before = history_rows(browser, None).await?;
     browser.click("job-submit").await?;
-    // The status leaves "idle" (or a previous end state) first.
-    browser
-        .wait_for(
-            "job-status",
-            "a running job",
-            Duration::from_secs(20),
-            |t| !matches!(t, "idle" | "verified" | "sampled" | "failed"),
-        )
-        .await?;
+    let deadline = std::time::Instant::now() + JOB_TIMEOUT;
+    while history_rows(browser, None).await? <= before {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the job did not end within {JOB_TIMEOUT:?}; status {:?}, {:?}",
+            browser.text("job-status").await,
+            browser.text("job-detail").await,
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     browser
         .wait_for(
             "job-status",
             "verified, sampled or failed",
-            JOB_TIMEOUT,
+            Duration::from_secs(5),
             |t| matches!(t, "verified" | "sampled" | "failed"),
         )
         .await
@@ -116,8 +121,8 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
             );
         }
     }
-    assert_eq!(history_rows(&browser, "verified").await?, 2);
-    assert_eq!(history_rows(&browser, "sampled").await?, 1);
+    assert_eq!(history_rows(&browser, Some("verified")).await?, 2);
+    assert_eq!(history_rows(&browser, Some("sampled")).await?, 1);
     // The three jobs, the first one sampled, went on one job stream: one WebRTC data channel.
     assert_eq!(
         relay.metric("aqueduct_job_streams_total")?,
@@ -147,7 +152,7 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
     let status = browser.wait_job_end(Duration::from_secs(30)).await;
     browser.screenshot("job-cancelled").await?;
     assert_eq!(status?, "cancelled");
-    assert_eq!(history_rows(&browser, "cancelled").await?, 1);
+    assert_eq!(history_rows(&browser, Some("cancelled")).await?, 1);
 
     // The history survives a reload: unlock on the jobs page and reopen a past result, which
     // the page re-checks from what it stored.
@@ -180,8 +185,8 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
             |_| true,
         )
         .await?;
-    assert_eq!(history_rows(&browser, "verified").await?, 2);
-    assert_eq!(history_rows(&browser, "sampled").await?, 1);
+    assert_eq!(history_rows(&browser, Some("verified")).await?, 2);
+    assert_eq!(history_rows(&browser, Some("sampled")).await?, 1);
     browser
         .eval("document.querySelector('[data-testid=\"job-history-row\"][data-status=\"verified\"] [data-testid=\"job-history-open\"]').click();")
         .await?;
@@ -208,15 +213,17 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
 }
 
 /// How many rows of the history table have `status`.
-async fn history_rows(browser: &Browser, status: &str) -> anyhow::Result<u64> {
+/// How many rows the job history shows, of one status or of any.
+async fn history_rows(browser: &Browser, status: Option<&str>) -> anyhow::Result<u64> {
     let n = browser
         .client
         .execute(
-            "return document.querySelectorAll(`[data-testid=\"job-history-row\"][data-status=\"${arguments[0]}\"]`).length;",
+            "const s = arguments[0]; return document.querySelectorAll(s === null ? '[data-testid=\"job-history-row\"]' : `[data-testid=\"job-history-row\"][data-status=\"${s}\"]`).length;",
             vec![status.into()],
         )
         .await?;
-    Ok(n.as_u64().unwrap_or(0))
+    n.as_u64()
+        .ok_or_else(|| anyhow::anyhow!("the history row count is {n}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -102,13 +102,20 @@ async fn bad_input_gets_an_error_and_others_keep_being_served() -> anyhow::Resul
     assert_eq!(answer_then_close(&mut s).await?, None);
     probe(&mut good, 4).await?;
 
-    // Too many streams from one peer: the extra one is refused as busy. (Give the relay a
-    // moment to release the slots of the streams it just closed.)
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Too many streams from one peer: the extra one is refused as busy. The relay releases
+    // the slots of the streams just closed when their tasks end, so a held stream refused as
+    // busy in that moment is opened again.
     let mut held = Vec::new();
     for seq in 0..3 {
-        let mut s = open(&mut control, peer).await?;
-        probe(&mut s, 100 + seq).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let s = loop {
+            let mut s = open(&mut control, peer).await?;
+            match probe(&mut s, 100 + seq).await {
+                Ok(()) => break s,
+                Err(e) if tokio::time::Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
         held.push(s);
     }
     let mut extra = open(&mut control, peer).await?;
