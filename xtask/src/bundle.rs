@@ -140,11 +140,15 @@ fn wasm_opt() -> anyhow::Result<Option<PathBuf>> {
 
 /// Runs binaryen's wasm-opt over the bundle's wasm, in place.
 pub fn optimise(www: &Path) -> anyhow::Result<()> {
+    optimise_wasm(&www.join(format!("{OUT_NAME}_bg.wasm")))
+}
+
+/// Runs binaryen's wasm-opt over `wasm`, in place (left as it is if wasm-opt is unavailable).
+pub fn optimise_wasm(wasm: &Path) -> anyhow::Result<()> {
     let Some(wasm_opt) = wasm_opt()? else {
         return Ok(());
     };
     step("optimising the wasm with wasm-opt -Oz --converge");
-    let wasm = www.join(format!("{OUT_NAME}_bg.wasm"));
     run_cmd(
         Command::new(wasm_opt)
             .arg("-Oz")
@@ -155,9 +159,9 @@ pub fn optimise(www: &Path) -> anyhow::Result<()> {
             .arg("--enable-mutable-globals")
             .arg("--enable-reference-types")
             .arg("--enable-multivalue")
-            .arg(&wasm)
+            .arg(wasm)
             .arg("-o")
-            .arg(&wasm),
+            .arg(wasm),
     )
 }
 

@@ -4,6 +4,7 @@
 
 mod bundle;
 mod fuzz;
+mod sdk;
 mod setup;
 
 use anyhow::{Context, bail};
@@ -40,6 +41,9 @@ enum Cmd {
     Www,
     /// Release relay plus the optimised web bundle, with the bundle's raw/gzip/brotli sizes.
     Dist,
+    /// The JavaScript/TypeScript SDK package (ES module, TypeScript declarations) in
+    /// target/sdk/aqueduct-sdk; also copied with the example pages into target/www.
+    Sdk,
     /// Formatting and clippy (`-D warnings`), natively and for wasm32.
     Lint,
     /// Coverage-guided fuzzing (libFuzzer) of every decoder of network and file input and of
@@ -71,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Devnet { validators } => devnet(validators),
         Cmd::Www => bundle::build(None).map(|www| println!("{}", www.display())),
         Cmd::Dist => dist().map(|_| ()),
+        Cmd::Sdk => sdk(),
         Cmd::Lint => lint(),
         Cmd::Fuzz { runs, targets } => fuzz_all(runs, &targets),
         Cmd::Bench { loads, probes } => bench(loads, probes),
@@ -269,6 +274,7 @@ fn test() -> anyhow::Result<()> {
     let interop = setup::ensure_interop()?;
 
     let www = bundle::build(None)?;
+    sdk::build(Some(&www), false)?;
     // The faulty relay (feature `faulty`) lies on purpose; tests check that browsers catch it.
     // Built first and set aside, because both builds write target/debug/node-relay.
     step("building the relay, and a faulty one for tests");
@@ -288,7 +294,14 @@ fn test() -> anyhow::Result<()> {
     step("native tests (unit, jobs on wasmtime, relay, end-to-end in headless Chromium)");
     run_cmd(
         cargo()
-            .args(["test", "--workspace", "--exclude", "web-ui"])
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "web-ui",
+                "--exclude",
+                "aqueduct-sdk",
+            ])
             .env("AQUEDUCT_RELAY_BIN", root().join("target/debug/node-relay"))
             .env("AQUEDUCT_FAULTY_RELAY_BIN", &faulty)
             .env("AQUEDUCT_WWW", &www)
@@ -385,7 +398,7 @@ fn lint() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    step("clippy, wasm32 (client-core with its browser peer, web-ui)");
+    step("clippy, wasm32 (client-core with its browser peer, web-ui, the SDK)");
     run_cmd(cargo().args([
         "clippy",
         "--quiet",
@@ -393,6 +406,8 @@ fn lint() -> anyhow::Result<()> {
         "client-core",
         "-p",
         "web-ui",
+        "-p",
+        "aqueduct-sdk",
         "--all-targets",
         "--features",
         "client-core/browser",
@@ -402,6 +417,13 @@ fn lint() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))
+}
+
+fn sdk() -> anyhow::Result<()> {
+    setup::ensure_wasm_target()?;
+    let www = root().join("target/www");
+    sdk::build(www.is_dir().then_some(www.as_path()), true)?;
+    Ok(())
 }
 
 fn dist() -> anyhow::Result<PathBuf> {

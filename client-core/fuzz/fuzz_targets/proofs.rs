@@ -83,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let g = genesis();
-    let mut light = LightClient::new(&g);
+    let mut light = LightClient::new(g);
     match input {
         Input::Reads { keys, mut answer } => {
             fix(*fixes, &mut answer.header, &mut answer.commit);

@@ -11,6 +11,7 @@ use client_core::ledger::state::UNITS_PER_TOKEN;
 use client_core::ledger::{Params, Validator};
 use futures::io::AsyncRead;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use wasm_encoder::{
     CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemorySection,
@@ -20,9 +21,12 @@ use wasm_encoder::{
 /// The network the targets' messages are for.
 pub const NETWORK: &str = "fuzz";
 
-/// Fixed keypairs: the first two are the genesis validators; all four hold balances.
-pub fn keys() -> Vec<Keypair> {
-    (1u8..=4).map(|i| Keypair::from_seed(&[i; 32])).collect()
+/// Fixed keypairs: the first two are the genesis validators; all four hold balances. Derived
+/// once per process: a key derivation costs more than most inputs, and a target that derived
+/// them per input spent nearly all its time there.
+pub fn keys() -> &'static [Keypair] {
+    static KEYS: OnceLock<Vec<Keypair>> = OnceLock::new();
+    KEYS.get_or_init(|| (1u8..=4).map(|i| Keypair::from_seed(&[i; 32])).collect())
 }
 
 /// The public key a selector byte names among [`keys`].
@@ -31,8 +35,13 @@ pub fn key_of(selector: u8) -> PublicKey {
     keys[usize::from(selector) % keys.len()].public()
 }
 
-/// A network of two validators and four funded accounts, with a faucet.
-pub fn genesis() -> Genesis {
+/// A network of two validators and four funded accounts, with a faucet (built once).
+pub fn genesis() -> &'static Genesis {
+    static GENESIS: OnceLock<Genesis> = OnceLock::new();
+    GENESIS.get_or_init(build_genesis)
+}
+
+fn build_genesis() -> Genesis {
     let keys = keys();
     Genesis {
         network_id: NETWORK.to_owned(),

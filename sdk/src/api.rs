@@ -1,0 +1,755 @@
+//! The JavaScript API: `Wallet` (keys that stay in the page) and `Client` (a connection to one
+//! relay of a network whose genesis the app pinned, verified jobs and proven reads).
+
+use crate::convert::{
+    AccountView, DaoInfo, JobResultView, OfferView, Proven, Verification, account_id,
+    bytes_property, function_property, number_property, property, string_property, to_js,
+};
+use crate::error::{Kind, error, error_with_check};
+use client_core::browser::{self, Control, PeerConfig, PeerEvent, PeerHandle, PeerId};
+use client_core::identity::{Keypair, PublicKey};
+use client_core::job::history::Outcome;
+use client_core::job_client::{self, Cancel, Order, RunEvent, Submitter};
+use client_core::ledger::Genesis;
+use client_core::ledger::light::LightClient;
+use client_core::ledger::state::{StateKey, StateValue};
+use client_core::ledger_client::{self, LedgerClientError};
+use client_core::wallet::{
+    ENTROPY_LEN, Entropy, KdfParams, SealRandomness, SealedWallet, Unlocked, WalletError,
+};
+use js_sys::Promise;
+use serde::Serialize;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** Every rejected promise of the SDK is an `AqueductError`. */
+export interface AqueductError extends Error {
+  name: "AqueductError";
+  kind: "input" | "connection" | "genesis" | "wallet" | "ledger" | "job" | "verification" | "cancelled";
+  /** For `job`, `verification` and `input` errors of a job: the step or check that failed. */
+  check?: string;
+}
+
+export interface ConnectOptions {
+  /** The relay's HTTP address (`https://relay.example:8080`; default: this page's origin),
+   *  or its webrtc-direct multiaddr (`/ip4/…/udp/…/webrtc-direct/certhash/…/p2p/…`). */
+  relay?: string;
+  /** The hash of the network's genesis, as its operators publish it (`node-relay` prints it).
+   *  A relay presenting another genesis is refused: nothing it says is believed. */
+  genesis: string;
+  /** Called on every change of the connection and every round-trip probe. */
+  onState?: (state: ConnectionState) => void;
+  /** How long to wait for the first connection (default 30000). */
+  timeoutMs?: number;
+}
+
+export interface ConnectionState {
+  relay: string;
+  state: "connecting" | "connected" | "disconnected";
+  addr?: string;
+  attempt?: number;
+  dialMs?: number;
+  rttMs?: number;
+  connectedPeers?: number;
+  reason?: string;
+  retryInMs?: number;
+}
+
+export interface JobOptions {
+  /** The job's WebAssembly module (Aqueduct job profile). */
+  module: Uint8Array | ArrayBuffer;
+  /** The job's input (a string is sent as UTF-8). */
+  input?: Uint8Array | ArrayBuffer | string;
+  /** The most fuel the relay may spend (default 1e9). */
+  fuelLimit?: number;
+  /** Step jobs: the most steps (default 1000). */
+  maxSteps?: number;
+  /** A name for the job, for your own records. */
+  name?: string;
+  /** Called as the job moves through its stages, including verification. */
+  onProgress?: (progress: JobProgress) => void;
+  /** Cancels the job. */
+  signal?: AbortSignal;
+}
+
+export interface JobProgress {
+  stage: "preparing" | "submitting" | "uploading" | "running" | "verifying";
+  detail: string;
+  /** Fraction of the fuel limit used so far, per the relay's reports. */
+  fraction?: number;
+}
+
+export interface Verification {
+  method: "reexecuted" | "sampled" | "refereed";
+  label: string;
+  checks: string[];
+  fuel?: number;
+  checkpoints?: number;
+  segments?: number;
+  checked?: number;
+  /** Sampled: the chance a relay faking 5% of the segments would have been caught. */
+  caughtIfFaking5Percent?: number;
+  verifyMs: number;
+}
+
+export interface JobResult {
+  job: string;
+  relay: string;
+  module: string;
+  output: Uint8Array;
+  fuelUsed?: number;
+  runMs: number;
+  verification: Verification;
+}
+
+/** A value read with a Merkle proof against a block whose validator signatures were checked. */
+export interface Proven<T> {
+  value: T;
+  height: number;
+  stateRoot: string;
+  timeMs: number;
+  relay: string;
+}
+
+/** Amounts are decimal strings of base units (1 token = 1000000 units). */
+export interface AccountView { account: string; balance: string; nonce: number; faucetUsed: boolean; }
+
+export interface OfferView {
+  provider: string; stake: string; pricePerMfuel: string; maxFuel: number; concurrency: number;
+  levels: string[]; addrs: string[]; attributes: [string, string][];
+  active: boolean; candidate: boolean; slashed: boolean;
+}
+
+export interface ProposalView {
+  id: number; title: string; description: string; proposer: string;
+  state: "pending" | "active" | "succeeded" | "defeated" | "queued" | "executed" | "canceled" | "expired";
+  startHeight: number; endHeight: number; quorum: string;
+  tally: { for: string; against: string; abstain: string };
+}
+
+export interface DaoInfo { treasury: string; maxJobTtlMs: number; proposals: ProposalView[]; }
+"#;
+
+/// Fresh randomness from the browser.
+fn random<const N: usize>() -> Result<[u8; N], JsValue> {
+    browser::random_bytes::<N>().map_err(|e| error(Kind::Input, e))
+}
+
+fn wallet_error(e: WalletError) -> JsValue {
+    error(Kind::Wallet, e)
+}
+
+/// A wallet: the account key, derived from a 24-word recovery phrase, and the same key sealed
+/// under a password (Argon2id, XChaCha20-Poly1305) for the app to store. The key stays in this
+/// page's memory; it is wiped when the wallet is freed (`wallet.free()`).
+#[wasm_bindgen]
+pub struct Wallet {
+    sealed: SealedWallet,
+    unlocked: Unlocked,
+}
+
+impl Wallet {
+    fn seal(entropy: Entropy, password: &str) -> Result<Wallet, JsValue> {
+        let randomness = SealRandomness {
+            salt: random()?,
+            nonce: random()?,
+        };
+        let sealed = SealedWallet::seal(&entropy, password, KdfParams::DEFAULT, randomness)
+            .map_err(wallet_error)?;
+        let keypair = entropy.keypair();
+        Ok(Wallet {
+            sealed,
+            unlocked: Unlocked { entropy, keypair },
+        })
+    }
+
+    fn keypair(&self) -> Keypair {
+        self.unlocked.keypair.clone()
+    }
+}
+
+#[wasm_bindgen]
+impl Wallet {
+    /// A new wallet with a fresh recovery phrase, sealed under `password` (at least 8
+    /// characters). Sealing runs Argon2id with 64 MiB: about a second.
+    pub async fn create(password: String) -> Result<Wallet, JsValue> {
+        Wallet::seal(Entropy::new(random::<ENTROPY_LEN>()?), &password)
+    }
+
+    /// The wallet of a 24-word recovery phrase, sealed under a new `password`.
+    pub async fn restore(phrase: String, password: String) -> Result<Wallet, JsValue> {
+        let entropy = Entropy::from_phrase(&phrase).map_err(wallet_error)?;
+        Wallet::seal(entropy, &password)
+    }
+
+    /// Opens a sealed wallet (the text `wallet.backup()` returned) with its password.
+    pub async fn unlock(backup: String, password: String) -> Result<Wallet, JsValue> {
+        let sealed = SealedWallet::from_backup(&backup).map_err(wallet_error)?;
+        let unlocked = sealed.open(&password).map_err(wallet_error)?;
+        Ok(Wallet { sealed, unlocked })
+    }
+
+    /// The account id (a libp2p peer id, `12D3KooW…`).
+    #[wasm_bindgen(getter)]
+    pub fn account(&self) -> String {
+        self.sealed.account_id()
+    }
+
+    /// The sealed wallet as text, to store (e.g. in IndexedDB) or offer as a backup file:
+    /// without the password it reveals only the account id.
+    pub fn backup(&self) -> String {
+        self.sealed.to_backup()
+    }
+
+    /// The 24 words that restore this wallet anywhere. Show them only when the user asks.
+    #[wasm_bindgen(js_name = recoveryPhrase)]
+    pub fn recovery_phrase(&self) -> String {
+        self.unlocked.entropy.phrase().to_string()
+    }
+}
+
+/// The connection state passed to `onState` listeners.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectionState {
+    relay: String,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dial_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connected_peers: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_in_ms: Option<u64>,
+}
+
+impl ConnectionState {
+    fn apply(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::Dialing { addr, attempt, .. } => {
+                self.state = "connecting";
+                self.addr = Some(addr);
+                self.attempt = Some(attempt);
+                self.retry_in_ms = None;
+            }
+            PeerEvent::Connected { addr, dial_ms, .. } => {
+                self.state = "connected";
+                self.addr = Some(addr);
+                self.dial_ms = Some(dial_ms);
+                self.reason = None;
+                self.retry_in_ms = None;
+            }
+            PeerEvent::Probe { rtt_ms, status, .. } => {
+                self.rtt_ms = Some(rtt_ms);
+                self.connected_peers = Some(status.connected_peers);
+            }
+            PeerEvent::Disconnected {
+                reason,
+                retry_in_ms,
+                ..
+            } => {
+                self.state = "disconnected";
+                self.reason = Some(reason);
+                self.retry_in_ms = Some(retry_in_ms);
+                self.rtt_ms = None;
+            }
+        }
+    }
+}
+
+/// The connection and its listeners, shared with the peer's event callback.
+struct Connection {
+    state: ConnectionState,
+    listeners: Vec<(u32, js_sys::Function)>,
+    next_listener: u32,
+}
+
+impl Connection {
+    fn event(this: &RefCell<Connection>, event: PeerEvent) {
+        let (state, listeners) = {
+            let mut c = this.borrow_mut();
+            c.state.apply(event);
+            (c.state.clone(), c.listeners.clone())
+        };
+        if listeners.is_empty() {
+            return;
+        }
+        if let Ok(value) = to_js(&state) {
+            for (_, listener) in listeners {
+                // A listener that throws is the app's problem, not the connection's.
+                let _ = listener.call1(&JsValue::NULL, &value);
+            }
+        }
+    }
+
+    /// Waits until the relay is connected, for at most `timeout_ms`.
+    async fn ready(this: &RefCell<Connection>, timeout_ms: f64) -> Result<(), JsValue> {
+        let start = browser::now_ms();
+        loop {
+            let (state, reason) = {
+                let c = this.borrow();
+                (c.state.state, c.state.reason.clone())
+            };
+            if state == "connected" {
+                return Ok(());
+            }
+            if browser::now_ms() - start > timeout_ms {
+                let relay = this.borrow().state.relay.clone();
+                return Err(error(
+                    Kind::Connection,
+                    format!(
+                        "relay {relay} was not reached within {} s{}",
+                        (timeout_ms / 1000.0).round(),
+                        reason.map(|r| format!(": {r}")).unwrap_or_default()
+                    ),
+                ));
+            }
+            browser::pause(50).await;
+        }
+    }
+}
+
+/// How long a read or a job waits for a lost connection to come back.
+const RECONNECT_WAIT_MS: f64 = 15_000.0;
+/// How long a read waits for the network's first block.
+const FIRST_BLOCK_WAIT_MS: f64 = 15_000.0;
+
+struct Inner {
+    handle: PeerHandle,
+    relay: PeerId,
+    genesis: Genesis,
+    light: RefCell<LightClient>,
+    connection: Rc<RefCell<Connection>>,
+    /// The network's `max_job_ttl_ms`, once read with a proof.
+    max_job_ttl_ms: Cell<Option<u64>>,
+}
+
+impl Inner {
+    fn control(&self) -> Control {
+        self.handle.control.clone()
+    }
+
+    /// A proven read, once the relay is connected; waits out "no block yet" for a while.
+    async fn read<T>(
+        &self,
+        request: impl AsyncFn(
+            &RefCell<LightClient>,
+            &mut Control,
+            PeerId,
+        ) -> Result<T, LedgerClientError>,
+    ) -> Result<T, JsValue> {
+        let start = browser::now_ms();
+        loop {
+            Connection::ready(&self.connection, RECONNECT_WAIT_MS).await?;
+            let mut control = self.control();
+            match request(&self.light, &mut control, self.relay).await {
+                Ok(value) => return Ok(value),
+                Err(LedgerClientError::NoBlockYet)
+                    if browser::now_ms() - start < FIRST_BLOCK_WAIT_MS =>
+                {
+                    browser::pause(250).await;
+                }
+                Err(e) => return Err(error(Kind::Ledger, e)),
+            }
+        }
+    }
+
+    /// The request lifetime the network allows: five minutes, or its `max_job_ttl_ms` if less.
+    async fn job_ttl_ms(&self) -> Result<u64, JsValue> {
+        if let Some(ttl) = self.max_job_ttl_ms.get() {
+            return Ok(ttl.min(job_client::REQUEST_TTL_MS));
+        }
+        let verified = self
+            .read(async |light, control, relay| {
+                ledger_client::read(light, control, relay, vec![StateKey::Params]).await
+            })
+            .await?;
+        let ttl = match verified.value.first() {
+            Some(Some(StateValue::Params(p))) => p.max_job_ttl_ms,
+            _ => job_client::REQUEST_TTL_MS,
+        };
+        self.max_job_ttl_ms.set(Some(ttl));
+        Ok(ttl.min(job_client::REQUEST_TTL_MS))
+    }
+
+    fn relay_text(&self) -> String {
+        self.relay.to_string()
+    }
+}
+
+/// A connection to a relay of one network: verified jobs and proven ledger reads.
+#[wasm_bindgen]
+pub struct Client {
+    inner: Rc<Inner>,
+}
+
+/// The relay's peer id and addresses from `relay` (an HTTP address or a multiaddr).
+async fn relay_config(relay: &str) -> Result<PeerConfig, JsValue> {
+    let relay = relay.trim();
+    if relay.starts_with('/') {
+        return PeerConfig::from_addr(relay).map_err(|e| error(Kind::Input, e));
+    }
+    let url = format!("{}/api/info", relay.trim_end_matches('/'));
+    let info = browser::fetch_relay_info(&url)
+        .await
+        .map_err(|e| error(Kind::Connection, e))?;
+    PeerConfig::from_info(&info).map_err(|e| error(Kind::Connection, e))
+}
+
+#[wasm_bindgen]
+impl Client {
+    /// Connects to a relay and checks that its network is the one whose genesis is pinned.
+    pub async fn connect(
+        #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
+    ) -> Result<Client, JsValue> {
+        let pinned = string_property(&options, "genesis")?
+            .map(|g| g.trim().to_ascii_lowercase())
+            .filter(|g| !g.is_empty())
+            .ok_or_else(|| {
+                error(
+                    Kind::Input,
+                    "`genesis` is required: the hash of the network's genesis, as its operators \
+                     publish it (node-relay prints it at start-up)",
+                )
+            })?;
+        let relay_text = string_property(&options, "relay")?.unwrap_or_default();
+        let on_state = function_property(&options, "onState")?;
+        let timeout_ms = number_property(&options, "timeoutMs")?.unwrap_or(30_000) as f64;
+        let config = relay_config(&relay_text).await?;
+        let relay = config.relay;
+        let connection = Rc::new(RefCell::new(Connection {
+            state: ConnectionState {
+                relay: relay.to_string(),
+                state: "connecting",
+                addr: None,
+                attempt: None,
+                dial_ms: None,
+                rtt_ms: None,
+                connected_peers: None,
+                reason: None,
+                retry_in_ms: None,
+            },
+            listeners: on_state.into_iter().map(|f| (0, f)).collect(),
+            next_listener: 1,
+        }));
+        let events = connection.clone();
+        let handle = browser::spawn(
+            config,
+            Rc::new(move |event| Connection::event(&events, event)),
+        )
+        .map_err(|e| error(Kind::Connection, e))?;
+        Connection::ready(&connection, timeout_ms).await?;
+        let mut control = handle.control.clone();
+        let genesis = ledger_client::fetch_genesis(&mut control, relay)
+            .await
+            .map_err(|e| error(Kind::Connection, format!("reading the genesis: {e}")))?;
+        let hash = genesis.hash().to_string();
+        if hash != pinned {
+            handle.remove_relay(relay);
+            return Err(error(
+                Kind::Genesis,
+                format!(
+                    "relay {relay} presents network {:?} with genesis {hash}, not the pinned \
+                     {pinned}: nothing it says is believed",
+                    genesis.network_id
+                ),
+            ));
+        }
+        let light = RefCell::new(LightClient::new(&genesis));
+        Ok(Client {
+            inner: Rc::new(Inner {
+                handle,
+                relay,
+                genesis,
+                light,
+                connection,
+                max_job_ttl_ms: Cell::new(None),
+            }),
+        })
+    }
+
+    /// The relay's peer id.
+    #[wasm_bindgen(getter)]
+    pub fn relay(&self) -> String {
+        self.inner.relay_text()
+    }
+
+    /// The network's id (from its genesis).
+    #[wasm_bindgen(getter, js_name = networkId)]
+    pub fn network_id(&self) -> String {
+        self.inner.genesis.network_id.clone()
+    }
+
+    /// The pinned genesis hash the relay matched.
+    #[wasm_bindgen(getter)]
+    pub fn genesis(&self) -> String {
+        self.inner.genesis.hash().to_string()
+    }
+
+    /// The connection as it stands now.
+    #[wasm_bindgen(unchecked_return_type = "ConnectionState")]
+    pub fn state(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.connection.borrow().state)
+    }
+
+    /// Calls `listener` on every change of the connection; returns an id for `unsubscribe`.
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(state: ConnectionState) => void")]
+        listener: js_sys::Function,
+    ) -> u32 {
+        let mut c = self.inner.connection.borrow_mut();
+        let id = c.next_listener;
+        c.next_listener += 1;
+        c.listeners.push((id, listener));
+        id
+    }
+
+    /// Stops calling the listener `id` returned by `subscribe`.
+    pub fn unsubscribe(&self, id: u32) {
+        self.inner
+            .connection
+            .borrow_mut()
+            .listeners
+            .retain(|(i, _)| *i != id);
+    }
+
+    /// Runs a job signed by `wallet` on the relay and resolves with the result once it is
+    /// verified in this page (the receipt's signature and the computation: re-executed,
+    /// sampled or refereed — `result.verification` says which and how strongly). A result that
+    /// fails verification rejects with an `AqueductError` of kind `verification`.
+    #[wasm_bindgen(js_name = runJob, unchecked_return_type = "Promise<JobResult>")]
+    pub fn run_job(
+        &self,
+        wallet: &Wallet,
+        #[wasm_bindgen(unchecked_param_type = "JobOptions")] options: JsValue,
+    ) -> Promise {
+        let order = match job_order(&options) {
+            Ok(order) => order,
+            Err(e) => return Promise::reject(&e),
+        };
+        let (on_progress, cancel) = match (
+            function_property(&options, "onProgress"),
+            abort_signal(&options),
+        ) {
+            (Ok(f), Ok(cancel)) => (f, cancel),
+            (Err(e), _) | (_, Err(e)) => return Promise::reject(&e),
+        };
+        let inner = self.inner.clone();
+        let keypair = wallet.keypair();
+        future_to_promise(async move {
+            let ttl_ms = inner.job_ttl_ms().await?;
+            Connection::ready(&inner.connection, RECONNECT_WAIT_MS).await?;
+            let order = Order { ttl_ms, ..order };
+            let nonce = u64::from_le_bytes(random()?);
+            let fraction = Cell::new(None::<f64>);
+            let on = |event: RunEvent| {
+                let (stage, detail) = match event {
+                    RunEvent::Stage { stage, detail } => (stage.label(), detail),
+                    RunEvent::Progress(f) => {
+                        fraction.set(Some(f));
+                        return;
+                    }
+                    RunEvent::Output(_) => return,
+                };
+                if let Some(f) = &on_progress {
+                    let progress = JobProgressView {
+                        stage,
+                        detail,
+                        fraction: fraction.get(),
+                    };
+                    if let Ok(value) = to_js(&progress) {
+                        let _ = f.call1(&JsValue::NULL, &value);
+                    }
+                }
+            };
+            let network_id = inner.genesis.network_id.clone();
+            let record = job_client::run(
+                Submitter {
+                    keypair: &keypair,
+                    network_id: &network_id,
+                    control: inner.control(),
+                    relay: inner.relay,
+                },
+                order,
+                js_sys::Date::now() as u64,
+                nonce,
+                &cancel,
+                &on,
+            )
+            .await;
+            let fuel_used = record.fuel_used();
+            match record.outcome {
+                Outcome::Verified {
+                    output,
+                    checks,
+                    level,
+                    run_ms,
+                    verify_ms,
+                    ..
+                } => {
+                    let view = JobResultView {
+                        job: record.base.job.to_string(),
+                        relay: record.base.relay,
+                        module: record.base.module.to_string(),
+                        fuel_used,
+                        run_ms,
+                        verification: Verification::new(&level, checks, verify_ms),
+                    };
+                    let value = to_js(&view)?;
+                    let bytes = js_sys::Uint8Array::from(output.as_slice());
+                    js_sys::Reflect::set(&value, &"output".into(), &bytes)?;
+                    Ok(value)
+                }
+                Outcome::Failed { check, reason } => {
+                    let kind = match check.as_str() {
+                        "module" | "input" => Kind::Input,
+                        job_client::PAYMENT_REFUSED | job_client::NOT_CHARGED | "execution" => {
+                            Kind::Job
+                        }
+                        _ => Kind::Verification,
+                    };
+                    Err(error_with_check(
+                        kind,
+                        format!("{check}: {reason}"),
+                        Some(&check),
+                    ))
+                }
+                Outcome::Cancelled => Err(error(Kind::Cancelled, "the job was cancelled")),
+            }
+        })
+    }
+
+    /// An account's balance and nonce, proven (`account` is a peer id or 64 hex digits).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Proven<AccountView>>")]
+    pub fn account(&self, account: String) -> Promise {
+        let who = match PublicKey::parse(&account) {
+            Ok(who) => who,
+            Err(e) => return Promise::reject(&error(Kind::Input, e)),
+        };
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let verified = inner
+                .read(async |light, control, relay| {
+                    ledger_client::account(light, control, relay, who).await
+                })
+                .await?;
+            to_js(&Proven::of(verified, &inner.relay_text(), |a| {
+                AccountView::new(&who, a)
+            }))
+        })
+    }
+
+    /// Every registered provider and its offer, proven.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Proven<OfferView[]>>")]
+    pub fn offers(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let verified = inner
+                .read(async |light, control, relay| {
+                    ledger_client::providers(light, control, relay).await
+                })
+                .await?;
+            to_js(&Proven::of(verified, &inner.relay_text(), |list| {
+                list.into_iter()
+                    .map(|(key, p)| OfferView::new(&key, p))
+                    .collect::<Vec<_>>()
+            }))
+        })
+    }
+
+    /// The DAO's treasury and newest proposals with their tallies, proven.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Proven<DaoInfo>>")]
+    pub fn proposals(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let verified = inner
+                .read(async |light, control, relay| {
+                    ledger_client::dao(light, control, relay, None).await
+                })
+                .await?;
+            to_js(&Proven::of(verified, &inner.relay_text(), DaoInfo::new))
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobProgressView {
+    stage: &'static str,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fraction: Option<f64>,
+}
+
+/// The order `options` describe (its lifetime is set once the network's limit is known).
+fn job_order(options: &JsValue) -> Result<Order, JsValue> {
+    let module = bytes_property(options, "module")?
+        .ok_or_else(|| error(Kind::Input, "`module` is required: the job's WebAssembly"))?;
+    let input = bytes_property(options, "input")?.unwrap_or_default();
+    let fuel_limit = number_property(options, "fuelLimit")?.unwrap_or(1_000_000_000);
+    if fuel_limit == 0 {
+        return Err(error(Kind::Input, "`fuelLimit` must be at least 1"));
+    }
+    let max_steps = number_property(options, "maxSteps")?.unwrap_or(1000);
+    let max_steps = u32::try_from(max_steps)
+        .ok()
+        .filter(|s| (1..=client_core::job::exec::MAX_STEPS).contains(s))
+        .ok_or_else(|| {
+            error(
+                Kind::Input,
+                format!(
+                    "`maxSteps` must be from 1 to {}",
+                    client_core::job::exec::MAX_STEPS
+                ),
+            )
+        })?;
+    let name = string_property(options, "name")?.unwrap_or_else(|| "sdk job".into());
+    Ok(Order {
+        name,
+        module,
+        input,
+        fuel_limit,
+        max_steps,
+        payment: None,
+        price: 0,
+        ttl_ms: job_client::REQUEST_TTL_MS,
+    })
+}
+
+/// A `Cancel` tied to the options' `signal` (an `AbortSignal`), if any.
+fn abort_signal(options: &JsValue) -> Result<Cancel, JsValue> {
+    let cancel = Cancel::new();
+    let Some(signal) = property(options, "signal") else {
+        return Ok(cancel);
+    };
+    if property(&signal, "aborted").and_then(|a| a.as_bool()) == Some(true) {
+        cancel.cancel();
+        return Ok(cancel);
+    }
+    let add = function_property(&signal, "addEventListener")?
+        .ok_or_else(|| error(Kind::Input, "`signal` must be an AbortSignal"))?;
+    let on_abort = cancel.clone();
+    let listener = Closure::once_into_js(move || on_abort.cancel());
+    add.call2(&signal, &"abort".into(), &listener)?;
+    Ok(cancel)
+}
+
+/// The account id (`12D3KooW…`) of an ed25519 public key written as 64 hex digits.
+#[wasm_bindgen(js_name = accountId)]
+pub fn account_id_of(key: String) -> Result<String, JsValue> {
+    PublicKey::parse(&key)
+        .map(|k| account_id(&k))
+        .map_err(|e| error(Kind::Input, e))
+}

@@ -1,0 +1,187 @@
+//! The SDK end to end: the example page (`www/examples/sdk.html`, which uses only the SDK
+//! package) in a real headless Chromium against a real relay. It refuses a relay whose genesis
+//! is not the pinned one, connects to the right one, makes a wallet in the page, runs a step job
+//! (verified by sampling) and a one-shot job (re-executed) and reads the ledger with proofs;
+//! against a relay that lies about an output, the SDK rejects the result as a failed
+//! verification and names the check.
+
+use aqueduct_tests::{Browser, Relay, RelayPorts, faulty_relay_bin, relay_bin, temp_dir, www_dir};
+use std::time::Duration;
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The genesis hash the relay printed at start-up, as its operator would publish it.
+fn printed_genesis(relay: &Relay) -> anyhow::Result<String> {
+    relay
+        .output()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("genesis:"))
+        .map(|g| g.trim().to_owned())
+        .ok_or_else(|| anyhow::anyhow!("the relay printed no genesis: {}", relay.output()))
+}
+
+/// Opens the example page pinned to `genesis` and clicks "Connect".
+async fn connect(browser: &Browser, relay: &Relay, genesis: &str) -> anyhow::Result<String> {
+    browser
+        .goto(&relay.page(&format!("/examples/sdk.html?genesis={genesis}")))
+        .await?;
+    browser.click("connect").await?;
+    browser
+        .wait_for(
+            "network-status",
+            "verified or refused",
+            Duration::from_secs(40),
+            |s| matches!(s, "verified" | "refused"),
+        )
+        .await
+}
+
+/// Picks an example, sets its input, runs it and waits for its end; returns the stage shown.
+async fn run_job(browser: &Browser, example: &str, input: &str) -> anyhow::Result<String> {
+    browser.set_value("example", example).await?;
+    browser.set_value("job-input", input).await?;
+    browser.click("run-job").await?;
+    browser
+        .wait_for("job-stage", "the job's end", JOB_TIMEOUT, |s| {
+            matches!(s, "verified" | "failed" | "failed verification")
+        })
+        .await
+}
+
+async fn error_text(browser: &Browser) -> String {
+    browser.text("sdk-error").await.unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_using_only_the_sdk_runs_verified_jobs_and_proven_reads() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("e2e-sdk");
+    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
+    let genesis = printed_genesis(&relay)?;
+    let browser = Browser::start().await?;
+
+    // Another network's genesis pinned: refused, with the reason.
+    let wrong = "0".repeat(genesis.len());
+    assert_eq!(connect(&browser, &relay, &wrong).await?, "refused");
+    let error = error_text(&browser).await;
+    assert!(
+        error.starts_with("genesis:") && error.contains(&genesis),
+        "expected a genesis error naming the relay's genesis, got {error:?}"
+    );
+
+    // The right one.
+    let state = connect(&browser, &relay, &genesis).await;
+    browser.screenshot("sdk-connected").await?;
+    assert_eq!(state?, "verified", "{}", error_text(&browser).await);
+    let detail = browser.text("network-detail").await.unwrap_or_default();
+    let peer_id = relay.info()?.peer_id;
+    assert!(
+        detail.contains(&peer_id) && detail.contains("aqueduct-dev") && detail.contains(&genesis),
+        "{detail}"
+    );
+    // The connection state the SDK reports to its subscribers, with a round-trip time.
+    browser
+        .wait_for(
+            "connection-detail",
+            "the relay and a round-trip time",
+            Duration::from_secs(15),
+            |d| d.starts_with(&peer_id) && d.contains("round trip"),
+        )
+        .await?;
+    assert_eq!(
+        browser.text("connection-state").await.as_deref(),
+        Some("connected")
+    );
+
+    browser.click("create-wallet").await?;
+    let account = browser
+        .wait_for("account", "an account id", Duration::from_secs(30), |a| {
+            a.starts_with("12D3KooW")
+        })
+        .await?;
+
+    // A step job, verified by sampling in the page.
+    let stage = run_job(&browser, "hash-chain", "200 500 sdk").await?;
+    browser.screenshot("sdk-job-sampled").await?;
+    assert_eq!(stage, "verified", "{}", error_text(&browser).await);
+    assert_eq!(browser.text("job-method").await.as_deref(), Some("sampled"));
+    let strength = browser.text("job-strength").await.unwrap_or_default();
+    assert!(
+        strength.contains("caught with probability 0.9"),
+        "sampling should catch a relay faking 5% of 200 steps with high probability: {strength}"
+    );
+    let checks = browser.attrs("job-check", "data-testid").await?.len();
+    assert!(checks >= 3, "the checks that passed are listed ({checks})");
+
+    // A one-shot job, re-executed in the page: the output is the right count.
+    let stage = run_job(&browser, "primes", "200000").await?;
+    assert_eq!(stage, "verified", "{}", error_text(&browser).await);
+    assert_eq!(
+        browser.text("job-method").await.as_deref(),
+        Some("reexecuted")
+    );
+    let output = browser.text("job-output").await.unwrap_or_default();
+    assert!(output.contains("17984"), "primes below 200000: {output:?}");
+
+    // Proven ledger reads.
+    browser.click("read-ledger").await?;
+    let proof = browser
+        .wait_for(
+            "balance-proof",
+            "a proof's block and state root",
+            Duration::from_secs(30),
+            |p| p.starts_with("proven at block "),
+        )
+        .await?;
+    assert!(proof.contains("state root"), "{proof}");
+    browser
+        .wait_for(
+            "proposals",
+            "the proposal count",
+            Duration::from_secs(30),
+            |p| p.contains("proven at block"),
+        )
+        .await?;
+    let offers = browser.text("offers").await.unwrap_or_default();
+    assert!(offers.contains("proven at block"), "{offers}");
+    assert_eq!(error_text(&browser).await, "", "account {account}");
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_rejects_a_lying_relays_result_and_names_the_check() -> anyhow::Result<()> {
+    let (bin, www) = (faulty_relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("e2e-sdk-faulty");
+    let relay = Relay::start_with(
+        &bin,
+        &www,
+        &data_dir,
+        &RelayPorts::any(),
+        &["--faulty", "wrong-output"],
+    )?;
+    let genesis = printed_genesis(&relay)?;
+    let browser = Browser::start().await?;
+    assert_eq!(connect(&browser, &relay, &genesis).await?, "verified");
+    browser.click("create-wallet").await?;
+    browser
+        .wait_for("account", "an account id", Duration::from_secs(30), |a| {
+            a.starts_with("12D3KooW")
+        })
+        .await?;
+    let stage = run_job(&browser, "primes", "100000").await?;
+    browser.screenshot("sdk-job-lie-caught").await?;
+    let error = error_text(&browser).await;
+    assert_eq!(stage, "failed verification", "{error}");
+    assert!(
+        error.starts_with("verification (output)"),
+        "the SDK names the failed check: {error}"
+    );
+    assert_eq!(browser.text("job-output").await.as_deref(), Some(""));
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `cargo xtask sdk`: the JavaScript/TypeScript package of the light client (`sdk/`), as an ES
+//! module with TypeScript declarations, a package.json and its README, in
+//! `target/sdk/aqueduct-sdk`. With a web directory, the package and the example pages of
+//! `www/examples` are also copied there (served by the relay under `/sdk/` and `/examples/`).
+
+use crate::{bundle, cargo, root, run_cmd, step};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// The generated files are `aqueduct_sdk.js`, `aqueduct_sdk.d.ts` and `aqueduct_sdk_bg.wasm`.
+const OUT_NAME: &str = "aqueduct_sdk";
+/// The npm package name.
+const PACKAGE: &str = "@aqueduct/sdk";
+
+/// Builds the package (optimised with wasm-opt when `optimise`), returning its directory.
+pub fn build(www: Option<&Path>, optimise: bool) -> anyhow::Result<PathBuf> {
+    step("building the SDK (wasm32, size-optimised)");
+    run_cmd(cargo().args([
+        "build",
+        "--quiet",
+        "-p",
+        "aqueduct-sdk",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "wasm-release",
+    ]))?;
+    let wasm = root().join("target/wasm32-unknown-unknown/wasm-release/aqueduct_sdk.wasm");
+    let out = root().join("target/sdk/aqueduct-sdk");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .out_name(OUT_NAME)
+        .typescript(true)
+        // `init()` with no argument loads the wasm beside the module (import.meta.url).
+        .omit_default_module_path(false)
+        .web(true)?
+        .generate(&out)
+        .with_context(|| format!("generating the SDK's bindings for {}", wasm.display()))?;
+    if optimise {
+        bundle::optimise_wasm(&out.join(format!("{OUT_NAME}_bg.wasm")))?;
+    }
+    std::fs::write(out.join("package.json"), package_json())
+        .context("writing the SDK's package.json")?;
+    let readme = root().join("sdk/README.md");
+    std::fs::copy(&readme, out.join("README.md"))
+        .with_context(|| format!("copying {}", readme.display()))?;
+    if let Some(www) = www {
+        copy_dir(&out, &www.join("sdk"))?;
+        copy_dir(&root().join("www/examples"), &www.join("examples"))?;
+    }
+    eprintln!("SDK package: {}", out.display());
+    Ok(out)
+}
+
+fn package_json() -> String {
+    let package = serde_json::json!({
+        "name": PACKAGE,
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": "Aqueduct light client for web apps: verified jobs and proven ledger reads, with keys that stay in the page.",
+        "license": "Apache-2.0",
+        "type": "module",
+        "main": format!("{OUT_NAME}.js"),
+        "module": format!("{OUT_NAME}.js"),
+        "types": format!("{OUT_NAME}.d.ts"),
+        "exports": {
+            ".": {
+                "types": format!("./{OUT_NAME}.d.ts"),
+                "default": format!("./{OUT_NAME}.js"),
+            },
+            "./aqueduct_sdk_bg.wasm": format!("./{OUT_NAME}_bg.wasm"),
+        },
+        "files": [
+            format!("{OUT_NAME}.js"),
+            format!("{OUT_NAME}.d.ts"),
+            format!("{OUT_NAME}_bg.wasm"),
+            format!("{OUT_NAME}_bg.wasm.d.ts"),
+            "README.md",
+        ],
+        "sideEffects": false,
+    });
+    // Serialising a JSON value cannot fail.
+    serde_json::to_string_pretty(&package).unwrap_or_default() + "\n"
+}
+
+/// Copies the files of `from` (not its subdirectories) into `to`.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
