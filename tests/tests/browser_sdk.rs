@@ -100,6 +100,68 @@ async fn a_page_using_only_the_sdk_runs_verified_jobs_and_proven_reads() -> anyh
         })
         .await?;
 
+    // The stored (sealed) wallet: a wrong password is refused, the right one opens the same
+    // account; the recovery phrase restores it too.
+    browser.set_value("password", "not the password").await?;
+    browser.click("unlock-wallet").await?;
+    browser
+        .wait_for("account", "locked", Duration::from_secs(30), |a| {
+            a == "locked"
+        })
+        .await?;
+    let error = error_text(&browser).await;
+    assert!(error.starts_with("wallet:"), "{error}");
+    browser
+        .set_value("password", "correct horse battery")
+        .await?;
+    browser.click("unlock-wallet").await?;
+    let unlocked = browser
+        .wait_for("account", "an account id", Duration::from_secs(30), |a| {
+            a.starts_with("12D3KooW")
+        })
+        .await?;
+    assert_eq!(unlocked, account, "unlocking opens the same account");
+    browser.click("show-phrase").await?;
+    let phrase: String = browser
+        .eval("return document.querySelector('[data-testid=\"phrase\"]').value;")
+        .await?
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(phrase.split_whitespace().count(), 24, "{phrase:?}");
+    let words: Vec<&str> = phrase.split_whitespace().collect();
+    // A phrase with a word that is not in the list is refused, naming it.
+    let bad = std::iter::once("notaword")
+        .chain(words[1..].iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    browser.set_value("phrase", &bad).await?;
+    browser.click("restore-wallet").await?;
+    browser
+        .wait_for(
+            "sdk-error",
+            "a wallet error",
+            Duration::from_secs(30),
+            |e| e.starts_with("wallet:") && e.contains("notaword"),
+        )
+        .await?;
+    browser.set_value("phrase", &phrase).await?;
+    browser.click("restore-wallet").await?;
+    browser
+        .wait_for(
+            "sdk-error",
+            "no error",
+            Duration::from_secs(30),
+            str::is_empty,
+        )
+        .await?;
+    let restored = browser
+        .wait_for("account", "an account id", Duration::from_secs(30), |a| {
+            a.starts_with("12D3KooW")
+        })
+        .await?;
+    assert_eq!(restored, account, "the phrase restores the same account");
+
     // A step job, verified by sampling in the page.
     let stage = run_job(&browser, "hash-chain", "200 500 sdk").await?;
     browser.screenshot("sdk-job-sampled").await?;

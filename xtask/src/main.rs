@@ -274,7 +274,8 @@ fn test() -> anyhow::Result<()> {
     let interop = setup::ensure_interop()?;
 
     let www = bundle::build(None)?;
-    sdk::build(Some(&www), false)?;
+    let package = sdk::build(Some(&www), false)?;
+    sdk::type_check(&package)?;
     // The faulty relay (feature `faulty`) lies on purpose; tests check that browsers catch it.
     // Built first and set aside, because both builds write target/debug/node-relay.
     step("building the relay, and a faulty one for tests");

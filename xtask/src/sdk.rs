@@ -56,6 +56,36 @@ pub fn build(www: Option<&Path>, optimise: bool) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
+/// Type-checks `sdk/quickstart.ts` (the README's quick start, using every call of the API)
+/// against the built package's declarations with `tsc --strict`, from the TypeScript the
+/// interoperability client's npm packages install.
+pub fn type_check(package: &Path) -> anyhow::Result<()> {
+    step("type-checking the SDK's quick start against its TypeScript declarations");
+    let dir = package
+        .parent()
+        .context("the SDK package has no parent directory")?;
+    let source = root().join("sdk/quickstart.ts");
+    std::fs::copy(&source, dir.join("quickstart.ts"))
+        .with_context(|| format!("copying {}", source.display()))?;
+    run_cmd(
+        std::process::Command::new(root().join("tests/interop/node_modules/.bin/tsc"))
+            .current_dir(dir)
+            .args([
+                "--noEmit",
+                "--strict",
+                "--target",
+                "es2022",
+                "--module",
+                "es2022",
+                "--moduleResolution",
+                "bundler",
+                "--lib",
+                "esnext,dom",
+                "quickstart.ts",
+            ]),
+    )
+}
+
 fn package_json() -> String {
     let package = serde_json::json!({
         "name": PACKAGE,

@@ -1,0 +1,65 @@
+// The README's quick start, type-checked against the package's declarations by
+// `cargo xtask test` (tsc --strict): if the API or its declarations drift apart, this fails.
+import init, {
+  Client,
+  Wallet,
+  type AqueductError,
+  type ConnectionState,
+  type JobResult,
+  type Proven,
+  type AccountView,
+} from "./aqueduct-sdk/aqueduct_sdk.js";
+
+export async function quickstart(genesis: string, module: Uint8Array): Promise<string> {
+  await init();
+  const client: Client = await Client.connect({
+    relay: "https://relay.example:8080",
+    genesis,
+    onState: (s: ConnectionState) => console.log(s.state, s.rttMs ?? "", s.reason ?? ""),
+  });
+  const id: number = client.subscribe((s) => console.log(s.relay, s.state));
+  client.unsubscribe(id);
+
+  const wallet: Wallet = await Wallet.create("a long password");
+  const stored: string = wallet.backup();
+  const again: Wallet = await Wallet.unlock(stored, "a long password");
+  const restored: Wallet = await Wallet.restore(again.recoveryPhrase(), "another password");
+  restored.free();
+
+  const abort = new AbortController();
+  let result: JobResult;
+  try {
+    result = await client.runJob(wallet, {
+      module,
+      input: "2000000",
+      fuelLimit: 5_000_000_000,
+      maxSteps: 1000,
+      signal: abort.signal,
+      onProgress: (p) => console.log(p.stage, p.detail, p.fraction ?? 0),
+    });
+  } catch (e) {
+    const err = e as AqueductError;
+    if (err.kind === "verification") return `the relay lied: ${err.check ?? ""}`;
+    throw err;
+  }
+  const v = result.verification;
+  const strength: number = v.caughtIfFaking5Percent ?? 1;
+  const account: Proven<AccountView> = await client.account(wallet.account);
+  const offers = await client.offers();
+  const dao = await client.proposals();
+  return [
+    new TextDecoder().decode(result.output),
+    v.method,
+    v.checks.join("; "),
+    String(strength),
+    account.value.balance,
+    String(account.height),
+    account.stateRoot,
+    String(offers.value.length),
+    String(dao.value.proposals.map((p) => p.state).length),
+    client.networkId,
+    client.genesis,
+    client.relay,
+    client.state().state,
+  ].join("\n");
+}
