@@ -56,7 +56,15 @@ async fn error_text(browser: &Browser) -> String {
 async fn a_page_using_only_the_sdk_runs_verified_jobs_and_proven_reads() -> anyhow::Result<()> {
     let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("e2e-sdk");
-    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
+    // A provider whose offer is free, as `cargo xtask run -- --price-per-mfuel 0` starts it:
+    // the SDK sends jobs unpaid.
+    let relay = Relay::start_with(
+        &bin,
+        &www,
+        &data_dir,
+        &RelayPorts::any(),
+        &["--provide", "--price-per-mfuel", "0"],
+    )?;
     let genesis = printed_genesis(&relay)?;
     let browser = Browser::start().await?;
 
