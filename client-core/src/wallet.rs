@@ -193,7 +193,15 @@ impl KdfParams {
         Ok(())
     }
 
-    fn derive(&self, password: &str, salt: &[u8; 16]) -> Result<Zeroizing<[u8; 32]>, WalletError> {
+    /// The key sealing a wallet: Argon2id of `password` and `salt` under these parameters
+    /// (checked first). The slow step of sealing and opening, so a page can run it elsewhere
+    /// (a worker) and pass the key to [`SealedWallet::seal_with_key`] or
+    /// [`SealedWallet::open_with_key`].
+    pub fn derive(
+        &self,
+        password: &str,
+        salt: &[u8; 16],
+    ) -> Result<Zeroizing<[u8; 32]>, WalletError> {
         self.check()?;
         let params =
             argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
@@ -239,15 +247,31 @@ impl SealedWallet {
         kdf: KdfParams,
         randomness: SealRandomness,
     ) -> Result<Self, WalletError> {
+        Self::check_password(password)?;
+        let key = kdf.derive(password, &randomness.salt)?;
+        Self::seal_with_key(entropy, &key, kdf, randomness)
+    }
+
+    /// Whether `password` may seal a wallet (long enough).
+    pub fn check_password(password: &str) -> Result<(), WalletError> {
         if password.chars().count() < MIN_PASSWORD_CHARS {
             return Err(WalletError::PasswordTooShort {
                 min: MIN_PASSWORD_CHARS,
             });
         }
+        Ok(())
+    }
+
+    /// [`SealedWallet::seal`] with the key already derived: `kdf.derive(password, salt)`.
+    pub fn seal_with_key(
+        entropy: &Entropy,
+        key: &[u8; 32],
+        kdf: KdfParams,
+        randomness: SealRandomness,
+    ) -> Result<Self, WalletError> {
         let account = entropy.keypair().public();
-        let key = kdf.derive(password, &randomness.salt)?;
         let aad = associated_data(&account, &kdf, &randomness.salt);
-        let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+        let cipher = XChaCha20Poly1305::new(key.into());
         let ciphertext = cipher
             .encrypt(
                 XNonce::from_slice(&randomness.nonce),
@@ -272,8 +296,14 @@ impl SealedWallet {
     /// both fail authentication; the backup checksum tells the two apart before we get here.
     pub fn open(&self, password: &str) -> Result<Unlocked, WalletError> {
         let key = self.kdf.derive(password, &self.salt)?;
+        self.open_with_key(&key)
+    }
+
+    /// [`SealedWallet::open`] with the key already derived: `self.kdf.derive(password,
+    /// &self.salt)`. A key from the wrong password fails as [`WalletError::WrongPassword`].
+    pub fn open_with_key(&self, key: &[u8; 32]) -> Result<Unlocked, WalletError> {
         let aad = associated_data(&self.account, &self.kdf, &self.salt);
-        let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+        let cipher = XChaCha20Poly1305::new(key.into());
         let plain = Zeroizing::new(
             cipher
                 .decrypt(
@@ -574,6 +604,24 @@ mod tests {
             Some(WalletError::PasswordTooShort {
                 min: MIN_PASSWORD_CHARS
             })
+        );
+    }
+
+    #[test]
+    fn a_key_derived_elsewhere_seals_and_opens_the_same_way() {
+        let entropy = Entropy::new([7; ENTROPY_LEN]);
+        let key = FAST.derive("correct horse", &RANDOM.salt).expect("derive");
+        let sealed = SealedWallet::seal_with_key(&entropy, &key, FAST, RANDOM).expect("seal");
+        assert_eq!(
+            sealed,
+            SealedWallet::seal(&entropy, "correct horse", FAST, RANDOM).expect("seal")
+        );
+        let opened = sealed.open_with_key(&key).expect("open");
+        assert_eq!(opened.keypair.public(), sealed.account);
+        let wrong = FAST.derive("wrong horse", &RANDOM.salt).expect("derive");
+        assert_eq!(
+            sealed.open_with_key(&wrong).err(),
+            Some(WalletError::WrongPassword)
         );
     }
 

@@ -6,6 +6,8 @@ mod app;
 #[cfg(target_arch = "wasm32")]
 mod jobs;
 #[cfg(target_arch = "wasm32")]
+mod kdf;
+#[cfg(target_arch = "wasm32")]
 mod ledger;
 #[cfg(target_arch = "wasm32")]
 mod network;
@@ -19,6 +21,10 @@ mod widgets;
 #[cfg(target_arch = "wasm32")]
 fn main() {
     console_error_panic_hook::set_once();
+    // In the key-derivation worker (see `kdf`) there is no page: nothing to start.
+    if web_sys::window().is_none() {
+        return;
+    }
     client_core::browser::mark("aqueduct:wasm-main");
     // Connect first, then draw. Mounting the app (building the page, then the browser's style,
     // layout and paint of it) keeps the main thread busy for a good part of the time the

@@ -2,6 +2,7 @@
 //! actions on it. The cryptography is `client_core::wallet`; storage is
 //! `client_core::storage`; this module only sequences them and turns the results into signals.
 
+use crate::kdf::{self, Place};
 use crate::widgets::local_storage;
 use client_core::browser;
 use client_core::identity::Keypair;
@@ -10,6 +11,7 @@ use client_core::wallet::{
     Entropy, IdleLock, KdfParams, SealRandomness, SealedWallet, Unlocked, WalletError,
 };
 use leptos::prelude::*;
+use zeroize::Zeroizing;
 
 /// Where the wallet stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +63,8 @@ pub struct WalletState {
     pub error: RwSignal<Option<String>>,
     /// Something that happened without the user asking (auto-lock), shown once.
     pub notice: RwSignal<Option<String>>,
-    /// How the last unlock went: (milliseconds, parameters).
-    pub last_unlock: RwSignal<Option<(f64, KdfParams)>>,
+    /// How the last unlock went: (milliseconds, parameters, where the key was derived).
+    pub last_unlock: RwSignal<Option<(f64, KdfParams, Place)>>,
     pub autolock_min: RwSignal<u32>,
     sealed: StoredValue<Option<SealedWallet>>,
     unlocked: StoredValue<Option<Unlocked>>,
@@ -177,15 +179,22 @@ impl WalletState {
         self.status.set(WalletStatus::Unlocked { account });
     }
 
-    /// Runs `work` (which derives a key and so blocks for about a second) after letting the
-    /// page paint the progress message.
-    async fn slow<T>(&self, message: String, work: impl FnOnce() -> T) -> T {
+    /// Derives the wallet key (Argon2id, about a second; in a worker, see [`kdf`]) while the
+    /// page shows `message`.
+    async fn derive_key(
+        &self,
+        message: String,
+        kdf: KdfParams,
+        password: &str,
+        salt: [u8; 16],
+    ) -> Result<(Zeroizing<[u8; 32]>, Place), WalletError> {
         self.error.set(None);
         self.busy.set(Some(message));
-        // Two short pauses: one for Leptos to update the DOM, one for the browser to paint.
+        // Two short pauses: one for Leptos to update the DOM, one for the browser to paint
+        // (what keeps the message visible if the key has to be derived here after all).
         browser::pause(0).await;
         browser::pause(16).await;
-        let out = work();
+        let out = kdf::derive(kdf, password, salt).await;
         self.busy.set(None);
         out
     }
@@ -205,11 +214,17 @@ impl WalletState {
             (Err(e), _) | (_, Err(e)) => return Err(e.to_string()),
         };
         let kdf = KdfParams::DEFAULT;
-        let sealed = self
-            .slow(Self::derive_message(&kdf, "Encrypting"), || {
-                SealedWallet::seal(&entropy, &password, kdf, randomness)
-            })
+        SealedWallet::check_password(&password).map_err(|e| e.to_string())?;
+        let (key, _) = self
+            .derive_key(
+                Self::derive_message(&kdf, "Encrypting"),
+                kdf,
+                &password,
+                randomness.salt,
+            )
             .await
+            .map_err(|e| e.to_string())?;
+        let sealed = SealedWallet::seal_with_key(&entropy, &key, kdf, randomness)
             .map_err(|e| e.to_string())?;
         let storage = self.storage()?;
         storage
@@ -230,15 +245,19 @@ impl WalletState {
         };
         let started = browser::now_ms();
         let opened = self
-            .slow(Self::derive_message(&sealed.kdf, "Unlocking"), || {
-                sealed.open(&password)
-            })
-            .await;
+            .derive_key(
+                Self::derive_message(&sealed.kdf, "Unlocking"),
+                sealed.kdf,
+                &password,
+                sealed.salt,
+            )
+            .await
+            .and_then(|(key, place)| Ok((sealed.open_with_key(&key)?, place)));
         let took = browser::now_ms() - started;
         match opened {
-            Ok(unlocked) => {
+            Ok((unlocked, place)) => {
                 browser::measure("aqueduct:unlock", started, started + took);
-                self.last_unlock.set(Some((took, sealed.kdf)));
+                self.last_unlock.set(Some((took, sealed.kdf, place)));
                 self.became_unlocked(sealed, unlocked);
                 Ok(())
             }
@@ -249,12 +268,15 @@ impl WalletState {
     /// Reads a backup file, checks the password against it, stores it and unlocks.
     pub async fn import(&self, text: String, password: String) -> Result<(), WalletError> {
         let sealed = SealedWallet::from_backup(&text)?;
-        let opened = self
-            .slow(
+        let (key, _) = self
+            .derive_key(
                 Self::derive_message(&sealed.kdf, "Opening the backup"),
-                || sealed.open(&password),
+                sealed.kdf,
+                &password,
+                sealed.salt,
             )
             .await?;
+        let opened = sealed.open_with_key(&key)?;
         let storage = self
             .storage()
             .map_err(|reason| WalletError::BackupNotRecognised { reason })?;
