@@ -223,7 +223,8 @@ pub async fn fetch_relay_info(url: &str) -> Result<RelayInfo, PeerError> {
     })
 }
 
-fn js_error(value: &JsValue) -> String {
+/// The message of a JavaScript error (or whatever was thrown), for people.
+pub fn js_error(value: &JsValue) -> String {
     value
         .dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))

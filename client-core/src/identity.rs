@@ -83,6 +83,16 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// The account id people see and copy: the libp2p peer id of the key (its hex if the key
+    /// is not a valid ed25519 point).
+    pub fn account_id(&self) -> String {
+        self.to_peer_id()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|_| self.to_string())
+    }
+}
+
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))

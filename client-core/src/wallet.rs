@@ -329,10 +329,7 @@ impl SealedWallet {
 
     /// The account id people see and copy: the libp2p peer id of the account key.
     pub fn account_id(&self) -> String {
-        self.account
-            .to_peer_id()
-            .map(|p| p.to_string())
-            .unwrap_or_else(|_| self.account.to_string())
+        self.account.account_id()
     }
 
     /// The backup file (and the stored form): pretty JSON with a checksum.

@@ -2,8 +2,8 @@
 //! relay of a network whose genesis the app pinned, verified jobs and proven reads).
 
 use crate::convert::{
-    AccountView, DaoInfo, JobResultView, OfferView, Proven, Verification, account_id,
-    bytes_property, function_property, number_property, property, string_property, to_js,
+    AccountView, DaoInfo, JobResultView, OfferView, Proven, Verification, bytes_property,
+    function_property, number_property, property, string_property, to_js,
 };
 use crate::error::{Kind, error, error_with_check};
 use client_core::browser::{self, Control, PeerConfig, PeerEvent, PeerHandle, PeerId};
@@ -750,6 +750,6 @@ fn abort_signal(options: &JsValue) -> Result<Cancel, JsValue> {
 #[wasm_bindgen(js_name = accountId)]
 pub fn account_id_of(key: String) -> Result<String, JsValue> {
     PublicKey::parse(&key)
-        .map(|k| account_id(&k))
+        .map(|k| k.account_id())
         .map_err(|e| error(Kind::Input, e))
 }

@@ -19,13 +19,6 @@ pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
         .map_err(|e| error(Kind::Input, format!("a value could not be converted: {e}")))
 }
 
-/// An account id as people see it: the libp2p peer id of the key.
-pub fn account_id(key: &PublicKey) -> String {
-    key.to_peer_id()
-        .map(|p| p.to_string())
-        .unwrap_or_else(|_| key.to_string())
-}
-
 /// A value read with a proof, and the block it was proven against.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,7 +57,7 @@ pub struct AccountView {
 impl AccountView {
     pub fn new(who: &PublicKey, account: Account) -> Self {
         AccountView {
-            account: account_id(who),
+            account: who.account_id(),
             balance: account.balance.to_string(),
             nonce: account.nonce,
             faucet_used: account.faucet_used,
@@ -92,7 +85,7 @@ pub struct OfferView {
 impl OfferView {
     pub fn new(key: &PublicKey, p: Provider) -> Self {
         OfferView {
-            provider: account_id(key),
+            provider: key.account_id(),
             stake: p.stake.to_string(),
             price_per_mfuel: p.offer.price_per_mfuel.to_string(),
             max_fuel: p.offer.max_fuel,
@@ -136,7 +129,7 @@ impl ProposalView {
         ProposalView {
             id: p.id,
             state: p.state(height).label(),
-            proposer: account_id(&p.proposer),
+            proposer: p.proposer.account_id(),
             start_height: p.start_height,
             end_height: p.end_height,
             quorum: p.quorum.to_string(),

@@ -48,6 +48,15 @@ async fn run_job(browser: &Browser, example: &str, input: &str) -> anyhow::Resul
         .await
 }
 
+/// Waits for the page to show a wallet's account id (after making, unlocking or restoring it).
+async fn wait_account(browser: &Browser) -> anyhow::Result<String> {
+    browser
+        .wait_for("account", "an account id", Duration::from_secs(30), |a| {
+            a.starts_with("12D3KooW")
+        })
+        .await
+}
+
 async fn error_text(browser: &Browser) -> String {
     browser.text("sdk-error").await.unwrap_or_default()
 }
@@ -102,11 +111,7 @@ async fn a_page_using_only_the_sdk_runs_verified_jobs_and_proven_reads() -> anyh
     );
 
     browser.click("create-wallet").await?;
-    let account = browser
-        .wait_for("account", "an account id", Duration::from_secs(30), |a| {
-            a.starts_with("12D3KooW")
-        })
-        .await?;
+    let account = wait_account(&browser).await?;
 
     // The stored (sealed) wallet: a wrong password is refused, the right one opens the same
     // account; the recovery phrase restores it too.
@@ -123,11 +128,7 @@ async fn a_page_using_only_the_sdk_runs_verified_jobs_and_proven_reads() -> anyh
         .set_value("password", "correct horse battery")
         .await?;
     browser.click("unlock-wallet").await?;
-    let unlocked = browser
-        .wait_for("account", "an account id", Duration::from_secs(30), |a| {
-            a.starts_with("12D3KooW")
-        })
-        .await?;
+    let unlocked = wait_account(&browser).await?;
     assert_eq!(unlocked, account, "unlocking opens the same account");
     browser.click("show-phrase").await?;
     let phrase: String = browser
@@ -163,11 +164,7 @@ async fn a_page_using_only_the_sdk_runs_verified_jobs_and_proven_reads() -> anyh
             str::is_empty,
         )
         .await?;
-    let restored = browser
-        .wait_for("account", "an account id", Duration::from_secs(30), |a| {
-            a.starts_with("12D3KooW")
-        })
-        .await?;
+    let restored = wait_account(&browser).await?;
     assert_eq!(restored, account, "the phrase restores the same account");
 
     // A step job, verified by sampling in the page.
@@ -236,11 +233,7 @@ async fn the_sdk_rejects_a_lying_relays_result_and_names_the_check() -> anyhow::
     let browser = Browser::start().await?;
     assert_eq!(connect(&browser, &relay, &genesis).await?, "verified");
     browser.click("create-wallet").await?;
-    browser
-        .wait_for("account", "an account id", Duration::from_secs(30), |a| {
-            a.starts_with("12D3KooW")
-        })
-        .await?;
+    wait_account(&browser).await?;
     let stage = run_job(&browser, "primes", "100000").await?;
     browser.screenshot("sdk-job-lie-caught").await?;
     let error = error_text(&browser).await;

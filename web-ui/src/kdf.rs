@@ -6,6 +6,7 @@
 //! XChaCha20-Poly1305 step). While the worker works, the page keeps handling input and painting.
 //! Where a worker cannot be started, the key is derived on the main thread as before.
 
+use client_core::browser::js_error;
 use client_core::wallet::{KdfParams, WalletError};
 use futures::channel::oneshot;
 use std::cell::RefCell;
@@ -68,14 +69,6 @@ pub async fn derive(
     }
 }
 
-fn js_text(value: &JsValue) -> String {
-    value
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| value.as_string())
-        .unwrap_or_else(|| format!("{value:?}"))
-}
-
 async fn in_worker(
     kdf: KdfParams,
     password: &str,
@@ -84,7 +77,7 @@ async fn in_worker(
     let options = web_sys::WorkerOptions::new();
     options.set_type(web_sys::WorkerType::Module);
     let worker =
-        web_sys::Worker::new_with_options(WORKER_URL, &options).map_err(|e| js_text(&e))?;
+        web_sys::Worker::new_with_options(WORKER_URL, &options).map_err(|e| js_error(&e))?;
     let (tx, rx) = oneshot::channel::<Result<JsValue, String>>();
     let tx = Rc::new(RefCell::new(Some(tx)));
     let on_message = {
@@ -116,8 +109,8 @@ async fn in_worker(
         .and_then(|_| set("memoryKib", &kdf.memory_kib.into()))
         .and_then(|_| set("iterations", &kdf.iterations.into()))
         .and_then(|_| set("parallelism", &kdf.parallelism.into()))
-        .map_err(|e| js_text(&e))?;
-    let sent = worker.post_message(&request).map_err(|e| js_text(&e));
+        .map_err(|e| js_error(&e))?;
+    let sent = worker.post_message(&request).map_err(|e| js_error(&e));
     let answer = match sent {
         Ok(()) => match client_core::browser::within(WORKER_TIMEOUT_MS, rx).await {
             Some(Ok(answer)) => answer,
@@ -136,7 +129,7 @@ async fn in_worker(
     if let Ok(error) = js_sys::Reflect::get(&answer, &"error".into())
         && !error.is_undefined()
     {
-        return Err(js_text(&error));
+        return Err(js_error(&error));
     }
     let key = js_sys::Reflect::get(&answer, &"key".into())
         .ok()

@@ -63,15 +63,22 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
         .web(true)?
         .generate(&out)
         .with_context(|| format!("generating JS bindings for {}", wasm.display()))?;
-    for entry in std::fs::read_dir(root().join("www")).context("reading www/")? {
+    copy_files(&root().join("www"), &out)?;
+    build_jobs(&out.join("jobs"))?;
+    Ok(out)
+}
+
+/// Copies the files of `from` (not its subdirectories) into `to`, creating it.
+pub fn copy_files(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;
         if entry.file_type()?.is_file() {
-            std::fs::copy(entry.path(), out.join(entry.file_name()))
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
                 .with_context(|| format!("copying {}", entry.path().display()))?;
         }
     }
-    build_jobs(&out.join("jobs"))?;
-    Ok(out)
+    Ok(())
 }
 
 /// The example job modules (`www/jobs/<name>`), served by the relay under `/jobs/`.

@@ -49,8 +49,8 @@ pub fn build(www: Option<&Path>, optimise: bool) -> anyhow::Result<PathBuf> {
     std::fs::copy(&readme, out.join("README.md"))
         .with_context(|| format!("copying {}", readme.display()))?;
     if let Some(www) = www {
-        copy_dir(&out, &www.join("sdk"))?;
-        copy_dir(&root().join("www/examples"), &www.join("examples"))?;
+        bundle::copy_files(&out, &www.join("sdk"))?;
+        bundle::copy_files(&root().join("www/examples"), &www.join("examples"))?;
     }
     eprintln!("SDK package: {}", out.display());
     Ok(out)
@@ -114,17 +114,4 @@ fn package_json() -> String {
     });
     // Serialising a JSON value cannot fail.
     serde_json::to_string_pretty(&package).unwrap_or_default() + "\n"
-}
-
-/// Copies the files of `from` (not its subdirectories) into `to`.
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name()))
-                .with_context(|| format!("copying {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
 }
