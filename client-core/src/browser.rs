@@ -603,3 +603,87 @@ async fn probe_loop(
         TimeoutFuture::new(config.probe_interval_ms).await;
     }
 }
+
+/// Why a worker gave no answer.
+#[derive(Debug)]
+pub enum WorkerError {
+    /// It could not be started, went away or stalled: the work can be done in the page instead.
+    Unavailable(String),
+    /// It answered with an error (the message object it posted).
+    Failed(JsValue),
+}
+
+/// Asks a module worker at `url` to do one piece of work and waits for its answer.
+///
+/// The worker answers `request` with any number of `{progress}` messages (each handed to
+/// `on_progress`), then one `{result}` or `{error}`. A worker silent for `stall_ms` is given
+/// up. It is terminated once it has answered, so whatever memory it used goes with it.
+pub async fn call_worker(
+    url: &str,
+    request: &JsValue,
+    transfer: &js_sys::Array,
+    on_progress: &dyn Fn(JsValue),
+    stall_ms: u32,
+) -> Result<JsValue, WorkerError> {
+    let unavailable = |e: &JsValue| WorkerError::Unavailable(js_error(e));
+    let options = web_sys::WorkerOptions::new();
+    options.set_type(web_sys::WorkerType::Module);
+    let worker = web_sys::Worker::new_with_options(url, &options).map_err(|e| unavailable(&e))?;
+    let (tx, mut rx) = mpsc::unbounded::<Result<JsValue, String>>();
+    let on_message = {
+        let tx = tx.clone();
+        wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
+            move |event: web_sys::MessageEvent| {
+                let _ = tx.unbounded_send(Ok(event.data()));
+            },
+        )
+    };
+    let script = url.to_owned();
+    let on_error = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::Event)>::new(
+        move |event: web_sys::Event| {
+            let reason = event
+                .dyn_ref::<web_sys::ErrorEvent>()
+                .map(|e| e.message())
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| format!("the worker {script} could not be started"));
+            let _ = tx.unbounded_send(Err(reason));
+        },
+    );
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    let answer = match worker.post_message_with_transfer(request, transfer) {
+        Err(e) => Err(unavailable(&e)),
+        Ok(()) => loop {
+            let message = match within(stall_ms, rx.next()).await {
+                None => {
+                    break Err(WorkerError::Unavailable(format!(
+                        "the worker said nothing for {} s",
+                        stall_ms / 1000
+                    )));
+                }
+                Some(None) => break Err(WorkerError::Unavailable("the worker went away".into())),
+                Some(Some(Err(reason))) => break Err(WorkerError::Unavailable(reason)),
+                Some(Some(Ok(message))) => message,
+            };
+            let field = |name: &str| {
+                js_sys::Reflect::get(&message, &name.into())
+                    .ok()
+                    .filter(|v| !v.is_undefined())
+            };
+            if let Some(progress) = field("progress") {
+                on_progress(progress);
+            } else if let Some(result) = field("result") {
+                break Ok(result);
+            } else if field("error").is_some() {
+                break Err(WorkerError::Failed(message));
+            } else {
+                break Err(WorkerError::Unavailable(
+                    "the worker's answer has neither a result nor an error".into(),
+                ));
+            }
+        },
+    };
+    worker.terminate();
+    drop((on_message, on_error));
+    answer
+}

@@ -11,8 +11,11 @@
 use crate::encoding::{decode, encode};
 use crate::hash::Hash;
 use crate::job::commit::Commitment;
+use crate::job::exec::SparseSnapshot;
 use crate::job::profile::{JobForm, Prepared};
-use crate::job::verify::{self, SampleCheck, SamplePlan, Strength, Verified, VerifyError};
+use crate::job::verify::{
+    self, CheckMethod, CheckTask, SamplePlan, Strength, Verified, VerifyError,
+};
 use crate::job::{
     ClientMsg, JOB_PROTOCOL, JobFailure, JobRequest, MAX_JOB_FRAME, Receipt, Refusal, RelayMsg,
 };
@@ -22,6 +25,7 @@ use crate::wire::{read_frame, write_frame};
 use futures::future::{Either, select};
 use gloo_timers::future::TimeoutFuture;
 use libp2p::{PeerId, Stream, StreamProtocol};
+use wasm_bindgen::{JsCast, JsValue};
 
 /// What happens while a job is submitted and runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -481,12 +485,16 @@ pub(crate) fn describe(p: &VerifyProgress) -> String {
     }
 }
 
-/// Checks a result: the receipt, then re-execution or sampling in this page's engine.
+/// Checks a result: the receipt here, then re-execution or sampling — in the worker at
+/// `worker` when there is one (the page stays responsive), else in this page's engine.
+/// `module` is the module as submitted (`prepared` is it, prepared).
 pub async fn verify(
     result: &mut JobResult,
     request: &JobRequest,
     prepared: &Prepared,
+    module: &[u8],
     relay: &PeerId,
+    worker: Option<&str>,
     on_progress: &dyn Fn(VerifyProgress),
 ) -> Result<Verified, VerifyError> {
     on_progress(VerifyProgress::Preparing);
@@ -497,23 +505,32 @@ pub async fn verify(
         &result.receipt,
         Some(relay),
     )?;
-    let engine = JsJob::compile(&prepared.code).map_err(VerifyError::Sampling)?;
     let receipt = result.receipt.body.clone();
     let segments = receipt
         .commitment
         .map_or(0, |c| c.checkpoints.saturating_sub(1));
-    let strength = if prepared.form == JobForm::OneShot || segments <= FULL_REEXECUTION_MAX_SEGMENTS
-    {
+    let method = if prepared.form == JobForm::OneShot || segments <= FULL_REEXECUTION_MAX_SEGMENTS {
         on_progress(VerifyProgress::Reexecuting);
-        yield_to_page().await;
-        verify::reexecute(&engine, prepared, request, &receipt)?
+        CheckMethod::Reexecute
     } else {
         let commitment = receipt.commitment.ok_or(VerifyError::Commitment(
             "a step job needs a checkpoint commitment",
         ))?;
-        sample(result, &engine, request, prepared, commitment, on_progress).await?
+        let (plan, states, proof) = sample(result, commitment, on_progress).await?;
+        CheckMethod::Sample {
+            plan,
+            states,
+            proof,
+        }
     };
+    let task = CheckTask {
+        request: request.clone(),
+        receipt: receipt.clone(),
+        method,
+    };
+    let (strength, place) = run_check(&task, prepared, module, worker, on_progress).await?;
     checks.push(strength.describe());
+    checks.push(place);
     Ok(Verified {
         relay: result.receipt.signer,
         receipt,
@@ -522,15 +539,139 @@ pub async fn verify(
     })
 }
 
+/// What the page says about where a check ran, first words.
+pub const CHECKED_IN_WORKER: &str = "checked in a Web Worker";
+/// …or, where no worker could do it:
+pub const CHECKED_ON_PAGE: &str = "checked on the page's main thread";
+
+/// A check may take minutes for a big job; a worker that said nothing for this long is given
+/// up and the check made in the page.
+const CHECK_WORKER_STALL_MS: u32 = 10 * 60 * 1000;
+
+/// Runs the computing part of a check in the worker, or else here.
+async fn run_check(
+    task: &CheckTask,
+    prepared: &Prepared,
+    module: &[u8],
+    worker: Option<&str>,
+    on_progress: &dyn Fn(VerifyProgress),
+) -> Result<(Strength, String), VerifyError> {
+    let mut why_here = "no worker was asked".to_owned();
+    if let Some(url) = worker {
+        match check_in_worker(url, task, module, on_progress).await {
+            Ok(strength) => {
+                return Ok((
+                    strength,
+                    format!("{CHECKED_IN_WORKER}, off the page's main thread"),
+                ));
+            }
+            Err(Ok(failed)) => return Err(failed),
+            Err(Err(reason)) => {
+                web_sys::console::warn_1(
+                    &format!("checking the job on the main thread: {reason}").into(),
+                );
+                why_here = reason;
+            }
+        }
+    }
+    // The page paints the stage before the long synchronous part.
+    yield_to_page().await;
+    let engine = JsJob::compile(&prepared.code).map_err(VerifyError::Sampling)?;
+    let strength = task.run(prepared, &engine, &mut |done, total| {
+        on_progress(VerifyProgress::Segments { done, total })
+    })?;
+    Ok((strength, format!("{CHECKED_ON_PAGE} ({why_here})")))
+}
+
+/// The check in the worker at `url`: its verdict, or (`Err(Err)`) why it could not give one.
+async fn check_in_worker(
+    url: &str,
+    task: &CheckTask,
+    module: &[u8],
+    on_progress: &dyn Fn(VerifyProgress),
+) -> Result<Strength, Result<VerifyError, String>> {
+    use crate::browser::{WorkerError, call_worker, js_error};
+    let bytes = js_sys::Uint8Array::from(&encode(&(module.to_vec(), task.clone()))[..]);
+    let request = js_sys::Object::new();
+    let set = |name: &str, value: &JsValue| js_sys::Reflect::set(&request, &name.into(), value);
+    set("kind", &"check".into())
+        .and_then(|_| set("task", &bytes))
+        .map_err(|e| Err(js_error(&e)))?;
+    let transfer = js_sys::Array::of1(&bytes.buffer());
+    let on_message = |progress: JsValue| {
+        let number = |name: &str| {
+            js_sys::Reflect::get(&progress, &name.into())
+                .ok()
+                .and_then(|v| v.as_f64())
+                .map(|n| n as usize)
+        };
+        if let (Some(done), Some(total)) = (number("done"), number("total")) {
+            on_progress(VerifyProgress::Segments { done, total });
+        }
+    };
+    let text = |message: &JsValue, name: &str| {
+        js_sys::Reflect::get(message, &name.into())
+            .ok()
+            .and_then(|v| v.as_string())
+    };
+    match call_worker(url, &request, &transfer, &on_message, CHECK_WORKER_STALL_MS).await {
+        Ok(result) => {
+            let bytes = result
+                .dyn_into::<js_sys::Uint8Array>()
+                .map_err(|_| Err("the worker's answer is not bytes".to_owned()))?
+                .to_vec();
+            decode::<Strength>(&bytes, bytes.len())
+                .map_err(|e| Err(format!("the worker's answer does not decode: {e}")))
+        }
+        Err(WorkerError::Unavailable(reason)) => Err(Err(reason)),
+        Err(WorkerError::Failed(message)) => {
+            let error = text(&message, "error").unwrap_or_default();
+            match text(&message, "check") {
+                Some(check) => Err(Ok(VerifyError::reported(&check, error))),
+                // Not a verdict (its wasm did not load, say): the page checks instead.
+                None => Err(Err(error)),
+            }
+        }
+    }
+}
+
+/// The worker's entry point (`checkJobResult`): decodes a module and a [`CheckTask`], runs the
+/// check in this thread's engine and returns the encoded [`Strength`]. A failed check throws
+/// an `Error` whose `check` names it; anything else throws a plain `Error`.
+/// `on_progress({done, total})` is called between sampled segments.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = checkJobResult)]
+pub fn check_job_result(task: &[u8], on_progress: &js_sys::Function) -> Result<Vec<u8>, JsValue> {
+    let plain = |message: String| JsValue::from(js_sys::Error::new(&message));
+    let (module, task): (Vec<u8>, CheckTask) =
+        decode(task, task.len()).map_err(|e| plain(format!("the check does not decode: {e}")))?;
+    let prepared = crate::job::profile::prepare(&module, &crate::job::profile::Profile::V1)
+        .map_err(|e| plain(format!("the module does not prepare: {e}")))?;
+    let engine = JsJob::compile(&prepared.code)
+        .map_err(|e| plain(format!("this engine cannot compile the module: {e}")))?;
+    let progress = |done: usize, total: usize| {
+        let value = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&value, &"done".into(), &(done as f64).into());
+        let _ = js_sys::Reflect::set(&value, &"total".into(), &(total as f64).into());
+        let _ = on_progress.call1(&JsValue::NULL, &value);
+    };
+    progress(0, 0);
+    match task.run(&prepared, &engine, &mut |done, total| progress(done, total)) {
+        Ok(strength) => Ok(encode(&strength)),
+        Err(failed) => {
+            let error = js_sys::Error::new(&failed.to_string());
+            let _ = js_sys::Reflect::set(&error, &"check".into(), &failed.check().into());
+            Err(error.into())
+        }
+    }
+}
+
+/// Asks the relay for the sampled states and its Merkle proof (re-attaching if the stream
+/// breaks meanwhile). The seed is drawn only now, after the relay committed to its checkpoints.
 async fn sample(
     result: &mut JobResult,
-    engine: &JsJob,
-    request: &JobRequest,
-    prepared: &Prepared,
     commitment: Commitment,
     on_progress: &dyn Fn(VerifyProgress),
-) -> Result<Strength, VerifyError> {
-    // The seed is drawn only now, after the relay committed to its checkpoints.
+) -> Result<(SamplePlan, Vec<(u64, SparseSnapshot)>, Vec<u8>), VerifyError> {
     let plan = SamplePlan::new(
         commitment,
         SAMPLING_FRACTION,
@@ -540,21 +681,11 @@ async fn sample(
     let net = |e: JobClientError| VerifyError::Sampling(e.to_string());
     // The relay keeps the checkpoint states after the result, so a stream that breaks while we
     // fetch them (a connection lost and re-established) is re-attached and asked again.
-    let receipt = result.receipt.body.clone();
     let mut attempt = 0;
     // Not reusable while sample requests are pending on the stream.
     result.reusable = false;
-    let (mut check, proof) = loop {
-        match fetch_samples(
-            &mut result.stream,
-            prepared,
-            request,
-            &receipt,
-            &plan,
-            on_progress,
-        )
-        .await
-        {
+    let (states, proof) = loop {
+        match fetch_samples(&mut result.stream, &plan, on_progress).await {
             Ok(fetched) => break fetched,
             Err(SampleFetch::Check(e)) => return Err(e),
             Err(SampleFetch::Net(e)) if attempt >= SAMPLE_REATTACH_ATTEMPTS => return Err(net(e)),
@@ -575,17 +706,7 @@ async fn sample(
         }
     };
     result.reusable = true;
-    check.check_initial_state(engine)?;
-    let total = plan.segments.len();
-    for (done, segment) in plan.segments.iter().enumerate() {
-        on_progress(VerifyProgress::Segments { done, total });
-        if done % 8 == 0 {
-            yield_to_page().await;
-        }
-        check.check_segment(engine, *segment)?;
-    }
-    on_progress(VerifyProgress::Segments { done: total, total });
-    check.finish(&proof)
+    Ok((plan, states, proof))
 }
 
 const SAMPLE_REATTACH_ATTEMPTS: u32 = 5;
@@ -595,16 +716,13 @@ enum SampleFetch {
     Check(VerifyError),
 }
 
-/// Asks for the sampled states and the proof on the result's stream and checks each state as
-/// it arrives.
-async fn fetch_samples<'a>(
+/// Asks for the sampled states and the proof on the result's stream; only states the plan
+/// names are taken, each once (what they hold is checked with the rest).
+async fn fetch_samples(
     stream: &mut Stream,
-    prepared: &'a Prepared,
-    request: &'a JobRequest,
-    receipt: &'a Receipt,
     plan: &SamplePlan,
     on_progress: &dyn Fn(VerifyProgress),
-) -> Result<(SampleCheck<'a>, Vec<u8>), SampleFetch> {
+) -> Result<(Vec<(u64, SparseSnapshot)>, Vec<u8>), SampleFetch> {
     send(
         stream,
         &ClientMsg::Sample {
@@ -614,17 +732,23 @@ async fn fetch_samples<'a>(
     )
     .await
     .map_err(SampleFetch::Net)?;
-    let mut check = SampleCheck::new(prepared, request, receipt, plan.clone());
     let total = plan.states.len();
-    let mut received = 0;
+    let mut states: Vec<(u64, SparseSnapshot)> = Vec::with_capacity(total);
     loop {
         match receive(stream).await.map_err(SampleFetch::Net)? {
             RelayMsg::State { index, state } => {
-                check.add_state(index, state).map_err(SampleFetch::Check)?;
-                received += 1;
-                on_progress(VerifyProgress::FetchingStates { received, total });
+                if !plan.states.contains(&index) || states.iter().any(|(i, _)| *i == index) {
+                    return Err(SampleFetch::Check(VerifyError::Sampling(format!(
+                        "unexpected state {index}"
+                    ))));
+                }
+                states.push((index, state));
+                on_progress(VerifyProgress::FetchingStates {
+                    received: states.len(),
+                    total,
+                });
             }
-            RelayMsg::Proof { proof } => return Ok((check, proof)),
+            RelayMsg::Proof { proof } => return Ok((states, proof)),
             other => {
                 return Err(SampleFetch::Check(VerifyError::Sampling(
                     unexpected(other).to_string(),
@@ -728,6 +852,9 @@ pub struct Submitter<'a> {
     pub network_id: &'a str,
     pub control: libp2p_stream::Control,
     pub relay: PeerId,
+    /// The script of a worker that answers `checkJobResult` requests (see [`verify`]), so
+    /// that checking a result does not hold up the page; `None` checks in the page.
+    pub worker: Option<&'a str>,
 }
 
 /// The failed check of a job whose payment the relay refused (the voucher was not taken).
@@ -873,6 +1000,7 @@ pub async fn run(
     };
     let mut control = submitter.control;
     let relay = submitter.relay;
+    let worker = submitter.worker;
     let mut result = match submit(
         &mut control,
         relay,
@@ -904,7 +1032,16 @@ pub async fn run(
     stage(Stage::Verifying, "checking the receipt".into());
     let on_progress = |p: VerifyProgress| stage(Stage::Verifying, describe(&p));
     let started = crate::browser::now_ms();
-    let verified = verify(&mut result, &request, &prepared, &relay, &on_progress).await;
+    let verified = verify(
+        &mut result,
+        &request,
+        &prepared,
+        &order.module,
+        &relay,
+        worker,
+        &on_progress,
+    )
+    .await;
     let verify_ms = crate::browser::now_ms() - started;
     crate::browser::measure("aqueduct:job-verify", started, started + verify_ms);
     let (output, receipt, run_ms) = result.finish();

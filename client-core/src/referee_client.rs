@@ -183,6 +183,7 @@ pub async fn run_refereed(
         }
     };
     let peers = [submitter.relay, second.relay];
+    let submitter_worker = submitter.worker;
     let requests = [
         sign_request(
             submitter.keypair,
@@ -326,7 +327,18 @@ pub async fn run_refereed(
                 "refereeing needed both providers, but {} gave no usable result ({e})",
                 peers[1]
             );
-            return alone(base, a.0, &requests[0], &prepared, peers[0], note, on).await;
+            return alone(
+                base,
+                a.0,
+                &requests[0],
+                &prepared,
+                &order.module,
+                peers[0],
+                submitter_worker,
+                note,
+                on,
+            )
+            .await;
         }
         (Err(e), Ok(b)) => {
             let note = format!(
@@ -334,7 +346,18 @@ pub async fn run_refereed(
                 peers[0]
             );
             second_is_shown(&mut base, &peers, &requests);
-            return alone(base, b.0, &requests[1], &prepared, peers[1], note, on).await;
+            return alone(
+                base,
+                b.0,
+                &requests[1],
+                &prepared,
+                &order.module,
+                peers[1],
+                submitter_worker,
+                note,
+                on,
+            )
+            .await;
         }
     };
     on(RunEvent::Output(a.0.output.clone()));
@@ -497,7 +520,9 @@ pub async fn run_refereed(
                 result,
                 &requests[other],
                 &prepared,
+                &order.module,
                 peers[other],
+                submitter_worker,
                 note,
                 on,
             )
@@ -533,14 +558,17 @@ impl RefereedRun {
     }
 }
 
-/// The fallback: one provider's result checked in this page as an unrefereed job is, with
-/// `note` saying why.
+/// The fallback: one provider's result checked as an unrefereed job is, with `note` saying
+/// why.
+#[allow(clippy::too_many_arguments)]
 async fn alone(
     base: RecordBase,
     mut result: JobResult,
     request: &JobRequest,
     prepared: &Prepared,
+    module: &[u8],
     relay: PeerId,
+    worker: Option<&str>,
     note: String,
     on: &dyn Fn(RunEvent),
 ) -> RefereedRun {
@@ -556,7 +584,16 @@ async fn alone(
             detail: format!("{note} — {}", crate::job_client::describe(&p)),
         })
     };
-    let checked = check_alone(&mut result, request, prepared, &relay, &on_progress).await;
+    let checked = check_alone(
+        &mut result,
+        request,
+        prepared,
+        module,
+        &relay,
+        worker,
+        &on_progress,
+    )
+    .await;
     let verify_ms = (crate::browser::now_ms() - started).round() as u64;
     match checked {
         Ok(verified) => {

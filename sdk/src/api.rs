@@ -581,6 +581,8 @@ impl Client {
                     network_id: &network_id,
                     control: inner.control(),
                     relay: inner.relay,
+                    // The SDK checks in the page that loaded it.
+                    worker: None,
                 },
                 order,
                 js_sys::Date::now() as u64,

@@ -276,23 +276,25 @@ impl SampledJob {
         plan: &client_core::job::verify::SamplePlan,
         proof: &[u8],
     ) -> Result<client_core::job::verify::Strength, client_core::job::verify::VerifyError> {
-        let mut check = client_core::job::verify::SampleCheck::new(
-            &self.prepared,
-            &self.request,
-            &self.receipt,
-            plan.clone(),
-        );
-        for i in &plan.states {
-            let state = self.states.get(*i as usize).ok_or_else(|| {
-                client_core::job::verify::VerifyError::Sampling(format!("no state {i}"))
-            })?;
-            check.add_state(*i, state.clone())?;
-        }
-        check.check_initial_state(&self.job)?;
-        for s in &plan.segments {
-            check.check_segment(&self.job, *s)?;
-        }
-        check.finish(proof)
+        let task = client_core::job::verify::CheckTask {
+            request: self.request.clone(),
+            receipt: self.receipt.clone(),
+            method: client_core::job::verify::CheckMethod::Sample {
+                plan: plan.clone(),
+                states: plan
+                    .states
+                    .iter()
+                    .map(|i| {
+                        let state = self.states.get(*i as usize).ok_or_else(|| {
+                            client_core::job::verify::VerifyError::Sampling(format!("no state {i}"))
+                        })?;
+                        Ok((*i, state.clone()))
+                    })
+                    .collect::<Result<_, client_core::job::verify::VerifyError>>()?,
+                proof: proof.to_vec(),
+            },
+        };
+        task.run(&self.prepared, &self.job, &mut |_, _| {})
     }
 
     /// Re-executes the whole job, as the page does for a one-shot job.

@@ -103,6 +103,10 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
             verification.contains(level) && verification.contains("receipt signed by relay"),
             "{name}: the page says what it checked: {verification}"
         );
+        assert!(
+            verification.contains("checked in a Web Worker"),
+            "{name}: the check ran off the page's main thread: {verification}"
+        );
         let output = browser.text("job-output").await;
         if name == "primes" {
             assert_eq!(
@@ -204,6 +208,58 @@ async fn every_example_job_comes_back_verified() -> anyhow::Result<()> {
     browser.screenshot("job-history-reopened").await?;
     assert!(recheck.contains("signature is valid"), "{recheck}");
 
+    let errors = browser.eval("return window.aqueductErrors;").await?;
+    assert_eq!(errors, serde_json::json!([]), "no page errors");
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// A long check runs in the app's worker: meanwhile the page's own thread keeps running (a
+/// 10 ms timer is never held up for long), and the page says where the check ran. The job is
+/// a hash chain of 20 steps, re-executed in full (six million hashes), so nearly all of its
+/// check is computing (a sampled check spends much of its time fetching states).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_check_runs_in_the_worker_while_the_page_stays_responsive() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("e2e-job-worker");
+    let relay = Relay::start(&bin, &www, &data_dir, &RelayPorts::any())?;
+    let browser = open_page(&relay).await?;
+    browser
+        .eval(
+            "window.ticks = []; \
+             window.ticker = setInterval(() => window.ticks.push(performance.now()), 10);",
+        )
+        .await?;
+    let status = run_job(&browser, 0, "20 300000 responsive", None).await?;
+    let verification = browser.text("job-verification").await.unwrap_or_default();
+    assert_eq!(status, "verified", "{verification}");
+    let figures = browser
+        .eval(
+            "clearInterval(window.ticker); \
+             const m = performance.getEntriesByName('aqueduct:job-verify').pop(); \
+             const t = window.ticks; let gap = 0; \
+             for (let i = 1; i < t.length; i++) \
+               if (t[i] >= m.startTime && t[i - 1] <= m.startTime + m.duration) \
+                 gap = Math.max(gap, t[i] - t[i - 1]); \
+             return { gap, verify: m.duration };",
+        )
+        .await?;
+    let gap = figures["gap"].as_f64().unwrap_or(f64::MAX);
+    let verify_ms = figures["verify"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "re-executing a job took {verify_ms:.0} ms; the page's longest pause meanwhile: \
+         {gap:.0} ms"
+    );
+    assert!(
+        verify_ms > 0.0 && gap < verify_ms / 2.0,
+        "the page's thread paused {gap:.0} ms during a {verify_ms:.0} ms check"
+    );
+    assert!(
+        verification.contains("checked in a Web Worker"),
+        "the check ran in the worker: {verification}"
+    );
     let errors = browser.eval("return window.aqueductErrors;").await?;
     assert_eq!(errors, serde_json::json!([]), "no page errors");
     browser.close().await;

@@ -769,6 +769,7 @@ pub fn JobForm() -> impl IntoView {
                         network_id: &network_id,
                         control: handle.control.clone(),
                         relay,
+                        worker: Some(crate::kdf::WORKER_URL),
                     };
                     // The request lives 5 minutes, or what the network allows if less.
                     let ttl_ms = ledger.params().map_or(job_client::REQUEST_TTL_MS, |p| {

@@ -18,6 +18,7 @@ use super::{JobRequest, Receipt, job_id};
 use crate::hash::Hash;
 use crate::identity::PublicKey;
 use crate::signed::Signed;
+use borsh::{BorshDeserialize, BorshSerialize};
 use libp2p_identity::PeerId;
 use std::collections::BTreeMap;
 
@@ -66,6 +67,12 @@ pub enum VerifyError {
     Proof,
     #[error("sampling: {0}")]
     Sampling(String),
+    /// A failure reported by a worker that ran the check: its check's name and its message.
+    #[error("{message}")]
+    Reported {
+        check: &'static str,
+        message: String,
+    },
 }
 
 impl VerifyError {
@@ -91,12 +98,35 @@ impl VerifyError {
             | VerifyError::SegmentEnd { .. } => "checkpoint",
             VerifyError::Proof => "Merkle proof",
             VerifyError::Execution(_) | VerifyError::Sampling(_) => "re-execution",
+            VerifyError::Reported { check, .. } => check,
         }
+    }
+
+    /// A failure as a worker reported it, under the name of the check it gave (one of
+    /// [`CHECKS`]; anything else is counted as a failed re-execution).
+    pub fn reported(check: &str, message: String) -> VerifyError {
+        let check = CHECKS
+            .iter()
+            .find(|c| **c == check)
+            .copied()
+            .unwrap_or("re-execution");
+        VerifyError::Reported { check, message }
     }
 }
 
+/// The names [`VerifyError::check`] gives.
+pub const CHECKS: [&str; 7] = [
+    "receipt signature",
+    "receipt contents",
+    "output",
+    "fuel",
+    "checkpoint",
+    "Merkle proof",
+    "re-execution",
+];
+
 /// How strongly a result was verified.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
 pub enum Strength {
     /// The whole job was run again locally: same output and fuel (and every checkpoint).
     Reexecuted { fuel: u64, checkpoints: u64 },
@@ -315,7 +345,7 @@ pub fn single_step_catch(segments: u64, checked: u64) -> f64 {
 pub const REPORTED_FRACTIONS: [f64; 3] = [0.01, 0.05, 0.10];
 
 /// Which segments to re-run and which states to ask for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct SamplePlan {
     pub commitment: Commitment,
     /// Segments to re-run (segment `i` goes from checkpoint `i - 1` to `i`), sorted.
@@ -495,5 +525,93 @@ impl<'a> SampleCheck<'a> {
             checked: self.checked,
             detection,
         })
+    }
+}
+
+/// The computing part of a result's check, once everything the relay must send has arrived:
+/// one value, so that a page can hand it to a worker and keep its own thread free.
+#[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
+pub struct CheckTask {
+    pub request: JobRequest,
+    pub receipt: Receipt,
+    pub method: CheckMethod,
+}
+
+/// How a result is re-checked.
+#[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
+pub enum CheckMethod {
+    /// The whole job again.
+    Reexecute,
+    /// The sampled segments from the states the relay sent, closed by its Merkle proof.
+    Sample {
+        plan: SamplePlan,
+        states: Vec<(u64, SparseSnapshot)>,
+        proof: Vec<u8>,
+    },
+}
+
+impl CheckTask {
+    /// Runs the check on `engine`, which runs `prepared` (the task's module, prepared).
+    /// `on_segment(done, total)` follows a sampling check between segments.
+    pub fn run<E: Engine>(
+        &self,
+        prepared: &Prepared,
+        engine: &E,
+        on_segment: &mut dyn FnMut(usize, usize),
+    ) -> Result<Strength, VerifyError> {
+        let (plan, states, proof) = match &self.method {
+            CheckMethod::Reexecute => {
+                return reexecute(engine, prepared, &self.request, &self.receipt);
+            }
+            CheckMethod::Sample {
+                plan,
+                states,
+                proof,
+            } => (plan, states, proof),
+        };
+        let mut check = SampleCheck::new(prepared, &self.request, &self.receipt, plan.clone());
+        for (index, state) in states {
+            check.add_state(*index, state.clone())?;
+        }
+        check.check_initial_state(engine)?;
+        let total = plan.segments.len();
+        for (done, segment) in plan.segments.iter().enumerate() {
+            on_segment(done, total);
+            check.check_segment(engine, *segment)?;
+        }
+        on_segment(total, total);
+        check.finish(proof)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reported_failure_keeps_its_check_and_an_unknown_one_counts_as_re_execution() {
+        let local = [
+            VerifyError::WrongCustomer,
+            VerifyError::Output {
+                claimed: Hash::of(b"a"),
+                actual: Hash::of(b"b"),
+            },
+            VerifyError::Fuel {
+                claimed: 1,
+                actual: 2,
+            },
+            VerifyError::Segment { segment: 3 },
+            VerifyError::Proof,
+            VerifyError::Sampling("x".into()),
+        ];
+        for error in local {
+            assert!(CHECKS.contains(&error.check()), "{error}");
+            let reported = VerifyError::reported(error.check(), error.to_string());
+            assert_eq!(reported.check(), error.check());
+            assert_eq!(reported.to_string(), error.to_string());
+        }
+        let odd = VerifyError::reported("made up", "the worker says no".into());
+        assert_eq!(odd.check(), "re-execution");
+        assert_eq!(odd.to_string(), "the worker says no");
     }
 }
