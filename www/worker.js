@@ -1,12 +1,14 @@
-// The app's background worker: the long computations a page must not wait on — the wallet's
-// key derivation (Argon2id) and the re-execution or sampling of a job's result. It loads the
-// app's own wasm bundle (whose main does nothing outside a window) and answers one request:
+// The app's background worker: the long computations a page must not wait on, with their own
+// wasm bundle (the page's bundle does not contain them) — the wallet's key derivation
+// (Argon2id), the validation and instrumentation of a job module, and the re-execution or
+// sampling of a job's result. It answers one request:
 //   {kind: "kdf", password, salt, memoryKib, iterations, parallelism} → {result: key bytes}
+//   {kind: "prepare", module} → {result: the encoded prepared module}
 //   {kind: "check", task: encoded check} → {progress: {done, total}}…, then {result: bytes}
 // or {error, check?} where `check` names a verification that failed.
-import init, { deriveWalletKey, checkJobResult } from "./aqueduct.js";
+import init, { deriveWalletKey, prepareJobModule, checkJobResult } from "./aqueduct_worker.js";
 
-const ready = init({ module_or_path: new URL("./aqueduct_bg.wasm", import.meta.url) });
+const ready = init({ module_or_path: new URL("./aqueduct_worker_bg.wasm", import.meta.url) });
 
 self.onmessage = async (event) => {
   const request = event.data;
@@ -16,6 +18,8 @@ self.onmessage = async (event) => {
     if (request.kind === "kdf") {
       const { password, salt, memoryKib, iterations, parallelism } = request;
       result = deriveWalletKey(password, salt, memoryKib, iterations, parallelism);
+    } else if (request.kind === "prepare") {
+      result = prepareJobModule(request.module);
     } else if (request.kind === "check") {
       result = checkJobResult(request.task, (progress) => self.postMessage({ progress }));
     } else {

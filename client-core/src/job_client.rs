@@ -12,7 +12,7 @@ use crate::encoding::{decode, encode};
 use crate::hash::Hash;
 use crate::job::commit::Commitment;
 use crate::job::exec::SparseSnapshot;
-use crate::job::profile::{JobForm, Prepared};
+use crate::job::profile::{JobForm, ModuleError, Prepared, Profile};
 use crate::job::verify::{
     self, CheckMethod, CheckTask, SamplePlan, Strength, Verified, VerifyError,
 };
@@ -635,16 +635,15 @@ async fn check_in_worker(
     }
 }
 
-/// The worker's entry point (`checkJobResult`): decodes a module and a [`CheckTask`], runs the
-/// check in this thread's engine and returns the encoded [`Strength`]. A failed check throws
-/// an `Error` whose `check` names it; anything else throws a plain `Error`.
+/// The worker's `check` (see [`Engine::Worker`]): decodes a module and a [`CheckTask`], runs
+/// the check in this thread's engine and returns the encoded [`Strength`]. A failed check
+/// throws an `Error` whose `check` names it; anything else throws a plain `Error`.
 /// `on_progress({done, total})` is called between sampled segments.
-#[wasm_bindgen::prelude::wasm_bindgen(js_name = checkJobResult)]
-pub fn check_job_result(task: &[u8], on_progress: &js_sys::Function) -> Result<Vec<u8>, JsValue> {
+pub fn check_here(task: &[u8], on_progress: &js_sys::Function) -> Result<Vec<u8>, JsValue> {
     let plain = |message: String| JsValue::from(js_sys::Error::new(&message));
     let (module, task): (Vec<u8>, CheckTask) =
         decode(task, task.len()).map_err(|e| plain(format!("the check does not decode: {e}")))?;
-    let prepared = crate::job::profile::prepare(&module, &crate::job::profile::Profile::V1)
+    let prepared = crate::job::profile::prepare(&module, &Profile::V1)
         .map_err(|e| plain(format!("the module does not prepare: {e}")))?;
     let engine = JsJob::compile(&prepared.code)
         .map_err(|e| plain(format!("this engine cannot compile the module: {e}")))?;
@@ -852,9 +851,78 @@ pub struct Submitter<'a> {
     pub network_id: &'a str,
     pub control: libp2p_stream::Control,
     pub relay: PeerId,
-    /// The script of a worker that answers `checkJobResult` requests (see [`verify`]), so
-    /// that checking a result does not hold up the page; `None` checks in the page.
-    pub worker: Option<&'a str>,
+    /// Where modules are prepared and results checked.
+    pub engine: Engine<'a>,
+}
+
+/// Where a page validates and instruments job modules and checks results.
+#[derive(Clone, Copy)]
+pub enum Engine<'a> {
+    /// In the app's worker, this script: it answers `prepare` and `check` requests (see
+    /// `www/worker.js`), so that neither holds up the page, and the page's own bundle need not
+    /// contain the module validator and instrumenter at all. A check the worker cannot make
+    /// (it did not start) is made in the page; a module it cannot prepare is not submitted.
+    Worker(&'a str),
+    /// In this thread, with this function (normally [`crate::job::profile::prepare`]).
+    Here(fn(&[u8], &Profile) -> Result<Prepared, ModuleError>),
+}
+
+impl Engine<'_> {
+    /// The worker script, if checks go to one.
+    pub fn worker(&self) -> Option<&str> {
+        match self {
+            Engine::Worker(url) => Some(url),
+            Engine::Here(_) => None,
+        }
+    }
+
+    /// Validates and instruments `module` under [`Profile::V1`]; the error says why it cannot
+    /// run (or that the worker could not be asked).
+    pub async fn prepare(&self, module: &[u8]) -> Result<Prepared, String> {
+        match self {
+            Engine::Here(prepare) => prepare(module, &Profile::V1).map_err(|e| e.to_string()),
+            Engine::Worker(url) => prepare_in_worker(url, module).await,
+        }
+    }
+}
+
+/// A module's preparation may take a moment for a big module; a worker that said nothing for
+/// this long is given up.
+const PREPARE_WORKER_STALL_MS: u32 = 60 * 1000;
+
+async fn prepare_in_worker(url: &str, module: &[u8]) -> Result<Prepared, String> {
+    use crate::browser::{WorkerError, call_worker, js_error};
+    let bytes = js_sys::Uint8Array::from(module);
+    let request = js_sys::Object::new();
+    js_sys::Reflect::set(&request, &"kind".into(), &"prepare".into())
+        .and_then(|_| js_sys::Reflect::set(&request, &"module".into(), &bytes))
+        .map_err(|e| js_error(&e))?;
+    let transfer = js_sys::Array::of1(&bytes.buffer());
+    match call_worker(url, &request, &transfer, &|_| {}, PREPARE_WORKER_STALL_MS).await {
+        Ok(result) => {
+            let bytes = result
+                .dyn_into::<js_sys::Uint8Array>()
+                .map_err(|_| "the worker's answer is not bytes".to_owned())?
+                .to_vec();
+            decode::<Prepared>(&bytes, bytes.len())
+                .map_err(|e| format!("the worker's prepared module does not decode: {e}"))
+        }
+        Err(WorkerError::Unavailable(reason)) => Err(format!(
+            "the app's worker, which checks modules, could not be asked: {reason}"
+        )),
+        Err(WorkerError::Failed(message)) => Err(js_sys::Reflect::get(&message, &"error".into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_else(|| "the worker failed".into())),
+    }
+}
+
+/// The worker's `prepare` (see [`Engine::Worker`]): the encoded [`Prepared`] module, or why it
+/// cannot run.
+pub fn prepare_here(module: &[u8]) -> Result<Vec<u8>, String> {
+    crate::job::profile::prepare(module, &Profile::V1)
+        .map(|prepared| encode(&prepared))
+        .map_err(|e| e.to_string())
 }
 
 /// The failed check of a job whose payment the relay refused (the voucher was not taken).
@@ -933,7 +1001,7 @@ pub async fn run(
         Stage::Preparing,
         format!("checking the module ({} bytes)", order.module.len()),
     );
-    let prepared = crate::job::profile::prepare(&order.module, &crate::job::profile::Profile::V1);
+    let prepared = submitter.engine.prepare(&order.module).await;
     let module_hash = prepared
         .as_ref()
         .map_or_else(|_| Hash::of(&order.module), |p| p.module_hash);
@@ -963,7 +1031,7 @@ pub async fn run(
     };
     let prepared = match prepared {
         Ok(p) => p,
-        Err(e) => return base.ended(failed("module", e.to_string())),
+        Err(e) => return base.ended(failed("module", e)),
     };
     if let Err(e) = check_input(&order.input) {
         return base.ended(failed("input", e));
@@ -1000,7 +1068,7 @@ pub async fn run(
     };
     let mut control = submitter.control;
     let relay = submitter.relay;
-    let worker = submitter.worker;
+    let worker = submitter.engine.worker();
     let mut result = match submit(
         &mut control,
         relay,

@@ -12,7 +12,7 @@ use crate::encoding::encode;
 use crate::hash::Hash;
 use crate::job::fraud::{FraudProof, MAX_FRAUD_PROOF_BYTES};
 use crate::job::history::{JobRecord, Level, Outcome, RecordBase};
-use crate::job::profile::{JobForm, Prepared, Profile};
+use crate::job::profile::{JobForm, Prepared};
 use crate::job::referee::{self, Next, Questions, Refereed, Side, Verdict};
 use crate::job::verify;
 use crate::job::{ClientMsg, JobRequest, RelayMsg, exec::SparseSnapshot};
@@ -157,7 +157,7 @@ pub async fn run_refereed(
         Stage::Preparing,
         format!("checking the module ({} bytes)", order.module.len()),
     );
-    let prepared = match crate::job::profile::prepare(&order.module, &Profile::V1) {
+    let prepared = match submitter.engine.prepare(&order.module).await {
         Ok(p) if p.form == JobForm::Steps => p,
         _ => {
             // One-shot (or refused) modules: the ordinary run re-executes or reports why not.
@@ -183,7 +183,7 @@ pub async fn run_refereed(
         }
     };
     let peers = [submitter.relay, second.relay];
-    let submitter_worker = submitter.worker;
+    let submitter_worker = submitter.engine.worker();
     let requests = [
         sign_request(
             submitter.keypair,

@@ -9,7 +9,7 @@ use crate::error::{Kind, error, error_with_check};
 use client_core::browser::{self, Control, PeerConfig, PeerEvent, PeerHandle, PeerId};
 use client_core::identity::{Keypair, PublicKey};
 use client_core::job::history::Outcome;
-use client_core::job_client::{self, Cancel, Order, RunEvent, Submitter};
+use client_core::job_client::{self, Cancel, Engine, Order, RunEvent, Submitter};
 use client_core::ledger::Genesis;
 use client_core::ledger::light::LightClient;
 use client_core::ledger::state::{StateKey, StateValue};
@@ -581,8 +581,8 @@ impl Client {
                     network_id: &network_id,
                     control: inner.control(),
                     relay: inner.relay,
-                    // The SDK checks in the page that loaded it.
-                    worker: None,
+                    // The SDK prepares and checks in the page that loaded it.
+                    engine: Engine::Here(client_core::job::profile::prepare),
                 },
                 order,
                 js_sys::Date::now() as u64,

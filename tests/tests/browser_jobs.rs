@@ -325,3 +325,23 @@ async fn a_lying_relay_is_caught_and_the_failed_check_named() -> anyhow::Result<
     }
     Ok(())
 }
+
+/// The page's bundle leaves the job module validator and instrumenter to the worker's bundle,
+/// so a first visit does not download them: the validator's operator errors ("type mismatch
+/// …", wasmparser's) are in the worker's wasm and nowhere in the page's.
+#[test]
+fn the_module_validator_is_in_the_worker_bundle_only() -> anyhow::Result<()> {
+    let www = www_dir()?;
+    let count = |file: &str| -> anyhow::Result<usize> {
+        let bytes = std::fs::read(www.join(file))?;
+        let needle = b"type mismatch";
+        Ok(bytes.windows(needle.len()).filter(|w| w == needle).count())
+    };
+    let (page, worker) = (
+        count("aqueduct_bg.wasm")?,
+        count("aqueduct_worker_bg.wasm")?,
+    );
+    assert!(worker > 0, "the worker's bundle validates modules");
+    assert_eq!(page, 0, "the page's bundle links the module validator");
+    Ok(())
+}

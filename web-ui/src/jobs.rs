@@ -14,9 +14,9 @@ use client_core::hash::Hash;
 use client_core::identity::PublicKey;
 use client_core::job::MAX_INPUT_BYTES;
 use client_core::job::history::{self, JobRecord, Level, Outcome};
-use client_core::job::profile::{self, JobForm as Form, Profile};
+use client_core::job::profile::{JobForm as Form, Profile};
 use client_core::job_client::{
-    self, Cancel, NOT_CHARGED, Order, PAYMENT_REFUSED, RunEvent, Submitter,
+    self, Cancel, Engine, NOT_CHARGED, Order, PAYMENT_REFUSED, RunEvent, Submitter,
 };
 use client_core::ledger::Amount;
 use client_core::ledger::TxKind;
@@ -27,6 +27,10 @@ use client_core::storage::Storage;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
+
+/// The app prepares job modules and checks results in its worker (`www/worker.js`, with its own
+/// wasm), so the page's bundle carries no module validator or instrumenter and stays responsive.
+const ENGINE: Engine<'static> = Engine::Worker(crate::kdf::WORKER_URL);
 
 /// The example jobs built from `www/jobs` and served under `/jobs/`.
 pub struct Example {
@@ -590,8 +594,8 @@ pub fn JobForm() -> impl IntoView {
         upload.set_value(None);
         module_info.set(None);
         leptos::task::spawn_local(async move {
-            let checked = match read_file_bytes(&el, profile::Profile::V1.max_module_bytes).await {
-                Ok((name, bytes)) => match profile::prepare(&bytes, &Profile::V1) {
+            let checked = match read_file_bytes(&el, Profile::V1.max_module_bytes).await {
+                Ok((name, bytes)) => match ENGINE.prepare(&bytes).await {
                     Ok(prepared) => {
                         let form = match prepared.form {
                             Form::OneShot => "one-shot job (re-executed to verify)",
@@ -739,11 +743,14 @@ pub fn JobForm() -> impl IntoView {
             };
             let randomness = browser::random_bytes::<16>();
             // Refereeing is for step jobs: a one-shot job is re-executed in full here anyway.
-            let second = second.filter(|_| {
-                module.as_ref().is_ok_and(|(_, bytes)| {
-                    profile::prepare(bytes, &Profile::V1).is_ok_and(|p| p.form == Form::Steps)
-                })
-            });
+            let steps = match (&second, &module) {
+                (Some(_), Ok((_, bytes))) => ENGINE
+                    .prepare(bytes)
+                    .await
+                    .is_ok_and(|p| p.form == Form::Steps),
+                _ => false,
+            };
+            let second = second.filter(|_| steps);
             let second_payment = second.as_ref().and_then(|(_, _, price, channel)| {
                 let (channel, previous) = (*channel)?;
                 let voucher = voucher_for(&keypair, &network_id, channel, previous, *price);
@@ -769,7 +776,7 @@ pub fn JobForm() -> impl IntoView {
                         network_id: &network_id,
                         control: handle.control.clone(),
                         relay,
-                        worker: Some(crate::kdf::WORKER_URL),
+                        engine: ENGINE,
                     };
                     // The request lives 5 minutes, or what the network allows if less.
                     let ttl_ms = ledger.params().map_or(job_client::REQUEST_TTL_MS, |p| {

@@ -1,46 +1,22 @@
 //! The wallet's key derivation (Argon2id, about a second) off the page's main thread.
 //!
-//! A module worker (`worker.js`) loads this same wasm bundle, whose `main` does nothing
-//! outside a window, and calls [`derive_wallet_key`]; the page sends the password, salt and
-//! parameters and gets the 32-byte key back, then seals or opens the wallet itself (the cheap
-//! XChaCha20-Poly1305 step). While the worker works, the page keeps handling input and painting.
-//! Where a worker cannot be started, the key is derived on the main thread as before.
+//! The app's worker (`worker.js`, with its own wasm: see `worker.rs`) derives the key; the page
+//! sends the password, salt and parameters and gets the 32-byte key back, then seals or opens
+//! the wallet itself (the cheap XChaCha20-Poly1305 step). While the worker works, the page
+//! keeps handling input and painting. Where a worker cannot be started, the key is derived on
+//! the main thread as before.
 
 use client_core::browser::{WorkerError, call_worker, js_error};
 use client_core::wallet::{KdfParams, WalletError};
-use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::*;
+use wasm_bindgen::{JsCast, JsValue};
 use zeroize::Zeroizing;
 
 /// Where the app's worker script is served (beside the bundle, at the site's root); it also
-/// checks job results (see `client_core::job_client::verify`).
+/// prepares job modules and checks results (see `client_core::job_client::Engine`).
 pub const WORKER_URL: &str = "/worker.js";
 /// A worker that has not answered by then (its wasm did not load, say) is given up, and the
 /// key derived on the main thread instead.
 const WORKER_TIMEOUT_MS: u32 = 30_000;
-
-/// The worker's entry point: Argon2id of `password` and `salt` under the given parameters.
-#[wasm_bindgen(js_name = deriveWalletKey)]
-pub fn derive_wallet_key(
-    password: &str,
-    salt: &[u8],
-    memory_kib: u32,
-    iterations: u32,
-    parallelism: u32,
-) -> Result<Vec<u8>, JsValue> {
-    let salt: [u8; 16] = salt
-        .try_into()
-        .map_err(|_| JsValue::from_str("the salt must be 16 bytes"))?;
-    let kdf = KdfParams {
-        memory_kib,
-        iterations,
-        parallelism,
-    };
-    let key = kdf
-        .derive(password, &salt)
-        .map_err(|e| JsValue::from_str(&e.to_string()))?;
-    Ok(key.to_vec())
-}
 
 /// Where the last key was derived, for the page to show (and tests to read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

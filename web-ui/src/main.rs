@@ -21,10 +21,6 @@ mod widgets;
 #[cfg(target_arch = "wasm32")]
 fn main() {
     console_error_panic_hook::set_once();
-    // In the key-derivation worker (see `kdf`) there is no page: nothing to start.
-    if web_sys::window().is_none() {
-        return;
-    }
     client_core::browser::mark("aqueduct:wasm-main");
     // Connect first, then draw. Mounting the app (building the page, then the browser's style,
     // layout and paint of it) keeps the main thread busy for a good part of the time the

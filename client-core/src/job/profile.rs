@@ -49,7 +49,7 @@ pub const DEPTH_EXPORT: &str = "aqueduct_depth";
 
 /// The limits that are part of the deterministic profile. Both sides must use the same
 /// profile: it is named in every receipt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct Profile {
     /// Identifies this set of rules in receipts.
     pub version: u32,
@@ -79,7 +79,7 @@ impl Profile {
 }
 
 /// The two forms a job module can take (see the job ABI in the README).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub enum JobForm {
     /// `alloc(len) -> ptr`, `run(ptr, len) -> packed (ptr << 32 | len)`.
     OneShot,
@@ -89,21 +89,22 @@ pub enum JobForm {
 }
 
 /// The type of an exported mutable global, which is all snapshots need to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub enum GlobalKind {
     I32,
     I64,
 }
 
 /// A mutable global of the instrumented module, by export name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct StateGlobal {
     pub name: String,
     pub kind: GlobalKind,
 }
 
-/// A validated, instrumented module ready to run on any engine.
-#[derive(Debug, Clone)]
+/// A validated, instrumented module ready to run on any engine. It is encoded when the app's
+/// worker prepares a module for the page (which then needs no validator or instrumenter).
+#[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct Prepared {
     /// Hash of the module as uploaded (before instrumentation): its content address.
     pub module_hash: Hash,
