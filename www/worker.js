@@ -1,12 +1,18 @@
 // The app's background worker: the long computations a page must not wait on, with their own
 // wasm bundle (the page's bundle does not contain them) — the wallet's key derivation
-// (Argon2id), the validation and instrumentation of a job module, and the re-execution or
-// sampling of a job's result. It answers one request:
+// (Argon2id), the validation and instrumentation of a job module, the re-execution or
+// sampling of a job's result, and a referee's re-runs. It answers one request:
 //   {kind: "kdf", password, salt, memoryKib, iterations, parallelism} → {result: key bytes}
 //   {kind: "prepare", module} → {result: the encoded prepared module}
 //   {kind: "check", task: encoded check} → {progress: {done, total}}…, then {result: bytes}
+//   {kind: "rerun", task: encoded re-run} → {result: the encoded initial state or step}
 // or {error, check?} where `check` names a verification that failed.
-import init, { deriveWalletKey, prepareJobModule, checkJobResult } from "./aqueduct_worker.js";
+import init, {
+  deriveWalletKey,
+  prepareJobModule,
+  checkJobResult,
+  rerunJobSegment,
+} from "./aqueduct_worker.js";
 
 const ready = init({ module_or_path: new URL("./aqueduct_worker_bg.wasm", import.meta.url) });
 
@@ -20,6 +26,8 @@ self.onmessage = async (event) => {
       result = deriveWalletKey(password, salt, memoryKib, iterations, parallelism);
     } else if (request.kind === "prepare") {
       result = prepareJobModule(request.module);
+    } else if (request.kind === "rerun") {
+      result = rerunJobSegment(request.task);
     } else if (request.kind === "check") {
       result = checkJobResult(request.task, (progress) => self.postMessage({ progress }));
     } else {

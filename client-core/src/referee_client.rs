@@ -8,14 +8,15 @@
 //! be. A provider that fails, whose receipt does not check, or that stops answering while the
 //! referee asks, is named, and the page falls back to checking the other's result itself.
 
-use crate::encoding::encode;
+use crate::encoding::{decode, encode};
 use crate::hash::Hash;
+use crate::job::exec::{JobError, SegmentRun, SparseSnapshot};
 use crate::job::fraud::{FraudProof, MAX_FRAUD_PROOF_BYTES};
 use crate::job::history::{JobRecord, Level, Outcome, RecordBase};
 use crate::job::profile::{JobForm, Prepared};
 use crate::job::referee::{self, Next, Questions, Refereed, Side, Verdict};
 use crate::job::verify;
-use crate::job::{ClientMsg, JobRequest, RelayMsg, exec::SparseSnapshot};
+use crate::job::{ClientMsg, JobRequest, RelayMsg};
 use crate::job_client::{
     Cancel, JobEvent, JobResult, Order, RunEvent, Stage, Submitter, VerifyProgress, receive_within,
     send, sign_request, submit, verify as check_alone,
@@ -169,18 +170,22 @@ pub async fn run_refereed(
             };
         }
     };
-    // Compiled while the providers run: the referee needs it only if they disagree.
-    let engine = match JsJob::compile(&prepared.code) {
-        Ok(engine) => engine,
-        // This browser cannot run the module: the plain run says so in its verification.
-        Err(_) => {
-            let record =
-                crate::job_client::run(submitter, order, now_ms, nonces[0], cancel, on).await;
-            return RefereedRun {
-                record,
-                fraud: Vec::new(),
-            };
-        }
+    // The referee's re-runs (needed only if the providers disagree) go to the worker when
+    // there is one; here, the module is compiled while the providers run.
+    let here = match submitter.engine.worker() {
+        Some(_) => None,
+        None => match JsJob::compile(&prepared.code) {
+            Ok(engine) => Some(engine),
+            // This browser cannot run the module: the plain run says so in its verification.
+            Err(_) => {
+                let record =
+                    crate::job_client::run(submitter, order, now_ms, nonces[0], cancel, on).await;
+                return RefereedRun {
+                    record,
+                    fraud: Vec::new(),
+                };
+            }
+        },
     };
     let peers = [submitter.relay, second.relay];
     let submitter_worker = submitter.engine.worker();
@@ -363,19 +368,27 @@ pub async fn run_refereed(
     on(RunEvent::Output(a.0.output.clone()));
     let receipts = [a.0.receipt.body.clone(), b.0.receipt.body.clone()];
     let spec = requests[0].body.body.clone();
-    let refereed = {
+    let (refereed, reran) = {
         let mut streams = Streams {
             results: [&mut a.0, &mut b.0],
             on,
         };
-        referee::referee(
-            &engine,
+        let rerun = Reruns {
+            worker: submitter_worker,
+            module: &order.module,
+            prepared: &prepared,
+            here: std::cell::RefCell::new(here),
+            place: std::cell::RefCell::new(None),
+        };
+        let refereed = referee::referee_with(
+            &rerun,
             &prepared,
             &spec,
             [&receipts[0], &receipts[1]],
             &mut streams,
         )
-        .await
+        .await;
+        (refereed, rerun.place.into_inner())
     };
     let referee_ms = (crate::browser::now_ms() - started).round() as u64;
     crate::browser::measure("aqueduct:job-referee", started, started + referee_ms as f64);
@@ -470,8 +483,9 @@ pub async fn run_refereed(
             if honest == 1 {
                 second_is_shown(&mut base, &peers, &requests);
             }
+            let reran = reran.unwrap_or_else(|| "re-run here".into());
             checks.push(format!(
-                "the two providers disagreed; {rounds} rounds of bisection over their signed checkpoints found segment {segment}, re-run here: {} lied ({why})",
+                "the two providers disagreed; {rounds} rounds of bisection over their signed checkpoints found segment {segment}, {reran}: {} lied ({why})",
                 peers[index(liar)]
             ));
             checks.push(format!(
@@ -618,4 +632,155 @@ async fn alone(
 /// Whether a fraud proof fits a transaction.
 pub fn fits(report: &FraudReport) -> bool {
     report.bytes + 1024 <= MAX_FRAUD_PROOF_BYTES
+}
+
+/// What the referee asks the worker to re-run (with the module).
+#[derive(borsh::BorshSerialize, borsh::BorshDeserialize)]
+enum RerunTask {
+    Initial {
+        input: Vec<u8>,
+        fuel_limit: u64,
+    },
+    Segment {
+        pre: SparseSnapshot,
+        fuel_limit: u64,
+    },
+}
+
+/// The worker's answer to a [`RerunTask`].
+#[derive(borsh::BorshSerialize, borsh::BorshDeserialize)]
+enum Rerun {
+    Initial(Hash),
+    Segment(SegmentRun),
+}
+
+/// The referee's re-runs: in the worker at `worker`, or — where there is none, or it could not
+/// be started — in this page's engine. `place` says where the last one ran.
+struct Reruns<'a> {
+    worker: Option<&'a str>,
+    module: &'a [u8],
+    prepared: &'a Prepared,
+    here: std::cell::RefCell<Option<JsJob>>,
+    place: std::cell::RefCell<Option<String>>,
+}
+
+/// A re-run is one step of a job (and the job's `init` for checkpoint 0); a worker that said
+/// nothing for this long is given up and the step re-run in the page.
+const RERUN_WORKER_STALL_MS: u32 = 5 * 60 * 1000;
+
+impl Reruns<'_> {
+    async fn run(&self, task: RerunTask) -> Result<Rerun, JobError> {
+        let mut why_here = "no worker was asked".to_owned();
+        if let Some(url) = self.worker {
+            match rerun_in_worker(url, self.module, &task).await {
+                Ok(done) => {
+                    *self.place.borrow_mut() =
+                        Some("re-run in a Web Worker, off the page's main thread".into());
+                    return done;
+                }
+                Err(reason) => {
+                    web_sys::console::warn_1(
+                        &format!("re-running the segment on the main thread: {reason}").into(),
+                    );
+                    why_here = reason;
+                }
+            }
+        }
+        *self.place.borrow_mut() = Some(format!("re-run on the page's main thread ({why_here})"));
+        let mut here = self.here.borrow_mut();
+        if here.is_none() {
+            *here = Some(JsJob::compile(&self.prepared.code).map_err(JobError::Engine)?);
+        }
+        let engine = here
+            .as_ref()
+            .ok_or_else(|| JobError::Engine("no engine".into()))?;
+        run_task(engine, self.prepared, task)
+    }
+}
+
+impl referee::Rerun for Reruns<'_> {
+    async fn initial(&self, input: &[u8], fuel_limit: u64) -> Result<Hash, JobError> {
+        let task = RerunTask::Initial {
+            input: input.to_vec(),
+            fuel_limit,
+        };
+        match self.run(task).await? {
+            Rerun::Initial(hash) => Ok(hash),
+            Rerun::Segment(_) => Err(JobError::Engine(
+                "the worker answered another question".into(),
+            )),
+        }
+    }
+
+    async fn segment(&self, pre: &SparseSnapshot, fuel_limit: u64) -> Result<SegmentRun, JobError> {
+        let task = RerunTask::Segment {
+            pre: pre.clone(),
+            fuel_limit,
+        };
+        match self.run(task).await? {
+            Rerun::Segment(run) => Ok(run),
+            Rerun::Initial(_) => Err(JobError::Engine(
+                "the worker answered another question".into(),
+            )),
+        }
+    }
+}
+
+fn run_task(engine: &JsJob, prepared: &Prepared, task: RerunTask) -> Result<Rerun, JobError> {
+    use crate::job::exec;
+    match task {
+        RerunTask::Initial { input, fuel_limit } => {
+            exec::initial_state(engine, prepared, &input, fuel_limit).map(Rerun::Initial)
+        }
+        RerunTask::Segment { pre, fuel_limit } => {
+            let fresh = exec::fresh_chunks(engine)?;
+            exec::run_segment(engine, prepared, &pre, &fresh, fuel_limit).map(Rerun::Segment)
+        }
+    }
+}
+
+/// Asks the worker; `Err` says why it could not answer (the page then re-runs itself).
+async fn rerun_in_worker(
+    url: &str,
+    module: &[u8],
+    task: &RerunTask,
+) -> Result<Result<Rerun, JobError>, String> {
+    use crate::browser::{WorkerError, call_worker, js_error};
+    use wasm_bindgen::JsCast;
+    let bytes = js_sys::Uint8Array::from(&encode(&(module, task))[..]);
+    let request = js_sys::Object::new();
+    js_sys::Reflect::set(&request, &"kind".into(), &"rerun".into())
+        .and_then(|_| js_sys::Reflect::set(&request, &"task".into(), &bytes))
+        .map_err(|e| js_error(&e))?;
+    let transfer = js_sys::Array::of1(&bytes.buffer());
+    match call_worker(url, &request, &transfer, &|_| {}, RERUN_WORKER_STALL_MS).await {
+        Ok(result) => {
+            let bytes = result
+                .dyn_into::<js_sys::Uint8Array>()
+                .map_err(|_| "the worker's answer is not bytes".to_owned())?
+                .to_vec();
+            decode::<Result<Rerun, JobError>>(&bytes, bytes.len())
+                .map_err(|e| format!("the worker's answer does not decode: {e}"))
+        }
+        Err(WorkerError::Unavailable(reason)) => Err(reason),
+        Err(WorkerError::Failed(message)) => Err(js_sys::Reflect::get(&message, &"error".into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_else(|| "the worker failed".into())),
+    }
+}
+
+/// The worker's `rerun`: decodes a module and a re-run the referee asks for, makes it in this
+/// thread's engine and returns the encoded outcome (a failed step is an outcome the referee
+/// judges, not an error).
+pub fn rerun_here(task: &[u8]) -> Result<Vec<u8>, String> {
+    let (module, task): (Vec<u8>, RerunTask) =
+        decode(task, task.len()).map_err(|e| format!("the re-run does not decode: {e}"))?;
+    let outcome = crate::job::profile::prepare(&module, &crate::job::profile::Profile::V1)
+        .map_err(|e| JobError::Engine(format!("the module does not prepare: {e}")))
+        .and_then(|prepared| {
+            let engine = JsJob::compile(&prepared.code).map_err(JobError::Engine)?;
+            run_task(&engine, &prepared, task)
+        });
+    Ok(encode(&outcome))
 }

@@ -124,6 +124,11 @@ async fn the_page_referees_two_providers_catches_the_liar_and_gets_it_slashed() 
         "the panel names the liar: {panel}"
     );
     assert!(panel.contains("rounds of bisection"), "{panel}");
+    // The referee's re-runs (the initial state, the disputed step) ran off the main thread.
+    assert!(
+        panel.contains("re-run in a Web Worker, off the page's main thread"),
+        "{panel}"
+    );
     let fraud = browser.text("job-fraud").await.unwrap_or_default();
     assert!(fraud.contains(&liar), "{fraud}");
     browser.screenshot("referee-caught").await?;

@@ -45,3 +45,11 @@ pub fn prepare_job_module(module: &[u8]) -> Result<Vec<u8>, JsValue> {
 pub fn check_job_result(task: &[u8], on_progress: &js_sys::Function) -> Result<Vec<u8>, JsValue> {
     client_core::job_client::check_here(task, on_progress)
 }
+
+/// Makes one of a referee's re-runs, the job's initial state or one step (see
+/// `client_core::referee_client::rerun_here`).
+#[wasm_bindgen(js_name = rerunJobSegment)]
+pub fn rerun_job_segment(task: &[u8]) -> Result<Vec<u8>, JsValue> {
+    client_core::referee_client::rerun_here(task)
+        .map_err(|reason| js_sys::Error::new(&reason).into())
+}

@@ -563,7 +563,7 @@ pub fn execute_within<E: Engine>(
 }
 
 /// What re-running one segment of a step job gives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct SegmentRun {
     /// State hash after the step.
     pub post_state: Hash,

@@ -298,12 +298,60 @@ pub enum Refereed {
     },
 }
 
+/// The two computations of a refereeing: the job's initial state, and one step from a state
+/// both providers committed to. [`OnEngine`] makes them in this thread; the app makes them in
+/// its worker, so that they do not hold up the page.
+pub trait Rerun {
+    /// The state hash after `init` of `input` (checkpoint 0).
+    fn initial(
+        &self,
+        input: &[u8],
+        fuel_limit: u64,
+    ) -> impl std::future::Future<Output = Result<Hash, JobError>>;
+    /// Restores `pre` into a fresh instance and runs one step (see
+    /// [`super::exec::run_segment`]).
+    fn segment(
+        &self,
+        pre: &SparseSnapshot,
+        fuel_limit: u64,
+    ) -> impl std::future::Future<Output = Result<SegmentRun, JobError>>;
+}
+
+/// [`Rerun`] on an engine of this thread.
+pub struct OnEngine<'a, E> {
+    pub engine: &'a E,
+    pub prepared: &'a Prepared,
+}
+
+impl<E: Engine> Rerun for OnEngine<'_, E> {
+    async fn initial(&self, input: &[u8], fuel_limit: u64) -> Result<Hash, JobError> {
+        super::exec::initial_state(self.engine, self.prepared, input, fuel_limit)
+    }
+
+    async fn segment(&self, pre: &SparseSnapshot, fuel_limit: u64) -> Result<SegmentRun, JobError> {
+        let fresh = super::exec::fresh_chunks(self.engine)?;
+        super::exec::run_segment(self.engine, self.prepared, pre, &fresh, fuel_limit)
+    }
+}
+
 /// Referees two receipts for the same job (same module, input and fuel limit): compares them,
 /// and if they differ bisects over their commitments asking `questions`, re-runs the one
 /// segment where they part on `engine`, and names who lied. Every answer is checked against
 /// the commitment its provider signed before it is used.
 pub async fn referee<E: Engine>(
     engine: &E,
+    prepared: &Prepared,
+    spec: &JobSpec,
+    receipts: [&Receipt; 2],
+    questions: &mut impl Questions,
+) -> Result<Refereed, JobError> {
+    let rerun = OnEngine { engine, prepared };
+    referee_with(&rerun, prepared, spec, receipts, questions).await
+}
+
+/// [`referee`], with the re-runs made by `rerun`.
+pub async fn referee_with(
+    rerun: &impl Rerun,
     prepared: &Prepared,
     spec: &JobSpec,
     receipts: [&Receipt; 2],
@@ -322,7 +370,7 @@ pub async fn referee<E: Engine>(
             "refereeing needs two step-job commitments".into(),
         ));
     };
-    let own = super::exec::initial_state(engine, prepared, &spec.input, spec.fuel_limit)?;
+    let own = rerun.initial(&spec.input, spec.fuel_limit).await?;
     let mut bisection = Bisection::new(ca, cb);
     // Every answer each side gave, with its proof: the material of fraud proofs.
     let mut said: [BTreeMap<u64, (Hash, Vec<u8>)>; 2] = [BTreeMap::new(), BTreeMap::new()];
@@ -398,8 +446,7 @@ pub async fn referee<E: Engine>(
                     let (side, reason) = first_refusal.unwrap_or((Side::A, String::new()));
                     return stopped(side, reason, bisection.rounds());
                 };
-                let fresh = super::exec::fresh_chunks(engine)?;
-                let run = super::exec::run_segment(engine, prepared, &pre, &fresh, spec.fuel_limit);
+                let run = rerun.segment(&pre, spec.fuel_limit).await;
                 let verdict = match run {
                     Ok(run) => match bisection.judge(
                         segment,
