@@ -613,6 +613,42 @@ pub enum WorkerError {
     Failed(JsValue),
 }
 
+impl WorkerError {
+    /// The worker's `error` text (or why it could not answer).
+    pub fn message(&self) -> String {
+        match self {
+            WorkerError::Unavailable(reason) => reason.clone(),
+            WorkerError::Failed(message) => js_sys::Reflect::get(message, &"error".into())
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_else(|| "the worker failed".into()),
+        }
+    }
+}
+
+/// [`call_worker`] with `{kind, [field]: payload}`, where the worker answers bytes: the
+/// payload is moved to the worker, and the result's bytes come back.
+pub async fn call_worker_bytes(
+    url: &str,
+    kind: &str,
+    field: &str,
+    payload: &[u8],
+    on_progress: &dyn Fn(JsValue),
+    stall_ms: u32,
+) -> Result<Vec<u8>, WorkerError> {
+    let bytes = js_sys::Uint8Array::from(payload);
+    let request = js_sys::Object::new();
+    js_sys::Reflect::set(&request, &"kind".into(), &kind.into())
+        .and_then(|_| js_sys::Reflect::set(&request, &field.into(), &bytes))
+        .map_err(|e| WorkerError::Unavailable(js_error(&e)))?;
+    let transfer = js_sys::Array::of1(&bytes.buffer());
+    let result = call_worker(url, &request, &transfer, on_progress, stall_ms).await?;
+    result
+        .dyn_into::<js_sys::Uint8Array>()
+        .map(|bytes| bytes.to_vec())
+        .map_err(|_| WorkerError::Unavailable("the worker's answer is not bytes".into()))
+}
+
 /// Asks a module worker at `url` to do one piece of work and waits for its answer.
 ///
 /// The worker answers `request` with any number of `{progress}` messages (each handed to

@@ -25,7 +25,7 @@ use crate::wire::{read_frame, write_frame};
 use futures::future::{Either, select};
 use gloo_timers::future::TimeoutFuture;
 use libp2p::{PeerId, Stream, StreamProtocol};
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 
 /// What happens while a job is submitted and runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -590,14 +590,8 @@ async fn check_in_worker(
     module: &[u8],
     on_progress: &dyn Fn(VerifyProgress),
 ) -> Result<Strength, Result<VerifyError, String>> {
-    use crate::browser::{WorkerError, call_worker, js_error};
-    let bytes = js_sys::Uint8Array::from(&encode(&(module.to_vec(), task.clone()))[..]);
-    let request = js_sys::Object::new();
-    let set = |name: &str, value: &JsValue| js_sys::Reflect::set(&request, &name.into(), value);
-    set("kind", &"check".into())
-        .and_then(|_| set("task", &bytes))
-        .map_err(|e| Err(js_error(&e)))?;
-    let transfer = js_sys::Array::of1(&bytes.buffer());
+    use crate::browser::{WorkerError, call_worker_bytes};
+    let payload = encode(&(module.to_vec(), task.clone()));
     let on_message = |progress: JsValue| {
         let number = |name: &str| {
             js_sys::Reflect::get(&progress, &name.into())
@@ -609,24 +603,25 @@ async fn check_in_worker(
             on_progress(VerifyProgress::Segments { done, total });
         }
     };
-    let text = |message: &JsValue, name: &str| {
-        js_sys::Reflect::get(message, &name.into())
-            .ok()
-            .and_then(|v| v.as_string())
-    };
-    match call_worker(url, &request, &transfer, &on_message, CHECK_WORKER_STALL_MS).await {
-        Ok(result) => {
-            let bytes = result
-                .dyn_into::<js_sys::Uint8Array>()
-                .map_err(|_| Err("the worker's answer is not bytes".to_owned()))?
-                .to_vec();
-            decode::<Strength>(&bytes, bytes.len())
-                .map_err(|e| Err(format!("the worker's answer does not decode: {e}")))
-        }
+    let answer = call_worker_bytes(
+        url,
+        "check",
+        "task",
+        &payload,
+        &on_message,
+        CHECK_WORKER_STALL_MS,
+    )
+    .await;
+    match answer {
+        Ok(bytes) => decode::<Strength>(&bytes, bytes.len())
+            .map_err(|e| Err(format!("the worker's answer does not decode: {e}"))),
         Err(WorkerError::Unavailable(reason)) => Err(Err(reason)),
         Err(WorkerError::Failed(message)) => {
-            let error = text(&message, "error").unwrap_or_default();
-            match text(&message, "check") {
+            let check = js_sys::Reflect::get(&message, &"check".into())
+                .ok()
+                .and_then(|v| v.as_string());
+            let error = WorkerError::Failed(message).message();
+            match check {
                 Some(check) => Err(Ok(VerifyError::reported(&check, error))),
                 // Not a verdict (its wasm did not load, say): the page checks instead.
                 None => Err(Err(error)),
@@ -891,29 +886,23 @@ impl Engine<'_> {
 const PREPARE_WORKER_STALL_MS: u32 = 60 * 1000;
 
 async fn prepare_in_worker(url: &str, module: &[u8]) -> Result<Prepared, String> {
-    use crate::browser::{WorkerError, call_worker, js_error};
-    let bytes = js_sys::Uint8Array::from(module);
-    let request = js_sys::Object::new();
-    js_sys::Reflect::set(&request, &"kind".into(), &"prepare".into())
-        .and_then(|_| js_sys::Reflect::set(&request, &"module".into(), &bytes))
-        .map_err(|e| js_error(&e))?;
-    let transfer = js_sys::Array::of1(&bytes.buffer());
-    match call_worker(url, &request, &transfer, &|_| {}, PREPARE_WORKER_STALL_MS).await {
-        Ok(result) => {
-            let bytes = result
-                .dyn_into::<js_sys::Uint8Array>()
-                .map_err(|_| "the worker's answer is not bytes".to_owned())?
-                .to_vec();
-            decode::<Prepared>(&bytes, bytes.len())
-                .map_err(|e| format!("the worker's prepared module does not decode: {e}"))
-        }
+    use crate::browser::{WorkerError, call_worker_bytes};
+    match call_worker_bytes(
+        url,
+        "prepare",
+        "module",
+        module,
+        &|_| {},
+        PREPARE_WORKER_STALL_MS,
+    )
+    .await
+    {
+        Ok(bytes) => decode::<Prepared>(&bytes, bytes.len())
+            .map_err(|e| format!("the worker's prepared module does not decode: {e}")),
         Err(WorkerError::Unavailable(reason)) => Err(format!(
             "the app's worker, which checks modules, could not be asked: {reason}"
         )),
-        Err(WorkerError::Failed(message)) => Err(js_sys::Reflect::get(&message, &"error".into())
-            .ok()
-            .and_then(|v| v.as_string())
-            .unwrap_or_else(|| "the worker failed".into())),
+        Err(failed) => Err(failed.message()),
     }
 }
 

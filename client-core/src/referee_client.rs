@@ -745,29 +745,20 @@ async fn rerun_in_worker(
     module: &[u8],
     task: &RerunTask,
 ) -> Result<Result<Rerun, JobError>, String> {
-    use crate::browser::{WorkerError, call_worker, js_error};
-    use wasm_bindgen::JsCast;
-    let bytes = js_sys::Uint8Array::from(&encode(&(module, task))[..]);
-    let request = js_sys::Object::new();
-    js_sys::Reflect::set(&request, &"kind".into(), &"rerun".into())
-        .and_then(|_| js_sys::Reflect::set(&request, &"task".into(), &bytes))
-        .map_err(|e| js_error(&e))?;
-    let transfer = js_sys::Array::of1(&bytes.buffer());
-    match call_worker(url, &request, &transfer, &|_| {}, RERUN_WORKER_STALL_MS).await {
-        Ok(result) => {
-            let bytes = result
-                .dyn_into::<js_sys::Uint8Array>()
-                .map_err(|_| "the worker's answer is not bytes".to_owned())?
-                .to_vec();
-            decode::<Result<Rerun, JobError>>(&bytes, bytes.len())
-                .map_err(|e| format!("the worker's answer does not decode: {e}"))
-        }
-        Err(WorkerError::Unavailable(reason)) => Err(reason),
-        Err(WorkerError::Failed(message)) => Err(js_sys::Reflect::get(&message, &"error".into())
-            .ok()
-            .and_then(|v| v.as_string())
-            .unwrap_or_else(|| "the worker failed".into())),
-    }
+    use crate::browser::call_worker_bytes;
+    let payload = encode(&(module, task));
+    let bytes = call_worker_bytes(
+        url,
+        "rerun",
+        "task",
+        &payload,
+        &|_| {},
+        RERUN_WORKER_STALL_MS,
+    )
+    .await
+    .map_err(|e| e.message())?;
+    decode::<Result<Rerun, JobError>>(&bytes, bytes.len())
+        .map_err(|e| format!("the worker's answer does not decode: {e}"))
 }
 
 /// The worker's `rerun`: decodes a module and a re-run the referee asks for, makes it in this
