@@ -69,6 +69,8 @@ pub enum WalletError {
     BackupCorrupted { reason: String },
     #[error("the key-derivation parameters are not acceptable: {reason}")]
     KdfParams { reason: String },
+    #[error("the wallet key could not be derived: {reason}")]
+    KeyDerivation { reason: String },
 }
 
 /// The entropy behind a recovery phrase (16 to 32 bytes), wiped from memory when dropped.
@@ -121,12 +123,23 @@ impl Entropy {
 
     /// The account key of this phrase.
     pub fn keypair(&self) -> Keypair {
-        let seed = match bip39::Mnemonic::from_entropy(&self.0) {
-            Ok(m) => Zeroizing::new(m.to_seed_normalized("")),
-            Err(_) => Zeroizing::new([0u8; 64]),
-        };
+        let seed = self.seed();
         let secret = Zeroizing::new(blake3::derive_key(ACCOUNT_KEY_CONTEXT, seed.as_ref()));
         Keypair::from_seed(&secret)
+    }
+
+    fn seed(&self) -> Zeroizing<[u8; 64]> {
+        // BIP-39's seed with an empty passphrase: PBKDF2-HMAC-SHA512 of the phrase (ASCII, so
+        // already in normal form) salted with "mnemonic", 2048 rounds. Computed here rather
+        // than by the bip39 crate so the page links one SHA-512, the one ed25519 signs with.
+        let mut seed = Zeroizing::new([0u8; 64]);
+        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(
+            self.phrase().as_bytes(),
+            b"mnemonic",
+            2048,
+            seed.as_mut(),
+        );
+        seed
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -141,11 +154,13 @@ impl std::fmt::Debug for Entropy {
 }
 
 /// Lower case, words separated by single spaces: what people paste is full of line breaks,
-/// numbering-free double spaces and capitals.
+/// numbering-free double spaces and capitals. The English word list is ASCII, so ASCII case
+/// folding is enough (a word with any other letter is refused by the parser either way), and
+/// the page's bundle carries no Unicode case tables for it.
 fn normalize_phrase(phrase: &str) -> String {
     phrase
         .split_whitespace()
-        .map(str::to_lowercase)
+        .map(str::to_ascii_lowercase)
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -532,6 +547,19 @@ mod tests {
              abandon abandon abandon art"
         );
         assert_eq!(phrase.split(' ').count(), NEW_PHRASE_WORDS);
+    }
+
+    #[test]
+    fn seed_is_bip39s() {
+        // The account key of every existing wallet hangs on this seed: it must stay the one
+        // the bip39 crate computes, for every phrase length.
+        for (len, fill) in [(16, 0u8), (20, 7), (24, 0x5a), (28, 0xff), (32, 3)] {
+            let entropy = Entropy::from_slice(&vec![fill; len]).expect("valid length");
+            let expected = bip39::Mnemonic::from_entropy(entropy.as_bytes())
+                .expect("valid entropy")
+                .to_seed_normalized("");
+            assert_eq!(*entropy.seed(), expected, "{len} bytes of {fill}");
+        }
     }
 
     #[test]

@@ -140,14 +140,6 @@ async fn a_wallet_survives_a_reload_and_refuses_a_wrong_password() -> anyhow::Re
          {longest_gap:.0} ms"
     );
     assert!(unlock_ms > 0.0);
-    assert_eq!(
-        browser
-            .attr("wallet-unlock-ms", "data-place")
-            .await
-            .as_deref(),
-        Some("worker"),
-        "the key is derived in a worker"
-    );
     assert!(
         longest_gap < unlock_ms / 2.0,
         "the page's thread paused {longest_gap:.0} ms during a {unlock_ms:.0} ms unlock"

@@ -3,8 +3,9 @@
 //! The app's worker (`worker.js`, with its own wasm: see `worker.rs`) derives the key; the page
 //! sends the password, salt and parameters and gets the 32-byte key back, then seals or opens
 //! the wallet itself (the cheap XChaCha20-Poly1305 step). While the worker works, the page
-//! keeps handling input and painting. Where a worker cannot be started, the key is derived on
-//! the main thread as before.
+//! keeps handling input and painting. The page's bundle carries no Argon2id of its own: where
+//! no worker can be started, unlocking fails with the reason (every browser the app supports
+//! runs module workers; the job engine needs the same worker).
 
 use client_core::browser::{WorkerError, call_worker, js_error};
 use client_core::wallet::{KdfParams, WalletError};
@@ -14,33 +15,19 @@ use zeroize::Zeroizing;
 /// Where the app's worker script is served (beside the bundle, at the site's root); it also
 /// prepares job modules and checks results (see `client_core::job_client::Engine`).
 pub const WORKER_URL: &str = "/worker.js";
-/// A worker that has not answered by then (its wasm did not load, say) is given up, and the
-/// key derived on the main thread instead.
+/// A worker that has not answered by then (its wasm did not load, say) is given up.
 const WORKER_TIMEOUT_MS: u32 = 30_000;
 
-/// Where the last key was derived, for the page to show (and tests to read).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Place {
-    Worker,
-    MainThread,
-}
-
-/// Derives the wallet key in a worker (or, failing that, here).
+/// Derives the wallet key in the app's worker.
 pub async fn derive(
     kdf: KdfParams,
     password: &str,
     salt: [u8; 16],
-) -> Result<(Zeroizing<[u8; 32]>, Place), WalletError> {
+) -> Result<Zeroizing<[u8; 32]>, WalletError> {
     kdf.check()?;
-    match in_worker(kdf, password, salt).await {
-        Ok(key) => Ok((key, Place::Worker)),
-        Err(reason) => {
-            web_sys::console::warn_1(
-                &format!("deriving the wallet key on the main thread: {reason}").into(),
-            );
-            Ok((kdf.derive(password, &salt)?, Place::MainThread))
-        }
-    }
+    in_worker(kdf, password, salt)
+        .await
+        .map_err(|reason| WalletError::KeyDerivation { reason })
 }
 
 async fn in_worker(

@@ -2,7 +2,7 @@
 //! actions on it. The cryptography is `client_core::wallet`; storage is
 //! `client_core::storage`; this module only sequences them and turns the results into signals.
 
-use crate::kdf::{self, Place};
+use crate::kdf;
 use crate::widgets::local_storage;
 use client_core::browser;
 use client_core::identity::Keypair;
@@ -64,7 +64,7 @@ pub struct WalletState {
     /// Something that happened without the user asking (auto-lock), shown once.
     pub notice: RwSignal<Option<String>>,
     /// How the last unlock went: (milliseconds, parameters, where the key was derived).
-    pub last_unlock: RwSignal<Option<(f64, KdfParams, Place)>>,
+    pub last_unlock: RwSignal<Option<(f64, KdfParams)>>,
     pub autolock_min: RwSignal<u32>,
     sealed: StoredValue<Option<SealedWallet>>,
     unlocked: StoredValue<Option<Unlocked>>,
@@ -187,11 +187,10 @@ impl WalletState {
         kdf: KdfParams,
         password: &str,
         salt: [u8; 16],
-    ) -> Result<(Zeroizing<[u8; 32]>, Place), WalletError> {
+    ) -> Result<Zeroizing<[u8; 32]>, WalletError> {
         self.error.set(None);
         self.busy.set(Some(message));
-        // Two short pauses: one for Leptos to update the DOM, one for the browser to paint
-        // (what keeps the message visible if the key has to be derived here after all).
+        // Two short pauses: one for Leptos to update the DOM, one for the browser to paint.
         browser::pause(0).await;
         browser::pause(16).await;
         let out = kdf::derive(kdf, password, salt).await;
@@ -215,7 +214,7 @@ impl WalletState {
         };
         let kdf = KdfParams::DEFAULT;
         SealedWallet::check_password(&password).map_err(|e| e.to_string())?;
-        let (key, _) = self
+        let key = self
             .derive_key(
                 Self::derive_message(&kdf, "Encrypting"),
                 kdf,
@@ -252,12 +251,12 @@ impl WalletState {
                 sealed.salt,
             )
             .await
-            .and_then(|(key, place)| Ok((sealed.open_with_key(&key)?, place)));
+            .and_then(|key| sealed.open_with_key(&key));
         let took = browser::now_ms() - started;
         match opened {
-            Ok((unlocked, place)) => {
+            Ok(unlocked) => {
                 browser::measure("aqueduct:unlock", started, started + took);
-                self.last_unlock.set(Some((took, sealed.kdf, place)));
+                self.last_unlock.set(Some((took, sealed.kdf)));
                 self.became_unlocked(sealed, unlocked);
                 Ok(())
             }
@@ -268,7 +267,7 @@ impl WalletState {
     /// Reads a backup file, checks the password against it, stores it and unlocks.
     pub async fn import(&self, text: String, password: String) -> Result<(), WalletError> {
         let sealed = SealedWallet::from_backup(&text)?;
-        let (key, _) = self
+        let key = self
             .derive_key(
                 Self::derive_message(&sealed.kdf, "Opening the backup"),
                 sealed.kdf,

@@ -112,12 +112,13 @@ pub fn DaoPage() -> impl IntoView {
     }
 }
 
+/// Upper-cases the first letter of one of the app's own (ASCII) labels.
 fn capitalize(word: &str) -> String {
-    let mut chars = word.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
+    let mut out = word.to_owned();
+    if let Some(first) = out.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    out
 }
 
 #[component]
