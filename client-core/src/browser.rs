@@ -642,29 +642,76 @@ pub async fn call_worker_bytes(
         .and_then(|_| js_sys::Reflect::set(&request, &field.into(), &bytes))
         .map_err(|e| WorkerError::Unavailable(js_error(&e)))?;
     let transfer = js_sys::Array::of1(&bytes.buffer());
-    let result = call_worker(url, &request, &transfer, on_progress, stall_ms).await?;
+    let result = call_worker(
+        url,
+        &request,
+        &transfer,
+        on_progress,
+        stall_ms,
+        WorkerLife::Resident,
+    )
+    .await?;
     result
         .dyn_into::<js_sys::Uint8Array>()
         .map(|bytes| bytes.to_vec())
         .map_err(|_| WorkerError::Unavailable("the worker's answer is not bytes".into()))
 }
 
+/// How long a worker is kept after a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerLife {
+    /// Started for this call and terminated after it, taking whatever memory it used (the
+    /// wallet's key derivation: tens of MiB).
+    OneCall,
+    /// The page's resident worker for `url`, started by the first call and kept for the next
+    /// ones while it answers them: no start-up (script and wasm) per call, and work still runs
+    /// after the site's relay went away. A call made while it is busy gets a one-call worker.
+    Resident,
+}
+
+thread_local! {
+    /// The resident worker (see [`WorkerLife::Resident`]): its script's url and the worker,
+    /// taken out of here while it works on a call.
+    static RESIDENT: std::cell::RefCell<Option<(String, web_sys::Worker)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Asks a module worker at `url` to do one piece of work and waits for its answer.
 ///
 /// The worker answers `request` with any number of `{progress}` messages (each handed to
 /// `on_progress`), then one `{result}` or `{error}`. A worker silent for `stall_ms` is given
-/// up. It is terminated once it has answered, so whatever memory it used goes with it.
+/// up. A one-call worker is terminated once it has answered; a resident one is kept if it
+/// answered with a result, and terminated otherwise (its state after an error is not trusted).
 pub async fn call_worker(
     url: &str,
     request: &JsValue,
     transfer: &js_sys::Array,
     on_progress: &dyn Fn(JsValue),
     stall_ms: u32,
+    life: WorkerLife,
 ) -> Result<JsValue, WorkerError> {
     let unavailable = |e: &JsValue| WorkerError::Unavailable(js_error(e));
-    let options = web_sys::WorkerOptions::new();
-    options.set_type(web_sys::WorkerType::Module);
-    let worker = web_sys::Worker::new_with_options(url, &options).map_err(|e| unavailable(&e))?;
+    let resident = match life {
+        WorkerLife::OneCall => None,
+        WorkerLife::Resident => RESIDENT.with(|r| {
+            let mut slot = r.borrow_mut();
+            match slot.take() {
+                Some((script, worker)) if script == url => Some(worker),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        }),
+    };
+    let worker = match resident {
+        Some(worker) => worker,
+        None => {
+            let options = web_sys::WorkerOptions::new();
+            options.set_type(web_sys::WorkerType::Module);
+            web_sys::Worker::new_with_options(url, &options).map_err(|e| unavailable(&e))?
+        }
+    };
     let (tx, mut rx) = mpsc::unbounded::<Result<JsValue, String>>();
     let on_message = {
         let tx = tx.clone();
@@ -719,7 +766,22 @@ pub async fn call_worker(
             }
         },
     };
-    worker.terminate();
+    worker.set_onmessage(None);
+    worker.set_onerror(None);
     drop((on_message, on_error));
+    let keep = life == WorkerLife::Resident && answer.is_ok();
+    // Back to the slot, unless another call's worker took it meanwhile.
+    let kept = keep
+        && RESIDENT.with(|r| {
+            let mut slot = r.borrow_mut();
+            let empty = slot.is_none();
+            if empty {
+                *slot = Some((url.to_owned(), worker.clone()));
+            }
+            empty
+        });
+    if !kept {
+        worker.terminate();
+    }
     answer
 }

@@ -980,14 +980,21 @@ impl Browser {
             el.dispatchEvent(new Event("change", { bubbles: true }));
             return true;
         "#;
-        let found = self
-            .client
-            .execute(script, vec![id.into(), value.into()])
-            .await?;
-        if found != serde_json::Value::Bool(true) {
-            bail!("no element [data-testid={id}]");
+        // A page's code may still be loading (every page but the first is a lazy module).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self
+                .client
+                .execute(script, vec![id.into(), value.into()])
+                .await?;
+            if found == serde_json::Value::Bool(true) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("no element [data-testid={id}]");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(())
     }
 
     /// Waits until `check` accepts the text of `data-testid="{id}"`; returns that text.

@@ -232,3 +232,75 @@ async fn a_browser_that_leaves_is_noticed_within_seconds() -> anyhow::Result<()>
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+/// When each resource the page fetched was asked for, by name, and when a performance mark
+/// was set (milliseconds since the page started loading).
+async fn fetched(browser: &Browser) -> anyhow::Result<Vec<(String, f64)>> {
+    let entries = browser
+        .eval(
+            "return performance.getEntriesByType('resource').map(e => [e.name, e.startTime]) \
+             .concat(performance.getEntriesByType('mark').map(e => ['mark:' + e.name, e.startTime]));",
+        )
+        .await?;
+    Ok(serde_json::from_value(entries)?)
+}
+
+/// Every page but the network's is cut out of the page's bundle: a first visit fetches their
+/// modules only once the first page is up (and then all of them, so that opening one later
+/// still works if the relay that served the page has gone).
+#[tokio::test(flavor = "multi_thread")]
+async fn other_pages_are_fetched_after_the_first_is_up() -> anyhow::Result<()> {
+    const PAGES: [&str; 5] = ["relays", "wallet", "jobs", "market", "dao"];
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let relay = Relay::start(&bin, &www, &temp_dir("e2e-lazy"), &RelayPorts::any())?;
+    let browser = Browser::start().await?;
+    browser.goto(&relay.url()).await?;
+    browser.wait_connected(Duration::from_secs(30)).await?;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        let entries = fetched(&browser).await?;
+        if entries
+            .iter()
+            .any(|(n, _)| n == "mark:aqueduct:pages-preloaded")
+        {
+            break entries;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the other pages were not preloaded: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let at = |suffix: &str| {
+        entries
+            .iter()
+            .find(|(n, _)| n.ends_with(suffix))
+            .map(|(_, t)| *t)
+    };
+    let bundle = at("/aqueduct_bg.wasm").expect("the page's bundle was fetched");
+    let mounted = at("mark:aqueduct:mounted").expect("the app mounted");
+    assert!(bundle < mounted);
+    for page in PAGES {
+        let module = at(&format!("/split_{page}_page.wasm"))
+            .unwrap_or_else(|| panic!("the {page} page's module was fetched: {entries:?}"));
+        assert!(
+            module > mounted,
+            "the {page} page's module was asked for at {module} ms, before the first page was up \
+             at {mounted} ms"
+        );
+    }
+
+    // A preloaded page opens (its module is not fetched again).
+    browser.nav("dao").await?;
+    browser.click("dao-refresh").await?;
+    let again = fetched(&browser).await?;
+    assert_eq!(
+        again
+            .iter()
+            .filter(|(n, _)| n.ends_with("/split_dao_page.wasm"))
+            .count(),
+        1
+    );
+    Ok(())
+}

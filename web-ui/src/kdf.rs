@@ -7,7 +7,7 @@
 //! no worker can be started, unlocking fails with the reason (every browser the app supports
 //! runs module workers; the job engine needs the same worker).
 
-use client_core::browser::{WorkerError, call_worker, js_error};
+use client_core::browser::{WorkerError, WorkerLife, call_worker, js_error};
 use client_core::wallet::{KdfParams, WalletError};
 use wasm_bindgen::{JsCast, JsValue};
 use zeroize::Zeroizing;
@@ -50,6 +50,8 @@ async fn in_worker(
         &js_sys::Array::new(),
         &|_| {},
         WORKER_TIMEOUT_MS,
+        // Argon2id's memory (tens of MiB) goes with the worker.
+        WorkerLife::OneCall,
     )
     .await
     .map_err(|e| match e {

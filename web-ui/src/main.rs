@@ -38,6 +38,9 @@ fn main() {
         }
         leptos::mount::mount_to_body(move || leptos::view! { <app::App network/> });
         client_core::browser::mark("aqueduct:mounted");
+        // The first page is up: now fetch the other pages' code, so that opening one is
+        // instant and still works if the relay that served the page goes away.
+        app::preload_pages().await;
     });
 }
 

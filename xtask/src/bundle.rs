@@ -16,8 +16,13 @@ const OUT_NAME: &str = "aqueduct";
 /// The worker's bundle (web-ui's lib): `aqueduct_worker.js` and `aqueduct_worker_bg.wasm`,
 /// loaded by `worker.js` when the page first needs it.
 const WORKER_OUT_NAME: &str = "aqueduct_worker";
-/// What a first visit does not load: the worker's script and bundle.
-const ON_DEMAND: [&str; 2] = ["worker.js", WORKER_OUT_NAME];
+/// The script that fetches a lazy page's module (written by the splitter).
+const SPLIT_LOADER: &str = "./__wasm_split.js";
+/// Which modules each lazy page needs (written beside them, read by the size report).
+const SPLIT_MANIFEST: &str = "__wasm_split_manifest.json";
+/// What a first visit does not load: the worker's script and bundle, and the lazy pages'
+/// modules (`split_<page>.wasm` and the `chunk_<n>.wasm` they share).
+const ON_DEMAND: [&str; 4] = ["worker.js", WORKER_OUT_NAME, "split_", "chunk_"];
 
 /// Reads the wasm-bindgen version Cargo.lock resolved.
 pub fn locked_wasm_bindgen_version() -> anyhow::Result<String> {
@@ -41,11 +46,31 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| root().join("target/www"));
     step("building the web app and its worker (wasm32, size-optimised)");
+    // The page: linked with its relocations and symbols kept, which the splitter needs to cut
+    // the lazy routes out (extra flags for this one crate only; its dependencies are shared).
+    run_cmd(cargo().args([
+        "rustc",
+        "--quiet",
+        "-p",
+        "web-ui",
+        "--bin",
+        "web-ui",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "wasm-release",
+        "--",
+        "-C",
+        "link-arg=--emit-relocs",
+        "-C",
+        "strip=none",
+    ]))?;
     run_cmd(cargo().args([
         "build",
         "--quiet",
         "-p",
         "web-ui",
+        "--lib",
         "--target",
         "wasm32-unknown-unknown",
         "--profile",
@@ -59,16 +84,25 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
         );
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // The lazy modules of an earlier build would otherwise linger beside the new ones.
+    for entry in std::fs::read_dir(&out)?.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("split_") || name.starts_with("chunk_") {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
     let built = root().join("target/wasm32-unknown-unknown/wasm-release");
-    for (wasm, name) in [
-        ("web-ui.wasm", OUT_NAME),
-        ("aqueduct_worker.wasm", WORKER_OUT_NAME),
+    let main = split(&built.join("web-ui.wasm"), &out)?;
+    for (wasm, name, split) in [
+        (main, OUT_NAME, true),
+        (built.join("aqueduct_worker.wasm"), WORKER_OUT_NAME, false),
     ] {
-        let wasm = built.join(wasm);
         wasm_bindgen_cli_support::Bindgen::new()
             .input_path(&wasm)
             .out_name(name)
             .typescript(false)
+            .keep_lld_exports(split)
             .web(true)?
             .generate(&out)
             .with_context(|| format!("generating JS bindings for {}", wasm.display()))?;
@@ -76,6 +110,30 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
     copy_files(&root().join("www"), &out)?;
     build_jobs(&out.join("jobs"))?;
     Ok(out)
+}
+
+/// Cuts the page's lazy routes (`#[lazy_route]`, see `web-ui/src/app.rs`) out of `wasm` into
+/// their own modules in `out` (with the `__wasm_split.js` that loads them); returns the main
+/// module, still to go through wasm-bindgen.
+fn split(wasm: &Path, out: &Path) -> anyhow::Result<PathBuf> {
+    step("splitting the lazy pages out of the page's bundle");
+    let input = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let work = root().join("target/wasm-split");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let main = work.join("main.wasm");
+    let main_module = format!("./{OUT_NAME}.js");
+    let mut options = wasm_split_cli_support::Options::new(&input);
+    options.output_dir = out;
+    options.main_out_path = &main;
+    options.main_module = &main_module;
+    options.link_name = SPLIT_LOADER;
+    let split = wasm_split_cli_support::transform(options)
+        .map_err(|e| anyhow::anyhow!("splitting {}: {e:?}", wasm.display()))?;
+    // Which modules each lazy page needs, for the size report.
+    let manifest = serde_json::to_string_pretty(&split.prefetch_map)?;
+    std::fs::write(out.join(SPLIT_MANIFEST), manifest)
+        .with_context(|| format!("writing {SPLIT_MANIFEST}"))?;
+    Ok(main)
 }
 
 /// Copies the files of `from` (not its subdirectories) into `to`, creating it.
@@ -155,10 +213,24 @@ fn wasm_opt() -> anyhow::Result<Option<PathBuf>> {
     }
 }
 
-/// Runs binaryen's wasm-opt over the bundle's wasm, in place.
+/// Runs binaryen's wasm-opt over the bundle's wasm (the page's, its lazy modules, the
+/// worker's), in place.
 pub fn optimise(www: &Path) -> anyhow::Result<()> {
-    optimise_wasm(&www.join(format!("{OUT_NAME}_bg.wasm")))?;
-    optimise_wasm(&www.join(format!("{WORKER_OUT_NAME}_bg.wasm")))
+    let mut modules: Vec<PathBuf> = std::fs::read_dir(www)
+        .with_context(|| format!("reading {}", www.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    modules.sort();
+    step(&format!(
+        "optimising {} wasm modules with wasm-opt -Oz --converge",
+        modules.len()
+    ));
+    for wasm in modules {
+        optimise_wasm(&wasm)?;
+    }
+    Ok(())
 }
 
 /// Runs binaryen's wasm-opt over `wasm`, in place (left as it is if wasm-opt is unavailable).
@@ -166,7 +238,6 @@ pub fn optimise_wasm(wasm: &Path) -> anyhow::Result<()> {
     let Some(wasm_opt) = wasm_opt()? else {
         return Ok(());
     };
-    step("optimising the wasm with wasm-opt -Oz --converge");
     run_cmd(
         Command::new(wasm_opt)
             .arg("-Oz")
@@ -232,7 +303,21 @@ pub fn precompress_and_report(www: &Path) -> anyhow::Result<()> {
         };
         *sum = (sum.0 + raw, sum.1 + gz, sum.2 + br);
     }
-    line("first visit (cold load)", first);
-    line("worker (when first needed)", later);
+    line("first visit (cold load of /)", first);
+    line("on demand (worker, lazy pages)", later);
+    // Each lazy page: the modules it fetches when first opened.
+    let manifest = std::fs::read_to_string(www.join(SPLIT_MANIFEST)).unwrap_or_default();
+    let pages: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_str(&manifest).unwrap_or_default();
+    for (page, needs) in pages {
+        let mut sum = (0, 0, 0);
+        for stem in &needs {
+            let file = format!("{stem}.wasm");
+            if let Some((_, raw, gz, br)) = rows.iter().find(|r| r.0 == file) {
+                sum = (sum.0 + raw, sum.1 + gz, sum.2 + br);
+            }
+        }
+        line(&format!("  {page} ({} modules)", needs.len()), sum);
+    }
     Ok(())
 }

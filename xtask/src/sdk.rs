@@ -41,6 +41,7 @@ pub fn build(www: Option<&Path>, optimise: bool) -> anyhow::Result<PathBuf> {
         .generate(&out)
         .with_context(|| format!("generating the SDK's bindings for {}", wasm.display()))?;
     if optimise {
+        step("optimising the SDK's wasm with wasm-opt -Oz --converge");
         bundle::optimise_wasm(&out.join(format!("{OUT_NAME}_bg.wasm")))?;
     }
     std::fs::write(out.join("package.json"), package_json())
