@@ -100,23 +100,26 @@ fn LazyPage(load: fn() -> PageLoad) -> impl IntoView {
         // The user may have left the page meanwhile.
         let _ = loaded.try_set(Some(outcome));
     });
-    move || {
-        match loaded.get() {
+    move || match loaded.get() {
         None => view! {
-            <p class="busy" data-testid="page-loading"><span class="spinner" aria-hidden="true"></span>"Loading this page…"</p>
+            <p class="busy" data-testid="page-loading">
+                <span class="spinner" aria-hidden="true"></span>
+                "Loading this page…"
+            </p>
         }
         .into_any(),
         Some(Ok(())) => page
             .try_update_value(Option::take)
             .flatten()
             .unwrap_or_else(|| ().into_any()),
-        Some(Err(reason)) => view! {
-            <p class="bad" role="alert" data-testid="page-load-error">
-                {format!("This page's code could not be fetched ({reason}). Check your connection and open the page again.")}
-            </p>
+        Some(Err(reason)) => {
+            let text = format!(
+                "This page's code could not be fetched ({reason}). Check your connection and \
+                 open the page again."
+            );
+            view! { <p class="bad" role="alert" data-testid="page-load-error">{text}</p> }
+                .into_any()
         }
-        .into_any(),
-    }
     }
 }
 

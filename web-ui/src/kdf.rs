@@ -7,7 +7,7 @@
 //! no worker can be started, unlocking fails with the reason (every browser the app supports
 //! runs module workers; the job engine needs the same worker).
 
-use client_core::browser::{WorkerError, WorkerLife, call_worker, js_error};
+use client_core::browser::{WorkerLife, call_worker, js_error};
 use client_core::wallet::{KdfParams, WalletError};
 use wasm_bindgen::{JsCast, JsValue};
 use zeroize::Zeroizing;
@@ -54,13 +54,7 @@ async fn in_worker(
         WorkerLife::OneCall,
     )
     .await
-    .map_err(|e| match e {
-        WorkerError::Unavailable(reason) => reason,
-        WorkerError::Failed(message) => js_sys::Reflect::get(&message, &"error".into())
-            .ok()
-            .and_then(|e| e.as_string())
-            .unwrap_or_else(|| "the worker failed".into()),
-    })?;
+    .map_err(|e| e.message())?;
     let key = answer
         .dyn_into::<js_sys::Uint8Array>()
         .map_err(|_| "the worker's answer has no key".to_owned())?;

@@ -63,7 +63,7 @@ pub struct WalletState {
     pub error: RwSignal<Option<String>>,
     /// Something that happened without the user asking (auto-lock), shown once.
     pub notice: RwSignal<Option<String>>,
-    /// How the last unlock went: (milliseconds, parameters, where the key was derived).
+    /// How the last unlock went: (milliseconds, parameters).
     pub last_unlock: RwSignal<Option<(f64, KdfParams)>>,
     pub autolock_min: RwSignal<u32>,
     sealed: StoredValue<Option<SealedWallet>>,

@@ -20,9 +20,15 @@ const WORKER_OUT_NAME: &str = "aqueduct_worker";
 const SPLIT_LOADER: &str = "./__wasm_split.js";
 /// Which modules each lazy page needs (written beside them, read by the size report).
 const SPLIT_MANIFEST: &str = "__wasm_split_manifest.json";
-/// What a first visit does not load: the worker's script and bundle, and the lazy pages'
-/// modules (`split_<page>.wasm` and the `chunk_<n>.wasm` they share).
-const ON_DEMAND: [&str; 4] = ["worker.js", WORKER_OUT_NAME, "split_", "chunk_"];
+/// The lazy pages' modules: `split_<page>.wasm` and the `chunk_<n>.wasm` they share.
+const LAZY_MODULES: [&str; 2] = ["split_", "chunk_"];
+/// What a first visit does not load: the worker's script and bundle, and the lazy modules.
+const ON_DEMAND: [&str; 4] = [
+    "worker.js",
+    WORKER_OUT_NAME,
+    LAZY_MODULES[0],
+    LAZY_MODULES[1],
+];
 
 /// Reads the wasm-bindgen version Cargo.lock resolved.
 pub fn locked_wasm_bindgen_version() -> anyhow::Result<String> {
@@ -47,7 +53,7 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
         .unwrap_or_else(|| root().join("target/www"));
     step("building the web app and its worker (wasm32, size-optimised)");
     // The page: linked with its relocations and symbols kept, which the splitter needs to cut
-    // the lazy routes out (extra flags for this one crate only; its dependencies are shared).
+    // the lazy pages out (extra flags for this one crate only; its dependencies are shared).
     run_cmd(cargo().args([
         "rustc",
         "--quiet",
@@ -87,7 +93,7 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
     // The lazy modules of an earlier build would otherwise linger beside the new ones.
     for entry in std::fs::read_dir(&out)?.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("split_") || name.starts_with("chunk_") {
+        if LAZY_MODULES.iter().any(|prefix| name.starts_with(prefix)) {
             std::fs::remove_file(entry.path())
                 .with_context(|| format!("removing {}", entry.path().display()))?;
         }
@@ -112,7 +118,7 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// Cuts the page's lazy routes (`#[lazy_route]`, see `web-ui/src/app.rs`) out of `wasm` into
+/// Cuts the page's lazy pages (`#[wasm_split]`, see `web-ui/src/app.rs`) out of `wasm` into
 /// their own modules in `out` (with the `__wasm_split.js` that loads them); returns the main
 /// module, still to go through wasm-bindgen.
 fn split(wasm: &Path, out: &Path) -> anyhow::Result<PathBuf> {
