@@ -1,12 +1,14 @@
-// The app's background worker: the long computations a page must not wait on, with their own
-// wasm bundle (the page's bundle does not contain them) — the wallet's key derivation
+// The background worker of the app and of the SDK's package: the long computations a page must
+// not wait on (the app's page bundle does not even contain them) — the wallet's key derivation
 // (Argon2id), the validation and instrumentation of a job module, the re-execution or
 // sampling of a job's result, and a referee's re-runs. It answers one request:
 //   {kind: "kdf", password, salt, memoryKib, iterations, parallelism} → {result: key bytes}
 //   {kind: "prepare", module} → {result: the encoded prepared module}
 //   {kind: "check", task: encoded check} → {progress: {done, total}}…, then {result: bytes}
 //   {kind: "rerun", task: encoded re-run} → {result: the encoded initial state or step}
-// or {error, check?} where `check` names a verification that failed.
+// or {error, check?} where `check` names a verification that failed. `./aqueduct_worker.js` is
+// the app's worker bundle; in the SDK's package it re-exports the SDK's own bundle, which has the
+// same four functions (client_core::worker_exports!).
 import init, {
   deriveWalletKey,
   prepareJobModule,
@@ -14,7 +16,8 @@ import init, {
   rerunJobSegment,
 } from "./aqueduct_worker.js";
 
-const ready = init({ module_or_path: new URL("./aqueduct_worker_bg.wasm", import.meta.url) });
+// The bindings load their wasm from beside themselves.
+const ready = init();
 
 self.onmessage = async (event) => {
   const request = event.data;

@@ -858,15 +858,22 @@ pub enum Engine<'a> {
     /// contain the module validator and instrumenter at all. A check the worker cannot make
     /// (it did not start) is made in the page; a module it cannot prepare is not submitted.
     Worker(&'a str),
+    /// In the worker at this script, or with this function in this thread where the worker
+    /// cannot be started (a page whose bundle has the validator and instrumenter anyway: the
+    /// SDK's).
+    WorkerElseHere(&'a str, PrepareFn),
     /// In this thread, with this function (normally [`crate::job::profile::prepare`]).
-    Here(fn(&[u8], &Profile) -> Result<Prepared, ModuleError>),
+    Here(PrepareFn),
 }
+
+/// Validates and instruments a module in this thread ([`crate::job::profile::prepare`]).
+pub type PrepareFn = fn(&[u8], &Profile) -> Result<Prepared, ModuleError>;
 
 impl Engine<'_> {
     /// The worker script, if checks go to one.
     pub fn worker(&self) -> Option<&str> {
         match self {
-            Engine::Worker(url) => Some(url),
+            Engine::Worker(url) | Engine::WorkerElseHere(url, _) => Some(url),
             Engine::Here(_) => None,
         }
     }
@@ -876,7 +883,18 @@ impl Engine<'_> {
     pub async fn prepare(&self, module: &[u8]) -> Result<Prepared, String> {
         match self {
             Engine::Here(prepare) => prepare(module, &Profile::V1).map_err(|e| e.to_string()),
-            Engine::Worker(url) => prepare_in_worker(url, module).await,
+            Engine::Worker(url) => prepare_in_worker(url, module)
+                .await
+                .map_err(|e| e.unwrap_or_else(|reason| reason)),
+            Engine::WorkerElseHere(url, prepare) => match prepare_in_worker(url, module).await {
+                Err(Err(reason)) => {
+                    web_sys::console::warn_1(
+                        &format!("preparing the job's module on the main thread: {reason}").into(),
+                    );
+                    prepare(module, &Profile::V1).map_err(|e| e.to_string())
+                }
+                other => other.map_err(|e| e.unwrap_or_else(|reason| reason)),
+            },
         }
     }
 }
@@ -885,7 +903,9 @@ impl Engine<'_> {
 /// this long is given up.
 const PREPARE_WORKER_STALL_MS: u32 = 60 * 1000;
 
-async fn prepare_in_worker(url: &str, module: &[u8]) -> Result<Prepared, String> {
+/// The module prepared by the worker at `url`; `Err(Ok)` says why it cannot run, `Err(Err)` why
+/// the worker could not be asked.
+async fn prepare_in_worker(url: &str, module: &[u8]) -> Result<Prepared, Result<String, String>> {
     use crate::browser::{WorkerError, call_worker_bytes};
     match call_worker_bytes(
         url,
@@ -898,11 +918,11 @@ async fn prepare_in_worker(url: &str, module: &[u8]) -> Result<Prepared, String>
     .await
     {
         Ok(bytes) => decode::<Prepared>(&bytes, bytes.len())
-            .map_err(|e| format!("the worker's prepared module does not decode: {e}")),
-        Err(WorkerError::Unavailable(reason)) => Err(format!(
-            "the app's worker, which checks modules, could not be asked: {reason}"
-        )),
-        Err(failed) => Err(failed.message()),
+            .map_err(|e| Err(format!("the worker's prepared module does not decode: {e}"))),
+        Err(WorkerError::Unavailable(reason)) => Err(Err(format!(
+            "the worker, which checks modules, could not be asked: {reason}"
+        ))),
+        Err(failed) => Err(Ok(failed.message())),
     }
 }
 

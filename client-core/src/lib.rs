@@ -33,6 +33,8 @@
 //! - `ledger_client` (wasm32, feature `browser`): proven ledger reads and transactions from the
 //!   page, through the light client.
 //! - `storage` (wasm32, feature `browser`): the page's IndexedDB (sealed wallet, job history).
+//! - `worker` (wasm32, feature `browser`): the background worker that derives wallet keys and
+//!   prepares, checks and re-runs jobs off a page's main thread.
 //! - `js_engine` (wasm32, feature `js-engine`): the page's own WebAssembly engine as a job
 //!   engine, for re-executing results.
 
@@ -62,6 +64,8 @@ pub mod ledger_client;
 pub mod referee_client;
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]
 pub mod storage;
+#[cfg(all(target_arch = "wasm32", feature = "browser"))]
+pub mod worker;
 
 /// The version of this crate, reported by relays and shown by the app.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,7 +6,7 @@ use crate::convert::{
     function_property, number_property, property, string_property, to_js,
 };
 use crate::error::{Kind, error, error_with_check};
-use client_core::browser::{self, Control, PeerConfig, PeerEvent, PeerHandle, PeerId};
+use client_core::browser::{self, Control, PeerConfig, PeerEvent, PeerHandle, PeerId, WorkerError};
 use client_core::identity::{Keypair, PublicKey};
 use client_core::job::history::Outcome;
 use client_core::job_client::{self, Cancel, Engine, Order, RunEvent, Submitter};
@@ -23,6 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
+use zeroize::Zeroizing;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
@@ -152,14 +153,49 @@ pub struct Wallet {
     unlocked: Unlocked,
 }
 
+#[wasm_bindgen(inline_js = "export function workerUrl() { \
+    return new URL('../../worker.js', import.meta.url).href; }")]
+extern "C" {
+    /// The package's worker script. wasm-bindgen writes this snippet to
+    /// `snippets/<crate>/inline0.js` in the package, two directories below `worker.js`
+    /// (`cargo xtask sdk` checks that it is there).
+    #[wasm_bindgen(js_name = workerUrl)]
+    fn worker_url() -> String;
+}
+
+/// Argon2id of `password` and `salt` under `kdf`: in the package's worker, or in the page
+/// where no worker can be started (with a warning: the page's thread is held for a second).
+async fn derive_key(
+    kdf: KdfParams,
+    password: &str,
+    salt: [u8; 16],
+) -> Result<Zeroizing<[u8; 32]>, JsValue> {
+    kdf.check().map_err(wallet_error)?;
+    match client_core::worker::derive_key(&worker_url(), kdf, password, salt).await {
+        Ok(key) => Ok(key),
+        Err(WorkerError::Unavailable(reason)) => {
+            web_sys::console::warn_1(
+                &format!("deriving the wallet key on the main thread: {reason}").into(),
+            );
+            kdf.derive(password, &salt).map_err(wallet_error)
+        }
+        Err(failed) => Err(wallet_error(WalletError::KeyDerivation {
+            reason: failed.message(),
+        })),
+    }
+}
+
 impl Wallet {
-    fn seal(entropy: Entropy, password: &str) -> Result<Wallet, JsValue> {
+    async fn seal(entropy: Entropy, password: &str) -> Result<Wallet, JsValue> {
+        SealedWallet::check_password(password).map_err(wallet_error)?;
         let randomness = SealRandomness {
             salt: random()?,
             nonce: random()?,
         };
-        let sealed = SealedWallet::seal(&entropy, password, KdfParams::DEFAULT, randomness)
-            .map_err(wallet_error)?;
+        let kdf = KdfParams::DEFAULT;
+        let key = derive_key(kdf, password, randomness.salt).await?;
+        let sealed =
+            SealedWallet::seal_with_key(&entropy, &key, kdf, randomness).map_err(wallet_error)?;
         let keypair = entropy.keypair();
         Ok(Wallet {
             sealed,
@@ -175,21 +211,22 @@ impl Wallet {
 #[wasm_bindgen]
 impl Wallet {
     /// A new wallet with a fresh recovery phrase, sealed under `password` (at least 8
-    /// characters). Sealing runs Argon2id with 64 MiB: about a second.
+    /// characters). Sealing runs Argon2id with 64 MiB: about a second, in the package's worker.
     pub async fn create(password: String) -> Result<Wallet, JsValue> {
-        Wallet::seal(Entropy::new(random::<ENTROPY_LEN>()?), &password)
+        Wallet::seal(Entropy::new(random::<ENTROPY_LEN>()?), &password).await
     }
 
     /// The wallet of a 24-word recovery phrase, sealed under a new `password`.
     pub async fn restore(phrase: String, password: String) -> Result<Wallet, JsValue> {
         let entropy = Entropy::from_phrase(&phrase).map_err(wallet_error)?;
-        Wallet::seal(entropy, &password)
+        Wallet::seal(entropy, &password).await
     }
 
     /// Opens a sealed wallet (the text `wallet.backup()` returned) with its password.
     pub async fn unlock(backup: String, password: String) -> Result<Wallet, JsValue> {
         let sealed = SealedWallet::from_backup(&backup).map_err(wallet_error)?;
-        let unlocked = sealed.open(&password).map_err(wallet_error)?;
+        let key = derive_key(sealed.kdf, &password, sealed.salt).await?;
+        let unlocked = sealed.open_with_key(&key).map_err(wallet_error)?;
         Ok(Wallet { sealed, unlocked })
     }
 
@@ -575,14 +612,15 @@ impl Client {
                 }
             };
             let network_id = inner.genesis.network_id.clone();
+            let worker = worker_url();
             let record = job_client::run(
                 Submitter {
                     keypair: &keypair,
                     network_id: &network_id,
                     control: inner.control(),
                     relay: inner.relay,
-                    // The SDK prepares and checks in the page that loaded it.
-                    engine: Engine::Here(client_core::job::profile::prepare),
+                    // Off the page's main thread, unless no worker can be started.
+                    engine: Engine::WorkerElseHere(&worker, client_core::job::profile::prepare),
                 },
                 order,
                 js_sys::Date::now() as u64,

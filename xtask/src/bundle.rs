@@ -109,6 +109,8 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<PathBuf> {
             .out_name(name)
             .typescript(false)
             .keep_lld_exports(split)
+            // `worker.js` calls the worker's `init()` with no argument: its wasm is beside it.
+            .omit_default_module_path(split)
             .web(true)?
             .generate(&out)
             .with_context(|| format!("generating JS bindings for {}", wasm.display()))?;

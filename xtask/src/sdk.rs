@@ -4,11 +4,13 @@
 //! `www/examples` are also copied there (served by the relay under `/sdk/` and `/examples/`).
 
 use crate::{bundle, cargo, root, run_cmd, step};
-use anyhow::Context;
+use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 
 /// The generated files are `aqueduct_sdk.js`, `aqueduct_sdk.d.ts` and `aqueduct_sdk_bg.wasm`.
 const OUT_NAME: &str = "aqueduct_sdk";
+/// The module `worker.js` imports its functions from.
+const WORKER_BINDINGS: &str = "aqueduct_worker.js";
 /// The npm package name.
 const PACKAGE: &str = "@aqueduct/sdk";
 
@@ -40,6 +42,7 @@ pub fn build(www: Option<&Path>, optimise: bool) -> anyhow::Result<PathBuf> {
         .web(true)?
         .generate(&out)
         .with_context(|| format!("generating the SDK's bindings for {}", wasm.display()))?;
+    add_worker(&out)?;
     if optimise {
         step("optimising the SDK's wasm with wasm-opt -Oz --converge");
         bundle::optimise_wasm(&out.join(format!("{OUT_NAME}_bg.wasm")))?;
@@ -50,11 +53,60 @@ pub fn build(www: Option<&Path>, optimise: bool) -> anyhow::Result<PathBuf> {
     std::fs::copy(&readme, out.join("README.md"))
         .with_context(|| format!("copying {}", readme.display()))?;
     if let Some(www) = www {
-        bundle::copy_files(&out, &www.join("sdk"))?;
+        copy_tree(&out, &www.join("sdk"))?;
         bundle::copy_files(&root().join("www/examples"), &www.join("examples"))?;
     }
     eprintln!("SDK package: {}", out.display());
     Ok(out)
+}
+
+/// The package's worker: the app's `worker.js`, importing the worker's four functions from a
+/// module that re-exports them from the SDK's own bundle. The SDK finds the script through a
+/// snippet of its bindings (`snippets/<crate>/inline0.js`, resolving `../../worker.js`): the
+/// build fails if wasm-bindgen put its snippets elsewhere.
+fn add_worker(out: &Path) -> anyhow::Result<()> {
+    let script = root().join("www/worker.js");
+    std::fs::copy(&script, out.join("worker.js"))
+        .with_context(|| format!("copying {}", script.display()))?;
+    std::fs::write(
+        out.join(WORKER_BINDINGS),
+        format!(
+            "// The SDK's bundle, as the worker's bindings (see worker.js).\n\
+             export {{ default, deriveWalletKey, prepareJobModule, checkJobResult, \
+             rerunJobSegment }} from \"./{OUT_NAME}.js\";\n"
+        ),
+    )
+    .with_context(|| format!("writing {WORKER_BINDINGS}"))?;
+    let snippets = out.join("snippets");
+    let mut found = false;
+    for dir in
+        std::fs::read_dir(&snippets).with_context(|| format!("reading {}", snippets.display()))?
+    {
+        let dir = dir?.path();
+        let snippet = dir.join("inline0.js");
+        let text = std::fs::read_to_string(&snippet).unwrap_or_default();
+        found |= text.contains("'../../worker.js'");
+    }
+    if !found {
+        bail!(
+            "no snippet of the SDK's bindings at {}/<crate>/inline0.js finds ../../worker.js; \
+             see `worker_url` in sdk/src/api.rs",
+            snippets.display()
+        );
+    }
+    Ok(())
+}
+
+/// Copies the directory `from` into `to`, subdirectories included.
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    bundle::copy_files(from, to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Type-checks `sdk/quickstart.ts` (the README's quick start, using every call of the API)
@@ -109,6 +161,9 @@ fn package_json() -> String {
             format!("{OUT_NAME}.d.ts"),
             format!("{OUT_NAME}_bg.wasm"),
             format!("{OUT_NAME}_bg.wasm.d.ts"),
+            "worker.js",
+            WORKER_BINDINGS,
+            "snippets/",
             "README.md",
         ],
         "sideEffects": false,
