@@ -8,6 +8,8 @@ import init, {
   type JobResult,
   type Proven,
   type AccountView,
+  type ChannelView,
+  type TxResult,
 } from "./aqueduct-sdk/aqueduct_sdk.js";
 
 export async function quickstart(genesis: string, module: Uint8Array): Promise<string> {
@@ -25,6 +27,21 @@ export async function quickstart(genesis: string, module: Uint8Array): Promise<s
   const again: Wallet = await Wallet.unlock(stored, "a long password");
   const restored: Wallet = await Wallet.restore(again.recoveryPhrase(), "another password");
   restored.free();
+
+  // Paying the relay's provider: a channel opened from the faucet's funds.
+  const offer = (await client.offers()).value.find((o) => o.provider === client.relay);
+  let paidFrom = "";
+  if (offer && offer.pricePerMfuel !== "0") {
+    const drawn: TxResult = await client.faucet(wallet, {
+      onProgress: (p) => console.log(p.stage, p.detail),
+    });
+    const opened: TxResult = await client.openChannel(wallet, {
+      provider: offer.provider,
+      amount: "20000",
+    });
+    const channels: Proven<ChannelView[]> = await client.channels(wallet.account);
+    paidFrom = `${drawn.height} ${opened.channel ?? ""} ${channels.value.map((c) => c.available)}`;
+  }
 
   const abort = new AbortController();
   let result: JobResult;
@@ -49,6 +66,8 @@ export async function quickstart(genesis: string, module: Uint8Array): Promise<s
   const dao = await client.proposals();
   return [
     new TextDecoder().decode(result.output),
+    result.paid?.amount ?? "free",
+    paidFrom,
     v.method,
     v.checks.join("; "),
     String(strength),

@@ -296,13 +296,13 @@ pub async fn providers(
     })
 }
 
-/// The channels `customer` has open, verified.
+/// The channels `customer` has open, verified (at the block of the read that listed them).
 pub async fn channels(
     light: &std::cell::RefCell<LightClient>,
     control: &mut libp2p_stream::Control,
     relay: PeerId,
     customer: PublicKey,
-) -> Result<Vec<(Hash, Channel)>, LedgerClientError> {
+) -> Result<Verified<Vec<(Hash, Channel)>>, LedgerClientError> {
     let list = read(
         light,
         control,
@@ -315,7 +315,12 @@ pub async fn channels(
         _ => Vec::new(),
     };
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Verified {
+            value: Vec::new(),
+            height: list.height,
+            state_root: list.state_root,
+            time_ms: list.time_ms,
+        });
     }
     let values = read_at(
         light,
@@ -325,14 +330,19 @@ pub async fn channels(
         list.height,
     )
     .await?;
-    Ok(ids
-        .iter()
-        .zip(values.value)
-        .filter_map(|(id, v)| match v {
-            Some(StateValue::Channel(c)) => Some((*id, c)),
-            _ => None,
-        })
-        .collect())
+    Ok(Verified {
+        value: ids
+            .iter()
+            .zip(values.value)
+            .filter_map(|(id, v)| match v {
+                Some(StateValue::Channel(c)) => Some((*id, c)),
+                _ => None,
+            })
+            .collect(),
+        height: values.height,
+        state_root: values.state_root,
+        time_ms: values.time_ms,
+    })
 }
 
 /// Everything the DAO page shows, verified: parameters, treasury, the newest proposals with

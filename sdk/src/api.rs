@@ -11,7 +11,7 @@ use client_core::identity::{Keypair, PublicKey};
 use client_core::job::history::Outcome;
 use client_core::job_client::{self, Cancel, Engine, Order, RunEvent, Submitter};
 use client_core::ledger::Genesis;
-use client_core::ledger::light::LightClient;
+use client_core::ledger::light::{LightClient, Verified};
 use client_core::ledger::state::{StateKey, StateValue};
 use client_core::ledger_client::{self, LedgerClientError};
 use client_core::wallet::{
@@ -105,6 +105,30 @@ export interface JobResult {
   fuelUsed?: number;
   runMs: number;
   verification: Verification;
+  /** Where the relay's provider charges: what this job paid, by a voucher on a channel. */
+  paid?: { amount: string; channel: string; cumulative: string };
+}
+
+export interface TxOptions {
+  /** Called as the transaction is signed, waits in the mempool and is included. */
+  onProgress?: (progress: { stage: "signed" | "pending" | "included"; detail: string }) => void;
+}
+
+export interface OpenChannelOptions extends TxOptions {
+  /** The provider's account id (`OfferView.provider`). */
+  provider: string;
+  /** Units to escrow (a decimal string, or a whole number). */
+  amount: string | number;
+}
+
+/** A transaction included in a block; its inclusion was proven. */
+export interface TxResult { tx: string; height: number; fee: string; channel?: string; }
+
+/** A payment channel: escrow from a customer for one provider. `promised` is what this browser
+ *  has promised by vouchers; `available` what is left to promise. */
+export interface ChannelView {
+  id: string; provider: string; deposit: string; settled: string; promised: string;
+  available: string; expiresAtMs: number;
 }
 
 /** A value read with a Merkle proof against a block whose validator signatures were checked. */
@@ -203,7 +227,7 @@ impl Wallet {
         })
     }
 
-    fn keypair(&self) -> Keypair {
+    pub(crate) fn keypair(&self) -> Keypair {
         self.unlocked.keypair.clone()
     }
 }
@@ -362,23 +386,23 @@ const RECONNECT_WAIT_MS: f64 = 15_000.0;
 /// How long a read waits for the network's first block.
 const FIRST_BLOCK_WAIT_MS: f64 = 15_000.0;
 
-struct Inner {
+pub(crate) struct Inner {
     handle: PeerHandle,
-    relay: PeerId,
-    genesis: Genesis,
-    light: RefCell<LightClient>,
+    pub(crate) relay: PeerId,
+    pub(crate) genesis: Genesis,
+    pub(crate) light: RefCell<LightClient>,
     connection: Rc<RefCell<Connection>>,
     /// The network's `max_job_ttl_ms`, once read with a proof.
     max_job_ttl_ms: Cell<Option<u64>>,
 }
 
 impl Inner {
-    fn control(&self) -> Control {
+    pub(crate) fn control(&self) -> Control {
         self.handle.control.clone()
     }
 
     /// A proven read, once the relay is connected; waits out "no block yet" for a while.
-    async fn read<T>(
+    pub(crate) async fn read<T>(
         &self,
         request: impl AsyncFn(
             &RefCell<LightClient>,
@@ -402,6 +426,11 @@ impl Inner {
         }
     }
 
+    /// Waits until the relay is connected (or gives up as a `connection` error).
+    pub(crate) async fn wait_connected(&self) -> Result<(), JsValue> {
+        Connection::ready(&self.connection, RECONNECT_WAIT_MS).await
+    }
+
     /// The request lifetime the network allows: five minutes, or its `max_job_ttl_ms` if less.
     async fn job_ttl_ms(&self) -> Result<u64, JsValue> {
         if let Some(ttl) = self.max_job_ttl_ms.get() {
@@ -420,7 +449,7 @@ impl Inner {
         Ok(ttl.min(job_client::REQUEST_TTL_MS))
     }
 
-    fn relay_text(&self) -> String {
+    pub(crate) fn relay_text(&self) -> String {
         self.relay.to_string()
     }
 }
@@ -428,7 +457,37 @@ impl Inner {
 /// A connection to a relay of one network: verified jobs and proven ledger reads.
 #[wasm_bindgen]
 pub struct Client {
-    inner: Rc<Inner>,
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl Client {
+    /// A proven read about `account` (a peer id or 64 hex digits), shown by `view`.
+    pub(crate) fn proven_about<T: 'static, V: Serialize>(
+        &self,
+        account: &str,
+        read: impl AsyncFn(
+            &RefCell<LightClient>,
+            &mut Control,
+            PeerId,
+            PublicKey,
+        ) -> Result<Verified<T>, LedgerClientError>
+        + 'static,
+        view: impl FnOnce(&PublicKey, T) -> V + 'static,
+    ) -> Promise {
+        let who = match PublicKey::parse(account) {
+            Ok(who) => who,
+            Err(e) => return Promise::reject(&error(Kind::Input, e)),
+        };
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let verified = inner
+                .read(async |light, control, relay| read(light, control, relay, who).await)
+                .await?;
+            to_js(&Proven::of(verified, &inner.relay_text(), |value| {
+                view(&who, value)
+            }))
+        })
+    }
 }
 
 /// The relay's peer id and addresses from `relay` (an HTTP address or a multiaddr).
@@ -589,6 +648,8 @@ impl Client {
             let ttl_ms = inner.job_ttl_ms().await?;
             Connection::ready(&inner.connection, RECONNECT_WAIT_MS).await?;
             let order = Order { ttl_ms, ..order };
+            // Paid from the wallet's channel to the relay's provider, where its offer charges.
+            let (order, promised) = crate::pay::pay(&inner, &keypair, order).await?;
             let nonce = u64::from_le_bytes(random()?);
             let fraction = Cell::new(None::<f64>);
             let on = |event: RunEvent| {
@@ -630,6 +691,11 @@ impl Client {
             )
             .await;
             let fuel_used = record.fuel_used();
+            let failed_check = match &record.outcome {
+                Outcome::Failed { check, .. } => Some(check.as_str()),
+                _ => None,
+            };
+            let paid = promised.as_ref().and_then(|p| p.after(failed_check));
             match record.outcome {
                 Outcome::Verified {
                     output,
@@ -646,6 +712,7 @@ impl Client {
                         fuel_used,
                         run_ms,
                         verification: Verification::new(&level, checks, verify_ms),
+                        paid,
                     };
                     let value = to_js(&view)?;
                     let bytes = js_sys::Uint8Array::from(output.as_slice());
@@ -674,21 +741,13 @@ impl Client {
     /// An account's balance and nonce, proven (`account` is a peer id or 64 hex digits).
     #[wasm_bindgen(unchecked_return_type = "Promise<Proven<AccountView>>")]
     pub fn account(&self, account: String) -> Promise {
-        let who = match PublicKey::parse(&account) {
-            Ok(who) => who,
-            Err(e) => return Promise::reject(&error(Kind::Input, e)),
-        };
-        let inner = self.inner.clone();
-        future_to_promise(async move {
-            let verified = inner
-                .read(async |light, control, relay| {
-                    ledger_client::account(light, control, relay, who).await
-                })
-                .await?;
-            to_js(&Proven::of(verified, &inner.relay_text(), |a| {
-                AccountView::new(&who, a)
-            }))
-        })
+        self.proven_about(
+            &account,
+            async |light, control, relay, who| {
+                ledger_client::account(light, control, relay, who).await
+            },
+            AccountView::new,
+        )
     }
 
     /// Every registered provider and its offer, proven.

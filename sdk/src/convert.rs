@@ -237,6 +237,8 @@ pub struct JobResultView {
     /// The relay's own (unsigned) account of its execution time.
     pub run_ms: u64,
     pub verification: Verification,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid: Option<crate::pay::PaidView>,
 }
 
 /// Reads an optional property of an options object.

@@ -17,6 +17,8 @@ mod api;
 mod convert;
 #[cfg(target_arch = "wasm32")]
 mod error;
+#[cfg(target_arch = "wasm32")]
+mod pay;
 
 #[cfg(target_arch = "wasm32")]
 pub use api::{Client, Wallet};

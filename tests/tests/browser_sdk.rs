@@ -297,3 +297,136 @@ async fn the_sdk_rejects_a_lying_relays_result_and_names_the_check() -> anyhow::
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+/// Runs `body` (the statements of an async function) in the page; returns what it returns.
+async fn run_async(browser: &Browser, body: &str) -> anyhow::Result<serde_json::Value> {
+    browser
+        .eval(&format!("return (async () => {{ {body} }})();"))
+        .await
+}
+
+/// Paying a provider through the SDK alone: a job on a charging provider's relay without a
+/// channel is refused before anything is sent, naming the way out; the faucet and a channel
+/// opened by the SDK (each transaction's inclusion proven) then pay for jobs by vouchers, each
+/// promising the price more on the channel; a reload remembers what was promised.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_pays_a_charging_provider_from_a_channel_it_opened() -> anyhow::Result<()> {
+    let (bin, www) = (relay_bin()?, www_dir()?);
+    let data_dir = temp_dir("e2e-sdk-paid");
+    // A provider at the default price: 5 units per million fuel.
+    let relay = Relay::start_with(&bin, &www, &data_dir, &RelayPorts::any(), &["--provide"])?;
+    let genesis = printed_genesis(&relay)?;
+    let browser = Browser::start().await?;
+    assert_eq!(connect(&browser, &relay, &genesis).await?, "verified");
+    let setup = format!(
+        "const {{ Client, Wallet }} = await import('/sdk/aqueduct_sdk.js'); \
+         window.client = await Client.connect({{ genesis: '{genesis}' }}); \
+         window.wallet = await Wallet.create('correct horse battery'); \
+         localStorage.setItem('paid.wallet', window.wallet.backup()); \
+         window.job = {{ module: new Uint8Array(await (await fetch('/jobs/primes.wasm')).arrayBuffer()), \
+                        input: '100000', fuelLimit: 1000000000 }}; \
+         for (let i = 0; i < 100; i++) {{ \
+           const offers = (await client.offers()).value.filter(o => o.active); \
+           if (offers.length) {{ window.provider = offers[0].provider; return offers[0].pricePerMfuel; }} \
+           await new Promise(r => setTimeout(r, 200)); \
+         }} \
+         return null;"
+    );
+    let price_per_mfuel = run_async(&browser, &setup).await?;
+    assert_eq!(
+        price_per_mfuel,
+        serde_json::json!("5"),
+        "the provider's offer"
+    );
+    // 1e9 fuel at 5 units per million.
+    let price = 5_000u64;
+
+    let refused = run_async(
+        &browser,
+        "try { await client.runJob(wallet, job); return null; } \
+         catch (e) { return { kind: e.kind, check: e.check, message: e.message }; }",
+    )
+    .await?;
+    assert_eq!(refused["kind"], "job", "{refused}");
+    assert_eq!(refused["check"], "payment", "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("costs 5000 units") && message.contains("client.openChannel"),
+        "{message}"
+    );
+
+    let opened = run_async(
+        &browser,
+        "const stages = []; \
+         const onProgress = (p) => stages.push(p.stage); \
+         const faucet = await client.faucet(wallet, { onProgress }); \
+         const opened = await client.openChannel(wallet, { provider, amount: '20000', onProgress }); \
+         return { faucet, opened, stages };",
+    )
+    .await?;
+    assert!(opened["faucet"]["height"].as_u64() > Some(0), "{opened}");
+    let channel = opened["opened"]["channel"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(channel.len(), 64, "the new channel's id: {opened}");
+    let stages = opened["stages"].to_string();
+    assert!(
+        stages.contains("signed") && stages.contains("included"),
+        "{stages}"
+    );
+
+    for n in 1..=2u64 {
+        let paid = run_async(
+            &browser,
+            "const r = await client.runJob(wallet, job); \
+             return { paid: r.paid, output: new TextDecoder().decode(r.output), \
+                      method: r.verification.method };",
+        )
+        .await?;
+        assert_eq!(paid["method"], "reexecuted", "{paid}");
+        assert!(
+            paid["output"].as_str().unwrap_or_default().contains("9592"),
+            "{paid}"
+        );
+        assert_eq!(paid["paid"]["channel"], channel.as_str(), "{paid}");
+        assert_eq!(paid["paid"]["amount"], price.to_string(), "{paid}");
+        assert_eq!(
+            paid["paid"]["cumulative"],
+            (n * price).to_string(),
+            "voucher {n} promises the price more: {paid}"
+        );
+    }
+
+    // A reload: a new client and the unlocked wallet see the channel, proven, with what was
+    // promised on it.
+    browser
+        .goto(&relay.page(&format!("/examples/sdk.html?genesis={genesis}")))
+        .await?;
+    let after = run_async(
+        &browser,
+        &format!(
+            "const {{ default: init, Client, Wallet }} = await import('/sdk/aqueduct_sdk.js'); \
+             await init(); \
+             const client = await Client.connect({{ genesis: '{genesis}' }}); \
+             const wallet = await Wallet.unlock(localStorage.getItem('paid.wallet'), \
+                                                'correct horse battery'); \
+             return (await client.channels(wallet.account));"
+        ),
+    )
+    .await?;
+    let listed = &after["value"][0];
+    assert_eq!(listed["id"], channel.as_str(), "{after}");
+    assert_eq!(listed["deposit"], "20000", "{after}");
+    assert_eq!(listed["promised"], (2 * price).to_string(), "{after}");
+    assert_eq!(
+        listed["available"],
+        (20_000 - 2 * price).to_string(),
+        "{after}"
+    );
+    assert!(after["height"].as_u64() > Some(0), "{after}");
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}

@@ -264,7 +264,7 @@ impl LedgerState {
                 .await;
             if let Ok(channels) = channels {
                 state.note_head(&light);
-                state.channels.set(channels);
+                state.channels.set(channels.value);
             }
         });
     }
