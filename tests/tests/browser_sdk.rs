@@ -430,3 +430,62 @@ async fn the_sdk_pays_a_charging_provider_from_a_channel_it_opened() -> anyhow::
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
+
+/// Copies the directory `from` to `to`, subdirectories included.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where the SDK's worker cannot be started (here: a site that left `worker.js` out of the
+/// package), the SDK still makes wallets and checks jobs, on the page's main thread, and the
+/// result's checks say so and why.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_its_worker_the_sdk_checks_in_the_page_and_says_so() -> anyhow::Result<()> {
+    let bin = relay_bin()?;
+    let www = temp_dir("e2e-sdk-no-worker-www");
+    copy_tree(&www_dir()?, &www)?;
+    std::fs::remove_file(www.join("sdk/worker.js"))?;
+    let data_dir = temp_dir("e2e-sdk-no-worker");
+    let relay = Relay::start_with(
+        &bin,
+        &www,
+        &data_dir,
+        &RelayPorts::any(),
+        &["--provide", "--price-per-mfuel", "0"],
+    )?;
+    let genesis = printed_genesis(&relay)?;
+    let browser = Browser::start().await?;
+    assert_eq!(connect(&browser, &relay, &genesis).await?, "verified");
+    browser.click("create-wallet").await?;
+    wait_account(&browser).await?;
+    let stage = run_job(&browser, "primes", "100000").await?;
+    assert_eq!(stage, "verified", "{}", error_text(&browser).await);
+    let checks: Vec<String> = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=\"job-check\"]')]\
+             .map(e => e.textContent);",
+        )
+        .await
+        .map(|v| serde_json::from_value(v).unwrap_or_default())?;
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.starts_with("checked on the page's main thread") && c.contains("worker")),
+        "the checks say where the check ran and why: {checks:?}"
+    );
+    browser.close().await;
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = std::fs::remove_dir_all(&www);
+    Ok(())
+}
