@@ -58,6 +58,17 @@ async fn wait_account(browser: &Browser) -> anyhow::Result<String> {
         .await
 }
 
+/// The checks the example page lists for the last job's result.
+async fn job_checks(browser: &Browser) -> anyhow::Result<Vec<String>> {
+    let texts = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=\"job-check\"]')]\
+             .map(e => e.textContent);",
+        )
+        .await?;
+    Ok(serde_json::from_value(texts)?)
+}
+
 async fn error_text(browser: &Browser) -> String {
     browser.text("sdk-error").await.unwrap_or_default()
 }
@@ -211,13 +222,7 @@ async fn a_page_using_only_the_sdk_runs_verified_jobs_and_proven_reads() -> anyh
         strength.contains("caught with probability 0.9"),
         "sampling should catch a relay faking 5% of 200 steps with high probability: {strength}"
     );
-    let checks: Vec<String> = browser
-        .eval(
-            "return [...document.querySelectorAll('[data-testid=\"job-check\"]')]\
-             .map(e => e.textContent);",
-        )
-        .await
-        .map(|v| serde_json::from_value(v).unwrap_or_default())?;
+    let checks = job_checks(&browser).await?;
     assert!(
         checks.len() >= 3,
         "the checks that passed are listed: {checks:?}"
@@ -470,13 +475,7 @@ async fn without_its_worker_the_sdk_checks_in_the_page_and_says_so() -> anyhow::
     wait_account(&browser).await?;
     let stage = run_job(&browser, "primes", "100000").await?;
     assert_eq!(stage, "verified", "{}", error_text(&browser).await);
-    let checks: Vec<String> = browser
-        .eval(
-            "return [...document.querySelectorAll('[data-testid=\"job-check\"]')]\
-             .map(e => e.textContent);",
-        )
-        .await
-        .map(|v| serde_json::from_value(v).unwrap_or_default())?;
+    let checks = job_checks(&browser).await?;
     assert!(
         checks
             .iter()
