@@ -292,24 +292,28 @@ fn test() -> anyhow::Result<()> {
         .with_context(|| format!("copying the faulty relay to {}", faulty.display()))?;
     run_cmd(cargo().args(["build", "--quiet", "-p", "node-relay"]))?;
 
-    step("native tests (unit, jobs on wasmtime, relay, end-to-end in headless Chromium)");
-    run_cmd(
-        cargo()
-            .args([
-                "test",
-                "--workspace",
-                "--exclude",
-                "web-ui",
-                "--exclude",
-                "aqueduct-sdk",
-            ])
-            .env("AQUEDUCT_RELAY_BIN", root().join("target/debug/node-relay"))
+    // The relays, the web app and the browser that the test crate's tests use.
+    let with_test_env = |cmd: &mut Command, www: &Path| {
+        cmd.env("AQUEDUCT_RELAY_BIN", root().join("target/debug/node-relay"))
             .env("AQUEDUCT_FAULTY_RELAY_BIN", &faulty)
-            .env("AQUEDUCT_WWW", &www)
+            .env("AQUEDUCT_WWW", www)
             .env("AQUEDUCT_INTEROP", &interop)
             .env("CHROMEDRIVER", &browser.chromedriver)
-            .env("CHROMIUM", &browser.chromium),
-    )?;
+            .env("CHROMIUM", &browser.chromium);
+    };
+
+    step("native tests (unit, jobs on wasmtime, relay, end-to-end in headless Chromium)");
+    let mut native = cargo();
+    native.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "web-ui",
+        "--exclude",
+        "aqueduct-sdk",
+    ]);
+    with_test_env(&mut native, &www);
+    run_cmd(&mut native)?;
 
     step("wasm tests in headless Chromium (client-core; jobs in Chromium's engine vs wasmtime)");
     run_cmd(
@@ -331,6 +335,26 @@ fn test() -> anyhow::Result<()> {
             .env("CHROMEDRIVER", &browser.chromedriver)
             .env("WASM_BINDGEN_TEST_TIMEOUT", "120"),
     )?;
+
+    // What `cargo xtask dist` ships differs from the tests' bundle: every module (the page's,
+    // the lazy pages', the worker's) went through wasm-opt, and the relay serves them brotli'd.
+    // The app's loading, its lazy pages and its worker, run on that bundle.
+    let dist = bundle::build(Some(&root().join("target/dist/www")))?;
+    bundle::optimise(&dist)?;
+    bundle::precompress_and_report(&dist)?;
+    step("the optimised bundle in headless Chromium: loading, lazy pages, the worker's checks");
+    let mut optimised = cargo();
+    optimised.args([
+        "test",
+        "-p",
+        "aqueduct-tests",
+        "--test",
+        "browser_connects",
+        "--test",
+        "browser_jobs",
+    ]);
+    with_test_env(&mut optimised, &dist);
+    run_cmd(&mut optimised)?;
 
     step("fuzz smoke: every fuzz target from its seeds, 20 000 executions, fixed seed");
     let smoke = root().join("target/fuzz-smoke");
