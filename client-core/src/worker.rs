@@ -31,7 +31,7 @@ pub async fn derive_key(
     password: &str,
     salt: [u8; 16],
 ) -> Result<Zeroizing<[u8; 32]>, WorkerError> {
-    let unavailable = |reason: String| WorkerError::Unavailable(reason);
+    let unavailable = WorkerError::Unavailable;
     let request = js_sys::Object::new();
     let set = |name: &str, value: &JsValue| js_sys::Reflect::set(&request, &name.into(), value);
     set("kind", &"kdf".into())

@@ -21,6 +21,24 @@ fn printed_genesis(relay: &Relay) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("the relay printed no genesis: {}", relay.output()))
 }
 
+/// A relay serving `www` whose provider's offer is free, as `cargo xtask run --
+/// --price-per-mfuel 0` starts it (the SDK sends jobs unpaid), its printed genesis, and a
+/// browser.
+async fn free_provider(
+    www: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(Relay, String, Browser)> {
+    let relay = Relay::start_with(
+        &relay_bin()?,
+        www,
+        data_dir,
+        &RelayPorts::any(),
+        &["--provide", "--price-per-mfuel", "0"],
+    )?;
+    let genesis = printed_genesis(&relay)?;
+    Ok((relay, genesis, Browser::start().await?))
+}
+
 /// Opens the example page pinned to `genesis` and clicks "Connect".
 async fn connect(browser: &Browser, relay: &Relay, genesis: &str) -> anyhow::Result<String> {
     browser
@@ -75,19 +93,8 @@ async fn error_text(browser: &Browser) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_page_using_only_the_sdk_runs_verified_jobs_and_proven_reads() -> anyhow::Result<()> {
-    let (bin, www) = (relay_bin()?, www_dir()?);
     let data_dir = temp_dir("e2e-sdk");
-    // A provider whose offer is free, as `cargo xtask run -- --price-per-mfuel 0` starts it:
-    // the SDK sends jobs unpaid.
-    let relay = Relay::start_with(
-        &bin,
-        &www,
-        &data_dir,
-        &RelayPorts::any(),
-        &["--provide", "--price-per-mfuel", "0"],
-    )?;
-    let genesis = printed_genesis(&relay)?;
-    let browser = Browser::start().await?;
+    let (relay, genesis, browser) = free_provider(&www_dir()?, &data_dir).await?;
 
     // Another network's genesis pinned: refused, with the reason.
     let wrong = "0".repeat(genesis.len());
@@ -456,20 +463,11 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()>
 /// result's checks say so and why.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_its_worker_the_sdk_checks_in_the_page_and_says_so() -> anyhow::Result<()> {
-    let bin = relay_bin()?;
     let www = temp_dir("e2e-sdk-no-worker-www");
     copy_tree(&www_dir()?, &www)?;
     std::fs::remove_file(www.join("sdk/worker.js"))?;
     let data_dir = temp_dir("e2e-sdk-no-worker");
-    let relay = Relay::start_with(
-        &bin,
-        &www,
-        &data_dir,
-        &RelayPorts::any(),
-        &["--provide", "--price-per-mfuel", "0"],
-    )?;
-    let genesis = printed_genesis(&relay)?;
-    let browser = Browser::start().await?;
+    let (relay, genesis, browser) = free_provider(&www, &data_dir).await?;
     assert_eq!(connect(&browser, &relay, &genesis).await?, "verified");
     browser.click("create-wallet").await?;
     wait_account(&browser).await?;

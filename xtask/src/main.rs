@@ -339,9 +339,7 @@ fn test() -> anyhow::Result<()> {
     // What `cargo xtask dist` ships differs from the tests' bundle: every module (the page's,
     // the lazy pages', the worker's) went through wasm-opt, and the relay serves them brotli'd.
     // The app's loading, its lazy pages and its worker, run on that bundle.
-    let dist = bundle::build(Some(&root().join("target/dist/www")))?;
-    bundle::optimise(&dist)?;
-    bundle::precompress_and_report(&dist)?;
+    let dist = dist_bundle()?;
     step("the optimised bundle in headless Chromium: loading, lazy pages, the worker's checks");
     let mut optimised = cargo();
     optimised.args([
@@ -451,11 +449,18 @@ fn sdk() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn dist() -> anyhow::Result<PathBuf> {
-    setup::ensure_wasm_target()?;
+/// The web app as `dist` ships it, in `target/dist/www`: every module through wasm-opt,
+/// precompressed, with the size report printed.
+fn dist_bundle() -> anyhow::Result<PathBuf> {
     let www = bundle::build(Some(&root().join("target/dist/www")))?;
     bundle::optimise(&www)?;
     bundle::precompress_and_report(&www)?;
+    Ok(www)
+}
+
+fn dist() -> anyhow::Result<PathBuf> {
+    setup::ensure_wasm_target()?;
+    let www = dist_bundle()?;
     step("building the relay (release)");
     run_cmd(cargo().args(["build", "--release", "--quiet", "-p", "node-relay"]))?;
     eprintln!(
