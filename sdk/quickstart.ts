@@ -10,6 +10,8 @@ import init, {
   type AccountView,
   type ChannelView,
   type TxResult,
+  type FraudReport,
+  type FraudTxResult,
 } from "./aqueduct-sdk/aqueduct_sdk.js";
 
 export async function quickstart(genesis: string, module: Uint8Array): Promise<string> {
@@ -81,4 +83,18 @@ export async function quickstart(genesis: string, module: Uint8Array): Promise<s
     client.relay,
     client.state().state,
   ].join("\n");
+}
+
+// Refereed: a second provider's relay added; a liar caught is slashed by its fraud proof.
+export async function refereed(client: Client, wallet: Wallet, module: Uint8Array): Promise<string> {
+  const second: string = await client.addRelay("https://other-relay.example:8080");
+  console.log(client.connections().map((c: ConnectionState) => `${c.relay} ${c.state}`));
+  const result = await client.runJob(wallet, { module, input: "1000 200", verify: "refereed" });
+  const lines = [result.verification.label, result.referee?.provider ?? second];
+  for (const liar of result.fraud ?? ([] as FraudReport[])) {
+    const slashed: FraudTxResult = await client.submitFraudProof(wallet, { proof: liar.proof });
+    lines.push(`${liar.provider} at ${liar.segment}: ${slashed.slash.value.amount} slashed`);
+  }
+  client.removeRelay(second);
+  return lines.join("\n");
 }

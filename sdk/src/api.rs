@@ -2,18 +2,21 @@
 //! relay of a network whose genesis the app pinned, verified jobs and proven reads).
 
 use crate::convert::{
-    AccountView, DaoInfo, JobResultView, OfferView, Proven, Verification, bytes_property,
-    function_property, number_property, property, string_property, to_js,
+    AccountView, DaoInfo, JobResultView, OfferView, Proven, RefereeView, Verification,
+    bytes_property, function_property, number_property, property, string_property, to_js,
 };
 use crate::error::{Kind, error, error_with_check};
+use crate::referee::{self, Mode};
 use client_core::browser::{self, Control, PeerConfig, PeerEvent, PeerHandle, PeerId, WorkerError};
 use client_core::identity::{Keypair, PublicKey};
 use client_core::job::history::Outcome;
+use client_core::job::profile::JobForm;
 use client_core::job_client::{self, Cancel, Engine, Order, RunEvent, Submitter};
 use client_core::ledger::Genesis;
 use client_core::ledger::light::{LightClient, Verified};
 use client_core::ledger::state::{StateKey, StateValue};
 use client_core::ledger_client::{self, LedgerClientError};
+use client_core::referee_client::run_refereed;
 use client_core::wallet::{
     ENTROPY_LEN, Entropy, KdfParams, SealRandomness, SealedWallet, Unlocked, WalletError,
 };
@@ -33,6 +36,13 @@ export interface AqueductError extends Error {
   kind: "input" | "connection" | "genesis" | "wallet" | "ledger" | "job" | "verification" | "cancelled";
   /** For `job`, `verification` and `input` errors of a job: the step or check that failed. */
   check?: string;
+  /** A refereed job whose two providers both lied: the proof against each. */
+  fraud?: FraudReport[];
+}
+
+export interface AddRelayOptions {
+  /** How long to wait for the relay's connection (default 30 000 ms). */
+  timeoutMs?: number;
 }
 
 export interface ConnectOptions {
@@ -75,6 +85,13 @@ export interface JobOptions {
   onProgress?: (progress: JobProgress) => void;
   /** Cancels the job. */
   signal?: AbortSignal;
+  /** How the result is checked. `"self"`: in this page — re-executed, or sampled for long
+   *  step jobs. `"refereed"`: a step job also goes to a second provider (another stake owner,
+   *  on a relay added by `client.addRelay`, free or paid from one of the wallet's channels);
+   *  where the two disagree, the page bisects their commitments and names the liar, with a
+   *  fraud proof. One-shot jobs are re-executed in full in the page either way. `"auto"`
+   *  (the default): refereed when a second provider can be used, else `"self"`. */
+  verify?: "auto" | "self" | "refereed";
 }
 
 export interface JobProgress {
@@ -106,8 +123,40 @@ export interface JobResult {
   runMs: number;
   verification: Verification;
   /** Where the relay's provider charges: what this job paid, by a voucher on a channel. */
-  paid?: { amount: string; channel: string; cumulative: string };
+  paid?: Paid;
+  /** Refereed jobs: the second provider, and what it was paid. */
+  referee?: { provider: string; paid?: Paid };
+  /** Refereed jobs whose providers disagreed: each provider proven to have lied. */
+  fraud?: FraudReport[];
 }
+
+export interface Paid { amount: string; channel: string; cumulative: string; }
+
+/** A provider that signed a false receipt, and the proof of it. */
+export interface FraudReport {
+  provider: string;
+  /** The segment its receipt lied about (0: the initial state). */
+  segment: number;
+  why: string;
+  /** The proof's size, and whether it fits a transaction. */
+  bytes: number;
+  fits: boolean;
+  /** The encoded proof, for `client.submitFraudProof`. */
+  proof: Uint8Array;
+}
+
+export interface SubmitFraudProofOptions extends TxOptions {
+  proof: Uint8Array;
+}
+
+/** A slash as the ledger recorded it (amounts in units). */
+export interface SlashView {
+  provider: string; job: string; segment: number; amount: string; refund: string;
+  customer: string; bounty: string; submitter: string; stakeLeft: string; height: number;
+}
+
+/** The fraud proof's transaction, included, and the slash read back with a proof. */
+export interface FraudTxResult { tx: string; height: number; fee: string; slash: Proven<SlashView>; }
 
 export interface TxOptions {
   /** Called as the transaction is signed, waits in the mempool and is included. */
@@ -185,6 +234,10 @@ extern "C" {
     /// (`cargo xtask sdk` checks that it is there).
     #[wasm_bindgen(js_name = workerUrl)]
     fn worker_url() -> String;
+
+    /// `addRelay`'s options, optional as a whole.
+    #[wasm_bindgen(typescript_type = "AddRelayOptions")]
+    pub type AddRelayOptions;
 }
 
 /// Argon2id of `password` and `salt` under `kdf`: in the package's worker, or in the page
@@ -296,6 +349,20 @@ struct ConnectionState {
 }
 
 impl ConnectionState {
+    fn new(relay: PeerId) -> Self {
+        ConnectionState {
+            relay: relay.to_string(),
+            state: "connecting",
+            addr: None,
+            attempt: None,
+            dial_ms: None,
+            rtt_ms: None,
+            connected_peers: None,
+            reason: None,
+            retry_in_ms: None,
+        }
+    }
+
     fn apply(&mut self, event: PeerEvent) {
         match event {
             PeerEvent::Dialing { addr, attempt, .. } => {
@@ -329,19 +396,34 @@ impl ConnectionState {
     }
 }
 
-/// The connection and its listeners, shared with the peer's event callback.
+/// The connections (the client's relay first, then those added) and the listeners, shared
+/// with the peer's event callback.
 struct Connection {
-    state: ConnectionState,
+    states: Vec<ConnectionState>,
     listeners: Vec<(u32, js_sys::Function)>,
     next_listener: u32,
 }
 
+fn event_relay(event: &PeerEvent) -> &PeerId {
+    match event {
+        PeerEvent::Dialing { relay, .. }
+        | PeerEvent::Connected { relay, .. }
+        | PeerEvent::Probe { relay, .. }
+        | PeerEvent::Disconnected { relay, .. } => relay,
+    }
+}
+
 impl Connection {
     fn event(this: &RefCell<Connection>, event: PeerEvent) {
+        let relay = event_relay(&event).to_string();
         let (state, listeners) = {
             let mut c = this.borrow_mut();
-            c.state.apply(event);
-            (c.state.clone(), c.listeners.clone())
+            // Events of a relay removed since are dropped.
+            let Some(state) = c.states.iter_mut().find(|s| s.relay == relay) else {
+                return;
+            };
+            state.apply(event);
+            (state.clone(), c.listeners.clone())
         };
         if listeners.is_empty() {
             return;
@@ -354,19 +436,33 @@ impl Connection {
         }
     }
 
-    /// Waits until the relay is connected, for at most `timeout_ms`.
-    async fn ready(this: &RefCell<Connection>, timeout_ms: f64) -> Result<(), JsValue> {
+    fn state_of(&self, relay: &PeerId) -> Option<&ConnectionState> {
+        let relay = relay.to_string();
+        self.states.iter().find(|s| s.relay == relay)
+    }
+
+    /// Waits until `relay` is connected, for at most `timeout_ms`.
+    async fn ready(
+        this: &RefCell<Connection>,
+        relay: &PeerId,
+        timeout_ms: f64,
+    ) -> Result<(), JsValue> {
         let start = browser::now_ms();
         loop {
-            let (state, reason) = {
-                let c = this.borrow();
-                (c.state.state, c.state.reason.clone())
+            let (state, reason) = match this.borrow().state_of(relay) {
+                Some(s) => (s.state, s.reason.clone()),
+                None => ("removed", None),
             };
             if state == "connected" {
                 return Ok(());
             }
+            if state == "removed" {
+                return Err(error(
+                    Kind::Connection,
+                    format!("relay {relay} was removed from this client"),
+                ));
+            }
             if browser::now_ms() - start > timeout_ms {
-                let relay = this.borrow().state.relay.clone();
                 return Err(error(
                     Kind::Connection,
                     format!(
@@ -412,7 +508,7 @@ impl Inner {
     ) -> Result<T, JsValue> {
         let start = browser::now_ms();
         loop {
-            Connection::ready(&self.connection, RECONNECT_WAIT_MS).await?;
+            Connection::ready(&self.connection, &self.relay, RECONNECT_WAIT_MS).await?;
             let mut control = self.control();
             match request(&self.light, &mut control, self.relay).await {
                 Ok(value) => return Ok(value),
@@ -428,7 +524,7 @@ impl Inner {
 
     /// Waits until the relay is connected (or gives up as a `connection` error).
     pub(crate) async fn wait_connected(&self) -> Result<(), JsValue> {
-        Connection::ready(&self.connection, RECONNECT_WAIT_MS).await
+        Connection::ready(&self.connection, &self.relay, RECONNECT_WAIT_MS).await
     }
 
     /// The request lifetime the network allows: five minutes, or its `max_job_ttl_ms` if less.
@@ -447,6 +543,27 @@ impl Inner {
         };
         self.max_job_ttl_ms.set(Some(ttl));
         Ok(ttl.min(job_client::REQUEST_TTL_MS))
+    }
+
+    /// Stops connecting to an added relay and forgets its state.
+    fn forget(&self, relay: &PeerId) {
+        self.handle.remove_relay(*relay);
+        let text = relay.to_string();
+        self.connection
+            .borrow_mut()
+            .states
+            .retain(|s| s.relay != text);
+    }
+
+    /// The added relays that are connected now.
+    pub(crate) fn connected_others(&self) -> Vec<PeerId> {
+        let c = self.connection.borrow();
+        c.states
+            .iter()
+            .skip(1)
+            .filter(|s| s.state == "connected")
+            .filter_map(|s| s.relay.parse().ok())
+            .collect()
     }
 
     pub(crate) fn relay_text(&self) -> String {
@@ -525,17 +642,7 @@ impl Client {
         let config = relay_config(&relay_text).await?;
         let relay = config.relay;
         let connection = Rc::new(RefCell::new(Connection {
-            state: ConnectionState {
-                relay: relay.to_string(),
-                state: "connecting",
-                addr: None,
-                attempt: None,
-                dial_ms: None,
-                rtt_ms: None,
-                connected_peers: None,
-                reason: None,
-                retry_in_ms: None,
-            },
+            states: vec![ConnectionState::new(relay)],
             listeners: on_state.into_iter().map(|f| (0, f)).collect(),
             next_listener: 1,
         }));
@@ -545,7 +652,7 @@ impl Client {
             Rc::new(move |event| Connection::event(&events, event)),
         )
         .map_err(|e| error(Kind::Connection, e))?;
-        Connection::ready(&connection, timeout_ms).await?;
+        Connection::ready(&connection, &relay, timeout_ms).await?;
         let mut control = handle.control.clone();
         let genesis = ledger_client::fetch_genesis(&mut control, relay)
             .await
@@ -593,10 +700,93 @@ impl Client {
         self.inner.genesis.hash().to_string()
     }
 
-    /// The connection as it stands now.
+    /// The connection to the client's relay as it stands now.
     #[wasm_bindgen(unchecked_return_type = "ConnectionState")]
     pub fn state(&self) -> Result<JsValue, JsValue> {
-        to_js(&self.inner.connection.borrow().state)
+        to_js(&self.inner.connection.borrow().states.first())
+    }
+
+    /// Every relay's connection: the client's relay first, then those added by `addRelay`.
+    #[wasm_bindgen(unchecked_return_type = "ConnectionState[]")]
+    pub fn connections(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.connection.borrow().states)
+    }
+
+    /// Connects to another relay of the same network (its genesis must be the pinned one) and
+    /// resolves with its peer id. Jobs stay on the client's relay and reads are proven through
+    /// it; an added relay's provider is a second provider for refereed jobs (`runJob`'s
+    /// `verify`). `onState` listeners hear its connection too.
+    #[wasm_bindgen(js_name = addRelay, unchecked_return_type = "Promise<string>")]
+    pub fn add_relay(&self, relay: String, options: Option<AddRelayOptions>) -> Promise {
+        let inner = self.inner.clone();
+        let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
+        future_to_promise(async move {
+            let timeout_ms = number_property(&options, "timeoutMs")?.unwrap_or(30_000) as f64;
+            let config = relay_config(&relay).await?;
+            let peer = config.relay;
+            {
+                let mut c = inner.connection.borrow_mut();
+                if c.state_of(&peer).is_some() {
+                    return Err(error(
+                        Kind::Input,
+                        format!("relay {peer} is already one of this client's relays"),
+                    ));
+                }
+                c.states.push(ConnectionState::new(peer));
+            }
+            inner.handle.add_relay(config);
+            let checked = async {
+                Connection::ready(&inner.connection, &peer, timeout_ms).await?;
+                let mut control = inner.control();
+                let genesis = ledger_client::fetch_genesis(&mut control, peer)
+                    .await
+                    .map_err(|e| error(Kind::Connection, format!("reading the genesis: {e}")))?;
+                let hash = genesis.hash();
+                if hash != inner.genesis.hash() {
+                    return Err(error(
+                        Kind::Genesis,
+                        format!(
+                            "relay {peer} presents network {:?} with genesis {hash}, not the \
+                             pinned {}: it is not added",
+                            genesis.network_id,
+                            inner.genesis.hash()
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            .await;
+            match checked {
+                Ok(()) => Ok(JsValue::from(peer.to_string())),
+                Err(e) => {
+                    inner.forget(&peer);
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Closes the connection to a relay added by `addRelay` (its peer id).
+    #[wasm_bindgen(js_name = removeRelay)]
+    pub fn remove_relay(&self, relay: String) -> Result<(), JsValue> {
+        let peer: PeerId = relay
+            .trim()
+            .parse()
+            .map_err(|_| error(Kind::Input, format!("{relay:?} is not a peer id")))?;
+        if peer == self.inner.relay {
+            return Err(error(
+                Kind::Input,
+                "the client's own relay cannot be removed: connect a new client instead",
+            ));
+        }
+        if self.inner.connection.borrow().state_of(&peer).is_none() {
+            return Err(error(
+                Kind::Input,
+                format!("relay {peer} is not one of this client's relays"),
+            ));
+        }
+        self.inner.forget(&peer);
+        Ok(())
     }
 
     /// Calls `listener` on every change of the connection; returns an id for `unsubscribe`.
@@ -635,22 +825,59 @@ impl Client {
             Ok(order) => order,
             Err(e) => return Promise::reject(&e),
         };
-        let (on_progress, cancel) = match (
+        let (on_progress, cancel, mode) = match (
             function_property(&options, "onProgress"),
             abort_signal(&options),
+            referee::mode(&options),
         ) {
-            (Ok(f), Ok(cancel)) => (f, cancel),
-            (Err(e), _) | (_, Err(e)) => return Promise::reject(&e),
+            (Ok(f), Ok(cancel), Ok(mode)) => (f, cancel, mode),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Promise::reject(&e),
         };
         let inner = self.inner.clone();
         let keypair = wallet.keypair();
         future_to_promise(async move {
             let ttl_ms = inner.job_ttl_ms().await?;
-            Connection::ready(&inner.connection, RECONNECT_WAIT_MS).await?;
+            inner.wait_connected().await?;
             let order = Order { ttl_ms, ..order };
+            let worker = worker_url();
+            // Off the page's main thread, unless no worker can be started.
+            let engine = Engine::WorkerElseHere(&worker, client_core::job::profile::prepare);
+            let offers = inner
+                .read(async |light, control, relay| {
+                    ledger_client::providers(light, control, relay).await
+                })
+                .await?
+                .value;
             // Paid from the wallet's channel to the relay's provider, where its offer charges.
-            let (order, promised) = crate::pay::pay(&inner, &keypair, order).await?;
+            let (order, promised) = crate::pay::pay(&inner, &keypair, order, &offers).await?;
+            // Refereeing is for step jobs: a one-shot job is re-executed in full here anyway.
+            let plan = match mode {
+                Mode::Here => None,
+                Mode::Auto if inner.connected_others().is_empty() => None,
+                Mode::Auto | Mode::Refereed => {
+                    let steps = engine
+                        .prepare(&order.module)
+                        .await
+                        .is_ok_and(|p| p.form == JobForm::Steps);
+                    match steps {
+                        false => None,
+                        true => {
+                            match referee::plan(&inner, &keypair, &offers, order.fuel_limit).await {
+                                Ok(plan) => Some(plan),
+                                Err(_) if mode == Mode::Auto => None,
+                                Err(e) => {
+                                    if let Some(p) = &promised {
+                                        p.take_back();
+                                    }
+                                    return Err(e);
+                                }
+                            }
+                        }
+                    }
+                }
+            };
             let nonce = u64::from_le_bytes(random()?);
+            let second_nonce = u64::from_le_bytes(random()?);
             let fraction = Cell::new(None::<f64>);
             let on = |event: RunEvent| {
                 let (stage, detail) = match event {
@@ -673,29 +900,44 @@ impl Client {
                 }
             };
             let network_id = inner.genesis.network_id.clone();
-            let worker = worker_url();
-            let record = job_client::run(
-                Submitter {
-                    keypair: &keypair,
-                    network_id: &network_id,
-                    control: inner.control(),
-                    relay: inner.relay,
-                    // Off the page's main thread, unless no worker can be started.
-                    engine: Engine::WorkerElseHere(&worker, client_core::job::profile::prepare),
-                },
-                order,
-                js_sys::Date::now() as u64,
-                nonce,
-                &cancel,
-                &on,
-            )
-            .await;
+            let submitter = Submitter {
+                keypair: &keypair,
+                network_id: &network_id,
+                control: inner.control(),
+                relay: inner.relay,
+                engine,
+            };
+            let now = js_sys::Date::now() as u64;
+            let (record, second, fraud) = match plan {
+                Some(plan) => {
+                    let relay = plan.second.relay;
+                    let ran = run_refereed(
+                        submitter,
+                        order,
+                        plan.second,
+                        now,
+                        [nonce, second_nonce],
+                        &cancel,
+                        &on,
+                    )
+                    .await;
+                    (ran.record, Some((relay, plan.promised)), ran.fraud)
+                }
+                None => {
+                    let record = job_client::run(submitter, order, now, nonce, &cancel, &on).await;
+                    (record, None, Vec::new())
+                }
+            };
             let fuel_used = record.fuel_used();
             let failed_check = match &record.outcome {
                 Outcome::Failed { check, .. } => Some(check.as_str()),
                 _ => None,
             };
             let paid = promised.as_ref().and_then(|p| p.after(failed_check));
+            let referee = second.map(|(relay, promised)| RefereeView {
+                provider: relay.to_string(),
+                paid: promised.as_ref().and_then(|p| p.after(failed_check)),
+            });
             match record.outcome {
                 Outcome::Verified {
                     output,
@@ -713,10 +955,15 @@ impl Client {
                         run_ms,
                         verification: Verification::new(&level, checks, verify_ms),
                         paid,
+                        referee,
                     };
                     let value = to_js(&view)?;
                     let bytes = js_sys::Uint8Array::from(output.as_slice());
                     js_sys::Reflect::set(&value, &"output".into(), &bytes)?;
+                    if !fraud.is_empty() {
+                        let fraud = referee::fraud_views(&fraud)?;
+                        js_sys::Reflect::set(&value, &"fraud".into(), &fraud)?;
+                    }
                     Ok(value)
                 }
                 Outcome::Failed { check, reason } => {
@@ -727,11 +974,12 @@ impl Client {
                         }
                         _ => Kind::Verification,
                     };
-                    Err(error_with_check(
-                        kind,
-                        format!("{check}: {reason}"),
-                        Some(&check),
-                    ))
+                    let e = error_with_check(kind, format!("{check}: {reason}"), Some(&check));
+                    if !fraud.is_empty() {
+                        let fraud = referee::fraud_views(&fraud)?;
+                        js_sys::Reflect::set(&e, &"fraud".into(), &fraud)?;
+                    }
+                    Err(e)
                 }
                 Outcome::Cancelled => Err(error(Kind::Cancelled, "the job was cancelled")),
             }

@@ -239,6 +239,18 @@ pub struct JobResultView {
     pub verification: Verification,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paid: Option<crate::pay::PaidView>,
+    /// Refereed jobs: the second provider, and what it was paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referee: Option<RefereeView>,
+}
+
+/// The second provider of a refereed job.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefereeView {
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid: Option<crate::pay::PaidView>,
 }
 
 /// Reads an optional property of an options object.

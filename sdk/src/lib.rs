@@ -19,6 +19,8 @@ mod convert;
 mod error;
 #[cfg(target_arch = "wasm32")]
 mod pay;
+#[cfg(target_arch = "wasm32")]
+mod referee;
 
 #[cfg(target_arch = "wasm32")]
 pub use api::{Client, Wallet};

@@ -10,10 +10,12 @@ use crate::error::{Kind, error, error_with_check};
 use client_core::hash::Hash;
 use client_core::identity::{Keypair, PublicKey};
 use client_core::job_client::{NOT_CHARGED, Order, PAYMENT_REFUSED};
+use client_core::ledger::Voucher;
 use client_core::ledger::pay::{PickError, pick_channel, voucher_for};
-use client_core::ledger::state::{Amount, Channel, StateKey, StateValue};
+use client_core::ledger::state::{Amount, Channel, Provider, StateKey, StateValue};
 use client_core::ledger::tx::{TxKind, channel_id, min_fee_for};
 use client_core::ledger_client::{self, TxEvent};
+use client_core::signed::Signed;
 use js_sys::Promise;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -112,12 +114,17 @@ pub(crate) struct Promised {
 }
 
 impl Promised {
+    /// The voucher was not sent after all: what was promised before stands.
+    pub(crate) fn take_back(&self) {
+        set_promised(&self.channel, self.previous);
+    }
+
     /// After the job: a voucher the provider did not take (the payment was refused, or the job
     /// failed on the relay and is not charged) is not kept as promised; otherwise, the
     /// payment to show with the result.
     pub(crate) fn after(&self, failed_check: Option<&str>) -> Option<PaidView> {
         if failed_check.is_some_and(|check| check == PAYMENT_REFUSED || check == NOT_CHARGED) {
-            set_promised(&self.channel, self.previous);
+            self.take_back();
             return None;
         }
         Some(PaidView {
@@ -128,37 +135,73 @@ impl Promised {
     }
 }
 
+/// The registered providers and their offers, proven.
+pub(crate) type Offers = Vec<(PublicKey, Provider)>;
+
+/// What a job of `fuel_limit` costs at `provider`'s offer: nothing where it is not an active
+/// provider or its offer is free.
+pub(crate) fn price_at(offers: &Offers, provider: &PublicKey, fuel_limit: u64) -> Amount {
+    offers
+        .iter()
+        .find(|(key, p)| key == provider && p.active())
+        .map_or(0, |(_, p)| p.offer.price_for(fuel_limit))
+}
+
+/// The customer's channels, proven.
+pub(crate) async fn channels_of(
+    inner: &Inner,
+    customer: PublicKey,
+) -> Result<Vec<(Hash, Channel)>, JsValue> {
+    Ok(inner
+        .read(async |light, control, relay| {
+            ledger_client::channels(light, control, relay, customer).await
+        })
+        .await?
+        .value)
+}
+
+/// A voucher paying `price` to `provider` on the customer's channel to it with the most left,
+/// recorded as promised before it is sent (a voucher once sent may be settled).
+pub(crate) fn promise(
+    inner: &Inner,
+    keypair: &Keypair,
+    channels: &[(Hash, Channel)],
+    provider: &PublicKey,
+    price: Amount,
+) -> Result<(Signed<Voucher>, Promised), PickError> {
+    let (channel, previous) = pick_channel(channels, provider, price, promised)?;
+    let voucher = voucher_for(keypair, &inner.genesis.network_id, channel, previous, price);
+    set_promised(&channel, voucher.body.cumulative);
+    Ok((
+        voucher,
+        Promised {
+            channel,
+            previous,
+            price,
+        },
+    ))
+}
+
 /// The payment a job of `order` needs on the client's relay: none where the relay is not an
 /// active provider or its offer is free; else a voucher on the wallet's channel to it with the
-/// most left, recorded as promised before it is sent.
+/// most left.
 pub(crate) async fn pay(
     inner: &Inner,
     keypair: &Keypair,
     order: Order,
+    offers: &Offers,
 ) -> Result<(Order, Option<Promised>), JsValue> {
     let Ok(provider) = PublicKey::from_peer_id(&inner.relay) else {
         return Ok((order, None));
     };
-    let offers = inner
-        .read(async |light, control, relay| ledger_client::providers(light, control, relay).await)
-        .await?;
-    let price = offers
-        .value
-        .iter()
-        .find(|(key, p)| *key == provider && p.active())
-        .map(|(_, p)| p.offer.price_for(order.fuel_limit))
-        .unwrap_or(0);
+    let price = price_at(offers, &provider, order.fuel_limit);
     if price == 0 {
         return Ok((order, None));
     }
     let customer = keypair.public();
-    let channels = inner
-        .read(async |light, control, relay| {
-            ledger_client::channels(light, control, relay, customer).await
-        })
-        .await?;
-    let (channel, previous) =
-        pick_channel(&channels.value, &provider, price, promised).map_err(|e| {
+    let channels = channels_of(inner, customer).await?;
+    let (voucher, promised) =
+        promise(inner, keypair, &channels, &provider, price).map_err(|e| {
             let why = match e {
                 PickError::NoChannel => format!(
                     "no payment channel from {} to provider {}: open one with \
@@ -178,28 +221,18 @@ pub(crate) async fn pay(
                 Some(PAYMENT_REFUSED),
             )
         })?;
-    let voucher = voucher_for(keypair, &inner.genesis.network_id, channel, previous, price);
-    // Remembered before it is sent: a voucher once sent may be settled.
-    set_promised(&channel, voucher.body.cumulative);
     let order = Order {
         payment: Some(voucher),
         price,
         ..order
     };
-    Ok((
-        order,
-        Some(Promised {
-            channel,
-            previous,
-            price,
-        }),
-    ))
+    Ok((order, Some(promised)))
 }
 
 impl Inner {
     /// Signs `kind` at the minimum fee, submits it and waits for its block, reporting progress
     /// to `on_progress`; its inclusion is proven.
-    async fn transact(
+    pub(crate) async fn transact(
         &self,
         keypair: &Keypair,
         kind: TxKind,

@@ -486,3 +486,176 @@ async fn without_its_worker_the_sdk_checks_in_the_page_and_says_so() -> anyhow::
     let _ = std::fs::remove_dir_all(&www);
     Ok(())
 }
+
+/// Refereeing through the SDK alone, on a two-validator network whose second relay forges one
+/// transition of every step job and computes the rest honestly from it (the cheater sampling
+/// misses 91% of the time). The SDK refuses to referee without a second provider, then without
+/// a channel to pay it; with the forger's relay added and a channel opened, the job goes to both
+/// providers, the page bisects their commitments, names the forger with its fraud proof, and
+/// the proof put on the ledger through the SDK comes back as a proven slash. With the forger
+/// slashed, `verify: "auto"` finds no second provider and samples the job in the page.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_referees_two_providers_and_gets_the_forger_slashed() -> anyhow::Result<()> {
+    use aqueduct_tests::devnet::{Devnet, DevnetOptions};
+    const FORGED_STEP: u64 = 437;
+    // The stake `--provide` bonds by default (100 tokens), and the 10% a slash takes.
+    const SLASH: u64 = 10_000_000;
+    let forger_args: &[&str] = &[
+        "--faulty",
+        "fabricate-step",
+        "--fault-step",
+        "437",
+        "--price-per-mfuel",
+        "1",
+    ];
+    let net = Devnet::start_with(&DevnetOptions {
+        validators: 2,
+        network_id: "aqueduct-sdk-referee",
+        epoch_blocks: 1000,
+        extra: &["--provide", "--price-per-mfuel", "0"],
+        funded: &[],
+        byzantine: &[(1, forger_args)],
+    })?;
+    let (home, forger) = (net.relay(0)?, net.relay(1)?);
+    let genesis = printed_genesis(home)?;
+    let forger_id = forger.info()?.peer_id;
+    let browser = Browser::start().await?;
+    assert_eq!(connect(&browser, home, &genesis).await?, "verified");
+
+    let setup = format!(
+        "const {{ Client, Wallet }} = await import('/sdk/aqueduct_sdk.js'); \
+         window.client = await Client.connect({{ genesis: '{genesis}' }}); \
+         window.wallet = await Wallet.create('correct horse battery'); \
+         window.job = {{ module: new Uint8Array(await (await fetch('/jobs/hash-chain.wasm')).arrayBuffer()), \
+                        input: '1000 200 sdk-referee', fuelLimit: 20000000000, maxSteps: 1000, \
+                        verify: 'refereed' }}; \
+         window.failure = async (options) => {{ \
+           try {{ await client.runJob(wallet, options); return null; }} \
+           catch (e) {{ return {{ kind: e.kind, check: e.check, message: e.message }}; }} \
+         }}; \
+         return await failure(job);"
+    );
+    let alone = run_async(&browser, &setup).await?;
+    assert_eq!(alone["kind"], "job", "{alone}");
+    assert_eq!(alone["check"], "referee", "{alone}");
+    assert!(
+        alone["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("client.addRelay"),
+        "{alone}"
+    );
+
+    // The forger's relay added (its genesis checked), and both offers listed.
+    let added = run_async(
+        &browser,
+        &format!(
+            "const added = await client.addRelay('{}'); \
+             for (let i = 0; i < 150; i++) {{ \
+               if ((await client.offers()).value.filter(o => o.active).length == 2) break; \
+               await new Promise(r => setTimeout(r, 200)); \
+             }} \
+             return {{ added, states: client.connections().map(c => [c.relay, c.state]) }};",
+            forger.url()
+        ),
+    )
+    .await?;
+    assert_eq!(added["added"], forger_id.as_str(), "{added}");
+    assert_eq!(
+        added["states"][1],
+        serde_json::json!([forger_id, "connected"]),
+        "{added}"
+    );
+
+    // The forger charges: refereeing needs a channel to it.
+    let unpaid = run_async(&browser, "return await failure(job);").await?;
+    assert_eq!(unpaid["check"], "referee", "{unpaid}");
+    let message = unpaid["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("client.openChannel") && message.contains(&forger_id),
+        "{unpaid}"
+    );
+    run_async(
+        &browser,
+        &format!(
+            "await client.faucet(wallet); \
+             await client.openChannel(wallet, {{ provider: '{forger_id}', amount: '50000' }}); \
+             return null;"
+        ),
+    )
+    .await?;
+
+    let caught = run_async(
+        &browser,
+        "const stages = []; \
+         const r = await client.runJob(wallet, { ...job, onProgress: (p) => stages.push(p.detail) }); \
+         window.caught = r; \
+         return { verification: r.verification, referee: r.referee, \
+                  fraud: r.fraud.map(f => ({ ...f, proof: f.proof.length })), \
+                  bisecting: stages.some(s => s.includes('bisecting')), \
+                  output: r.output.length };",
+    )
+    .await?;
+    if caught["verification"]["label"]
+        != format!("refereed: a liar caught at segment {FORGED_STEP}")
+    {
+        anyhow::bail!("{caught}\n{}", net.logs());
+    }
+    assert_eq!(caught["verification"]["method"], "refereed", "{caught}");
+    assert!(
+        caught["verification"]["checks"]
+            .to_string()
+            .contains(&format!("{forger_id} lied")),
+        "the checks name the forger: {caught}"
+    );
+    assert_eq!(caught["bisecting"], true, "progress told of the bisection");
+    assert_eq!(
+        caught["referee"]["provider"],
+        forger_id.as_str(),
+        "{caught}"
+    );
+    // 20 G fuel at 1 unit per million, by a voucher on the channel to the forger.
+    assert_eq!(caught["referee"]["paid"]["amount"], "20000", "{caught}");
+    assert!(caught["output"].as_u64() > Some(0), "{caught}");
+    let fraud = &caught["fraud"][0];
+    assert_eq!(fraud["provider"], forger_id.as_str(), "{caught}");
+    assert_eq!(fraud["segment"], FORGED_STEP, "{caught}");
+    assert_eq!(fraud["fits"], true, "{caught}");
+    assert_eq!(fraud["proof"], fraud["bytes"], "{caught}");
+
+    // The proof on the ledger, through the SDK: the slash comes back proven.
+    let slashed = run_async(
+        &browser,
+        "const r = await client.submitFraudProof(wallet, { proof: caught.fraud[0].proof }); \
+         const offer = (await client.offers()).value.find(o => o.provider == r.slash.value.provider); \
+         return { ...r, offer, account: wallet.account };",
+    )
+    .await?;
+    let slash = &slashed["slash"]["value"];
+    assert_eq!(slash["provider"], forger_id.as_str(), "{slashed}");
+    assert_eq!(slash["segment"], FORGED_STEP, "{slashed}");
+    assert_eq!(slash["amount"], SLASH.to_string(), "{slashed}");
+    // The job's price back to the customer, and the bounty to the submitter: the page itself.
+    assert_eq!(slash["refund"], "20000", "{slashed}");
+    assert_eq!(slash["customer"], slashed["account"], "{slashed}");
+    assert_eq!(slash["submitter"], slashed["account"], "{slashed}");
+    assert_eq!(slash["height"], slashed["height"], "{slashed}");
+    assert!(
+        slashed["slash"]["height"].as_u64() >= slashed["height"].as_u64(),
+        "{slashed}"
+    );
+    assert_eq!(slashed["offer"]["slashed"], true, "{slashed}");
+    assert_eq!(slashed["offer"]["active"], false, "{slashed}");
+
+    // Slashed, the forger is no second provider: `auto` checks in the page.
+    let sampled = run_async(
+        &browser,
+        "const r = await client.runJob(wallet, { ...job, input: '300 200 sdk-auto', verify: 'auto' }); \
+         return { method: r.verification.method, referee: r.referee ?? null };",
+    )
+    .await?;
+    assert_eq!(sampled["method"], "sampled", "{sampled}");
+    assert_eq!(sampled["referee"], serde_json::Value::Null, "{sampled}");
+    browser.close().await;
+    Ok(())
+}
