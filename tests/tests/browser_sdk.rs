@@ -4,7 +4,9 @@
 //! (verified by sampling) and a one-shot job (re-executed) and reads the ledger with proofs;
 //! against a relay that lies about an output, the SDK rejects the result as a failed
 //! verification and names the check. Argon2id and the check run in the SDK's worker, off the
-//! page's main thread.
+//! page's main thread. On a two-validator network whose second relay forges one step, the SDK
+//! (and the example page) referee a step job across both providers, name the forger and put its
+//! fraud proof on the ledger.
 
 use aqueduct_tests::{Browser, Relay, RelayPorts, faulty_relay_bin, relay_bin, temp_dir, www_dir};
 use std::time::Duration;
@@ -656,6 +658,110 @@ async fn the_sdk_referees_two_providers_and_gets_the_forger_slashed() -> anyhow:
     .await?;
     assert_eq!(sampled["method"], "sampled", "{sampled}");
     assert_eq!(sampled["referee"], serde_json::Value::Null, "{sampled}");
+    browser.close().await;
+    Ok(())
+}
+
+/// The example page referees too, with nothing but the SDK: the forger's relay added in the
+/// page (its connection listed), a step job checked "refereed only" names the forger at the
+/// forged segment, and the page's button puts the fraud proof on the ledger and shows the slash
+/// read back with a proof. The forger here is free, so no channel is needed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_page_referees_and_slashes_a_forger() -> anyhow::Result<()> {
+    use aqueduct_tests::devnet::{Devnet, DevnetOptions};
+    let net = Devnet::start_with(&DevnetOptions {
+        validators: 2,
+        network_id: "aqueduct-sdk-page-referee",
+        epoch_blocks: 1000,
+        extra: &["--provide", "--price-per-mfuel", "0"],
+        funded: &[],
+        byzantine: &[(1, &["--faulty", "fabricate-step", "--fault-step", "437"])],
+    })?;
+    let (home, forger) = (net.relay(0)?, net.relay(1)?);
+    let genesis = printed_genesis(home)?;
+    let forger_id = forger.info()?.peer_id;
+    let browser = Browser::start().await?;
+    assert_eq!(connect(&browser, home, &genesis).await?, "verified");
+    browser.click("create-wallet").await?;
+    wait_account(&browser).await?;
+    browser.click("faucet").await?;
+    browser
+        .wait_for("faucet-result", "the faucet included", JOB_TIMEOUT, |t| {
+            t.starts_with("included in block")
+        })
+        .await?;
+
+    browser.set_value("second-relay", &forger.url()).await?;
+    browser.click("add-relay").await?;
+    let listed = browser
+        .wait_for(
+            "connection",
+            "the added relay connected",
+            JOB_TIMEOUT,
+            |t| t.ends_with(": connected"),
+        )
+        .await;
+    assert!(
+        listed.as_ref().is_ok_and(|t| t.starts_with(&forger_id)),
+        "{listed:?} {}",
+        error_text(&browser).await
+    );
+    // Both relays' providers registered, read with a proof.
+    let mut offers = String::new();
+    for _ in 0..100 {
+        browser.click("read-ledger").await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        offers = browser.text("offers").await.unwrap_or_default();
+        if offers.starts_with("2 ") {
+            break;
+        }
+    }
+    assert!(offers.starts_with("2 "), "{offers}");
+
+    browser.set_value("job-verify", "refereed").await?;
+    let stage = run_job(&browser, "hash-chain", "1000 200 sdk-page").await?;
+    browser.screenshot("sdk-refereed").await?;
+    assert_eq!(
+        stage,
+        "verified",
+        "{}\n{}",
+        error_text(&browser).await,
+        net.logs()
+    );
+    assert_eq!(
+        browser.text("job-method").await.unwrap_or_default(),
+        "refereed"
+    );
+    assert_eq!(
+        browser.text("job-label").await.unwrap_or_default(),
+        "refereed: a liar caught at segment 437"
+    );
+    let checks = job_checks(&browser).await?;
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.contains(&format!("{forger_id} lied"))),
+        "{checks:?}"
+    );
+    let liar = browser.text("liar").await.unwrap_or_default();
+    assert!(
+        liar.starts_with(&format!("{forger_id} lied at segment 437")),
+        "{liar}"
+    );
+
+    browser.click("submit-proof").await?;
+    let slash = browser
+        .wait_for("slash", "the slash read back", JOB_TIMEOUT, |t| {
+            t.starts_with("slashed")
+        })
+        .await;
+    assert!(
+        slash
+            .as_ref()
+            .is_ok_and(|t| t.starts_with("slashed 10000000 units")),
+        "{slash:?} {}",
+        error_text(&browser).await
+    );
     browser.close().await;
     Ok(())
 }
