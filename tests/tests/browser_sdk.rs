@@ -489,6 +489,45 @@ async fn without_its_worker_the_sdk_checks_in_the_page_and_says_so() -> anyhow::
     Ok(())
 }
 
+/// The step every step job's transition is forged at by the forger of [`forger_net`].
+const FORGED_STEP: u64 = 437;
+
+/// A two-validator network whose first relay's provider is free and whose second relay forges
+/// one transition of every step job (at [`FORGED_STEP`]) and computes the rest honestly from it,
+/// charging `forger_price` units per million fuel; its printed genesis; the forger's peer id;
+/// and a browser on the example page, connected to the first relay.
+async fn forger_net(
+    network_id: &str,
+    forger_price: &str,
+) -> anyhow::Result<(aqueduct_tests::devnet::Devnet, String, String, Browser)> {
+    use aqueduct_tests::devnet::{Devnet, DevnetOptions};
+    let step = FORGED_STEP.to_string();
+    let forger_args = [
+        "--faulty",
+        "fabricate-step",
+        "--fault-step",
+        &step,
+        "--price-per-mfuel",
+        forger_price,
+    ];
+    let net = Devnet::start_with(&DevnetOptions {
+        validators: 2,
+        network_id,
+        epoch_blocks: 1000,
+        extra: &["--provide", "--price-per-mfuel", "0"],
+        funded: &[],
+        byzantine: &[(1, &forger_args)],
+    })?;
+    let genesis = printed_genesis(net.relay(0)?)?;
+    let forger_id = net.relay(1)?.info()?.peer_id;
+    let browser = Browser::start().await?;
+    assert_eq!(
+        connect(&browser, net.relay(0)?, &genesis).await?,
+        "verified"
+    );
+    Ok((net, genesis, forger_id, browser))
+}
+
 /// Refereeing through the SDK alone, on a two-validator network whose second relay forges one
 /// transition of every step job and computes the rest honestly from it (the cheater sampling
 /// misses 91% of the time). The SDK refuses to referee without a second provider, then without
@@ -498,31 +537,10 @@ async fn without_its_worker_the_sdk_checks_in_the_page_and_says_so() -> anyhow::
 /// slashed, `verify: "auto"` finds no second provider and samples the job in the page.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdk_referees_two_providers_and_gets_the_forger_slashed() -> anyhow::Result<()> {
-    use aqueduct_tests::devnet::{Devnet, DevnetOptions};
-    const FORGED_STEP: u64 = 437;
     // The stake `--provide` bonds by default (100 tokens), and the 10% a slash takes.
     const SLASH: u64 = 10_000_000;
-    let forger_args: &[&str] = &[
-        "--faulty",
-        "fabricate-step",
-        "--fault-step",
-        "437",
-        "--price-per-mfuel",
-        "1",
-    ];
-    let net = Devnet::start_with(&DevnetOptions {
-        validators: 2,
-        network_id: "aqueduct-sdk-referee",
-        epoch_blocks: 1000,
-        extra: &["--provide", "--price-per-mfuel", "0"],
-        funded: &[],
-        byzantine: &[(1, forger_args)],
-    })?;
-    let (home, forger) = (net.relay(0)?, net.relay(1)?);
-    let genesis = printed_genesis(home)?;
-    let forger_id = forger.info()?.peer_id;
-    let browser = Browser::start().await?;
-    assert_eq!(connect(&browser, home, &genesis).await?, "verified");
+    let (net, genesis, forger_id, browser) = forger_net("aqueduct-sdk-referee", "1").await?;
+    let forger = net.relay(1)?;
 
     let setup = format!(
         "const {{ Client, Wallet }} = await import('/sdk/aqueduct_sdk.js'); \
@@ -668,20 +686,8 @@ async fn the_sdk_referees_two_providers_and_gets_the_forger_slashed() -> anyhow:
 /// read back with a proof. The forger here is free, so no channel is needed.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_example_page_referees_and_slashes_a_forger() -> anyhow::Result<()> {
-    use aqueduct_tests::devnet::{Devnet, DevnetOptions};
-    let net = Devnet::start_with(&DevnetOptions {
-        validators: 2,
-        network_id: "aqueduct-sdk-page-referee",
-        epoch_blocks: 1000,
-        extra: &["--provide", "--price-per-mfuel", "0"],
-        funded: &[],
-        byzantine: &[(1, &["--faulty", "fabricate-step", "--fault-step", "437"])],
-    })?;
-    let (home, forger) = (net.relay(0)?, net.relay(1)?);
-    let genesis = printed_genesis(home)?;
-    let forger_id = forger.info()?.peer_id;
-    let browser = Browser::start().await?;
-    assert_eq!(connect(&browser, home, &genesis).await?, "verified");
+    let (net, _, forger_id, browser) = forger_net("aqueduct-sdk-page-referee", "0").await?;
+    let forger = net.relay(1)?;
     browser.click("create-wallet").await?;
     wait_account(&browser).await?;
     browser.click("faucet").await?;
@@ -734,7 +740,7 @@ async fn the_example_page_referees_and_slashes_a_forger() -> anyhow::Result<()> 
     );
     assert_eq!(
         browser.text("job-label").await.unwrap_or_default(),
-        "refereed: a liar caught at segment 437"
+        format!("refereed: a liar caught at segment {FORGED_STEP}")
     );
     let checks = job_checks(&browser).await?;
     assert!(
@@ -745,7 +751,7 @@ async fn the_example_page_referees_and_slashes_a_forger() -> anyhow::Result<()> 
     );
     let liar = browser.text("liar").await.unwrap_or_default();
     assert!(
-        liar.starts_with(&format!("{forger_id} lied at segment 437")),
+        liar.starts_with(&format!("{forger_id} lied at segment {FORGED_STEP}")),
         "{liar}"
     );
 
