@@ -396,6 +396,30 @@ impl ConnectionState {
     }
 }
 
+/// `relay`'s genesis, if its hash is `pinned`; else a `genesis` error ending in `consequence`.
+async fn pinned_genesis(
+    control: &mut Control,
+    relay: PeerId,
+    pinned: &str,
+    consequence: &str,
+) -> Result<Genesis, JsValue> {
+    let genesis = ledger_client::fetch_genesis(control, relay)
+        .await
+        .map_err(|e| error(Kind::Connection, format!("reading the genesis: {e}")))?;
+    let hash = genesis.hash().to_string();
+    if hash != pinned {
+        return Err(error(
+            Kind::Genesis,
+            format!(
+                "relay {relay} presents network {:?} with genesis {hash}, not the pinned \
+                 {pinned}: {consequence}",
+                genesis.network_id
+            ),
+        ));
+    }
+    Ok(genesis)
+}
+
 /// The connections (the client's relay first, then those added) and the listeners, shared
 /// with the peer's event callback.
 struct Connection {
@@ -654,21 +678,9 @@ impl Client {
         .map_err(|e| error(Kind::Connection, e))?;
         Connection::ready(&connection, &relay, timeout_ms).await?;
         let mut control = handle.control.clone();
-        let genesis = ledger_client::fetch_genesis(&mut control, relay)
+        let genesis = pinned_genesis(&mut control, relay, &pinned, "nothing it says is believed")
             .await
-            .map_err(|e| error(Kind::Connection, format!("reading the genesis: {e}")))?;
-        let hash = genesis.hash().to_string();
-        if hash != pinned {
-            handle.remove_relay(relay);
-            return Err(error(
-                Kind::Genesis,
-                format!(
-                    "relay {relay} presents network {:?} with genesis {hash}, not the pinned \
-                     {pinned}: nothing it says is believed",
-                    genesis.network_id
-                ),
-            ));
-        }
+            .inspect_err(|_| handle.remove_relay(relay))?;
         let light = RefCell::new(LightClient::new(&genesis));
         Ok(Client {
             inner: Rc::new(Inner {
@@ -737,22 +749,8 @@ impl Client {
             inner.handle.add_relay(config);
             let checked = async {
                 Connection::ready(&inner.connection, &peer, timeout_ms).await?;
-                let mut control = inner.control();
-                let genesis = ledger_client::fetch_genesis(&mut control, peer)
-                    .await
-                    .map_err(|e| error(Kind::Connection, format!("reading the genesis: {e}")))?;
-                let hash = genesis.hash();
-                if hash != inner.genesis.hash() {
-                    return Err(error(
-                        Kind::Genesis,
-                        format!(
-                            "relay {peer} presents network {:?} with genesis {hash}, not the \
-                             pinned {}: it is not added",
-                            genesis.network_id,
-                            inner.genesis.hash()
-                        ),
-                    ));
-                }
+                let pinned = inner.genesis.hash().to_string();
+                pinned_genesis(&mut inner.control(), peer, &pinned, "it is not added").await?;
                 Ok(())
             }
             .await;
